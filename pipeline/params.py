@@ -1,0 +1,219 @@
+"""params.yaml → frozen, validated dataclasses.
+
+The key names in params.yaml are the user interface (`dvc exp run -S train.epochs=5`), so every
+mistake is reported with the key that caused it and how to fix it, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from pipeline.errors import PipelineError
+
+# Activations the network can be built with; names are Keras activation identifiers.
+ACTIVATIONS = ("sigmoid", "relu")
+
+_URL_SCHEMES = ("https://", "http://", "file://")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ParamsError(PipelineError):
+    """params.yaml is missing, malformed, or holds a value of the wrong type or range."""
+
+
+def check_activation(name: str) -> str:
+    """Return `name` if the network can be built with it, else raise naming the allowed values."""
+    if name not in ACTIVATIONS:
+        raise ParamsError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    return name
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return value >= 0
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(_URL_SCHEMES)
+
+
+def _is_sha256(value: str) -> bool:
+    return bool(_SHA256.match(value))
+
+
+def _non_empty(value: str) -> bool:
+    return bool(value.strip())
+
+
+# A rule is (check, what the value must be). Checks run after the type check.
+Rule = tuple[Callable[[Any], bool], str]
+POSITIVE: Rule = (_positive, "greater than 0")
+NON_NEGATIVE: Rule = (_non_negative, "0 or more")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    url: str  # where the python-batch archive comes from: https://, http:// or file://
+    sha256: str  # expected sha256 of that archive, 64 lowercase hex digits
+    val_size: int  # training images held out for validation; 0 = validate on the test set
+    train_limit: int  # stratified subset of the remaining training images; 0 = all of them
+    seed: int  # seed of the validation split and the subset
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "url": (_is_url, "a URL starting with https://, http:// or file://"),
+        "sha256": (_is_sha256, "64 lowercase hex digits"),
+        "val_size": NON_NEGATIVE,
+        "train_limit": NON_NEGATIVE,
+        "seed": NON_NEGATIVE,
+    }
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    conv_filters: int  # filters of the one convolution (tutorial: 32)
+    kernel_size: int  # its square kernel side (tutorial: 3)
+    pool_size: int  # max-pooling window side (tutorial: 2)
+    dense_units: int  # units of the hidden dense layer (tutorial: 128)
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "conv_filters": POSITIVE,
+        "kernel_size": (lambda v: 1 <= v <= 32, "between 1 and 32"),
+        "pool_size": (lambda v: 1 <= v <= 30, "between 1 and 30"),
+        "dense_units": POSITIVE,
+    }
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int  # passes over the training set (tutorial: 10)
+    batch_size: int  # images per gradient step (tutorial: 64)
+    learning_rate: float  # Adam's step size (tutorial: 1e-3)
+    seed: int  # seeds weight initialisation and data order
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "epochs": POSITIVE,
+        "batch_size": POSITIVE,
+        "learning_rate": POSITIVE,
+        "seed": NON_NEGATIVE,
+    }
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    n_examples: int  # fixed test images whose predictions the report shows
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "n_examples": (lambda v: 0 <= v <= 100, "between 0 and 100"),
+    }
+
+
+@dataclass(frozen=True)
+class MlflowParams:
+    experiment: str  # MLflow experiment every stage logs its run to
+
+    RULES: ClassVar[dict[str, Rule]] = {"experiment": (_non_empty, "a non-empty name")}
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    mlflow: MlflowParams
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,)}
+_FIX = "fix it in params.yaml or override it with `dvc exp run -S {key}=...`"
+
+
+def _build_section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params section {name!r} must be a mapping of keys to values")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        key = f"{name}.{unknown[0]}"
+        raise ParamsError(
+            f"unknown param {key!r}; known keys in {name!r}: {', '.join(fields)}; "
+            "remove or rename it in params.yaml"
+        )
+    values = {}
+    for field_name, field in fields.items():
+        key = f"{name}.{field_name}"
+        if field_name not in raw:
+            raise ParamsError(f"missing param {key!r}; add it to params.yaml")
+        value = raw[field_name]
+        expected = _TYPES[str(field.type)]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise ParamsError(
+                f"param {key!r} must be of type {field.type}, got {value!r}; "
+                + _FIX.format(key=key)
+            )
+        check, wanted = cls.RULES[field_name]
+        if not check(value):
+            raise ParamsError(
+                f"param {key!r} must be {wanted}, got {value!r}; " + _FIX.format(key=key)
+            )
+        values[field_name] = float(value) if field.type == "float" else value
+    return cls(**values)
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a params mapping (as loaded from YAML) and return it as dataclasses."""
+    if not isinstance(raw, dict):
+        raise ParamsError("params.yaml must be a mapping with the sections " + _section_names())
+    sections = {f.name: f for f in dataclasses.fields(Params)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ParamsError(
+            f"unknown params section {unknown[0]!r}; known sections: {_section_names()}"
+        )
+    built = {}
+    for name in sections:
+        if name not in raw:
+            raise ParamsError(f"missing params section {name!r}; add it to params.yaml")
+        built[name] = _build_section(name, _SECTION_TYPES[name], raw[name])
+    return Params(**built)
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found; run from the project root") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ParamsError(f"{path} is not valid YAML{line}; fix its syntax") from None
+    return parse_params(raw)
+
+
+def flatten(section: str, values: Any) -> dict[str, Any]:
+    """`flatten("train", TrainParams(...))` → {"train.epochs": 10, ...}, as MLflow logs them."""
+    return {f"{section}.{k}": v for k, v in dataclasses.asdict(values).items()}
+
+
+_SECTION_TYPES = {
+    "data": DataParams,
+    "model": ModelParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+    "mlflow": MlflowParams,
+}
+
+
+def _section_names() -> str:
+    return ", ".join(_SECTION_TYPES)

@@ -1,0 +1,145 @@
+"""Pure figure builders: data in, matplotlib Figure out (no pyplot state, no files)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+COLORS = {"sigmoid": "tab:orange", "relu": "tab:blue"}
+
+
+def _color(activation: str) -> str | None:
+    return COLORS.get(activation)
+
+
+def activation_figure() -> Figure:
+    """Sigmoid and ReLU with their derivatives: sigmoid's slope never exceeds 0.25."""
+    x = np.linspace(-6, 6, 601)
+    sigmoid = 1 / (1 + np.exp(-x))
+    curves = {
+        "sigmoid": (sigmoid, sigmoid * (1 - sigmoid)),
+        "relu": (np.maximum(x, 0), (x > 0).astype(float)),
+    }
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    for ax, (name, (value, slope)) in zip(fig.subplots(1, 2), curves.items(), strict=True):
+        ax.plot(x, value, color=_color(name), label=name)
+        ax.plot(x, slope, color=_color(name), linestyle="--", label=f"{name}' (derivative)")
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.set_title(name)
+        ax.set_xlabel("input")
+        ax.legend(loc="upper left")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def sample_grid(
+    images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], per_class: int = 3
+) -> Figure:
+    """The first `per_class` images of each class, one column per class."""
+    n_classes = len(class_names)
+    fig = Figure(figsize=(1.2 * n_classes, 1.25 * per_class + 0.4), layout="constrained")
+    axes = fig.subplots(per_class, n_classes, squeeze=False)
+    for c, name in enumerate(class_names):
+        chosen = np.flatnonzero(labels == c)[:per_class]
+        for row in range(per_class):
+            ax = axes[row, c]
+            ax.axis("off")
+            if row < len(chosen):
+                ax.imshow(images[chosen[row]], interpolation="nearest")
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+    return fig
+
+
+def curves_figure(histories: Mapping[str, pd.DataFrame]) -> Figure:
+    """Validation accuracy and loss per epoch, every model on each chart (training dashed)."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_acc, ax_loss = fig.subplots(1, 2)
+    for activation, history in histories.items():
+        color = _color(activation)
+        ax_acc.plot(
+            history["epoch"],
+            history["val_accuracy"],
+            "o-",
+            color=color,
+            label=f"{activation} validation",
+        )
+        ax_acc.plot(
+            history["epoch"],
+            history["accuracy"],
+            "--",
+            color=color,
+            alpha=0.6,
+            label=f"{activation} training",
+        )
+        ax_loss.plot(
+            history["epoch"],
+            history["val_loss"],
+            "o-",
+            color=color,
+            label=f"{activation} validation",
+        )
+        ax_loss.plot(
+            history["epoch"],
+            history["loss"],
+            "--",
+            color=color,
+            alpha=0.6,
+            label=f"{activation} training",
+        )
+    ax_acc.axhline(0.1, color="grey", linestyle=":", label="chance (10 classes)")
+    ax_acc.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy")
+    ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def examples_figure(images: np.ndarray, table: pd.DataFrame, activations: Sequence[str]) -> Figure:
+    """Test images titled with the true class and each model's prediction (✓ when right)."""
+    n = len(table)
+    cols = min(n, 5) or 1
+    rows = max(1, -(-n // cols))
+    fig = Figure(figsize=(2.3 * cols, 2.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, (_, row) in zip(axes, table.iterrows(), strict=False):
+        ax.imshow(images[int(row["index"])], interpolation="nearest")
+        lines = [f"true: {row['true_class']}"]
+        for activation in activations:
+            guess = row[f"{activation}_predicted"]
+            mark = "✓" if guess == row["true_class"] else "✗"
+            lines.append(f"{activation}: {guess} {mark}")
+        ax.set_title("\n".join(lines), fontsize=8)
+    return fig
+
+
+def confusion_figure(confusions: Mapping[str, np.ndarray], class_names: Sequence[str]) -> Figure:
+    """Row-normalised confusion matrices side by side (rows: true class)."""
+    fig = Figure(figsize=(5.5 * len(confusions), 5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(confusions)))
+    for ax, (activation, counts) in zip(axes, confusions.items(), strict=True):
+        counts = np.asarray(counts, dtype=float)
+        rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        image = ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
+        ax.set_xticks(range(len(class_names)), class_names, rotation=60, fontsize=8)
+        ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
+        ax.set(title=f"{activation}: share of each true class", xlabel="predicted", ylabel="true")
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                ax.text(
+                    j,
+                    i,
+                    f"{rates[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if rates[i, j] > 0.5 else "black",
+                )
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig

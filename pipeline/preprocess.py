@@ -1,0 +1,135 @@
+"""Stage `preprocess`: archive → uint8 arrays for train, validation and test, plus class names.
+
+Images stay uint8 (a quarter of float32's size); the model scales them to [0, 1] itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from pipeline import tracking
+from pipeline.cifar import read_cifar10
+from pipeline.errors import PipelineError, run_cli
+from pipeline.files import atomic_path, write_json
+from pipeline.params import DataParams, flatten, load_params
+
+ARCHIVE = Path("data/raw/cifar-10-python.tar.gz")
+OUTPUT = Path("data/processed")
+SPLITS = ("train", "validation", "test")
+
+
+def stratified_split(
+    labels: np.ndarray, n_holdout: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices of `labels` into (kept, held out) with `n_holdout` held out per class share.
+
+    Each class gives its proportional share (largest remainder, so the total is exact); which
+    images are drawn depends only on `seed`. Both index arrays come back sorted.
+    """
+    if not 0 <= n_holdout <= len(labels):
+        raise ValueError(f"n_holdout must be between 0 and {len(labels)}, got {n_holdout}")
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = n_holdout * counts / len(labels)
+    quota = np.floor(exact).astype(int)
+    # Hand the rounding remainder to the classes with the largest fractional parts.
+    order = np.argsort(-(exact - quota), kind="stable")
+    quota[order[: n_holdout - quota.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    held = [
+        rng.permutation(np.flatnonzero(labels == c))[:q]
+        for c, q in zip(classes, quota, strict=True)
+    ]
+    held_out = np.sort(np.concatenate(held)) if held else np.array([], dtype=int)
+    kept = np.setdiff1d(np.arange(len(labels)), held_out, assume_unique=True)
+    return kept, held_out
+
+
+def split_dataset(
+    images: np.ndarray, labels: np.ndarray, data: DataParams
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Hold out `val_size` for validation, then keep a `train_limit` subset of the rest."""
+    if data.val_size >= len(labels):
+        raise PipelineError(
+            f"param 'data.val_size' is {data.val_size}, but the training set has only {len(labels)} "
+            "images; choose a smaller value"
+        )
+    train_idx, val_idx = stratified_split(labels, data.val_size, data.seed)
+    if data.train_limit > len(train_idx):
+        raise PipelineError(
+            f"param 'data.train_limit' is {data.train_limit}, but only {len(train_idx)} training "
+            "images remain after the validation split; choose a smaller value or 0 for all"
+        )
+    if data.train_limit:
+        # Relative to train_idx; a different stream from the validation split's.
+        _, subset = stratified_split(labels[train_idx], data.train_limit, data.seed + 1)
+        train_idx = train_idx[subset]
+    return {
+        "train": (images[train_idx], labels[train_idx]),
+        "validation": (images[val_idx], labels[val_idx]),
+    }
+
+
+def write_splits(
+    output: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], meta: dict
+) -> None:
+    """Write each split as an uncompressed .npz (fast to load) and meta.json, atomically."""
+    with atomic_path(output) as tmp:
+        tmp.mkdir()
+        for name, (images, labels) in splits.items():
+            np.savez(tmp / f"{name}.npz", images=images, labels=labels)
+        write_json(tmp / "meta.json", meta)
+
+
+def load_split(directory: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read one split written by this stage."""
+    path = Path(directory) / f"{name}.npz"
+    try:
+        with np.load(path) as arrays:
+            return arrays["images"], arrays["labels"]
+    except FileNotFoundError:
+        raise PipelineError(f"{path} not found; run `dvc repro preprocess` first") from None
+
+
+def class_counts(labels: np.ndarray) -> list[int]:
+    return np.bincount(labels, minlength=10).tolist()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--archive", type=Path, default=ARCHIVE)
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    if not args.archive.is_file():
+        raise PipelineError(f"{args.archive} not found; run `dvc repro download` first")
+    with tracking.stage_run("preprocess", params.mlflow.experiment, flatten("data", params.data)):
+        with open(args.archive, "rb") as handle:
+            cifar = read_cifar10(handle)
+        splits = split_dataset(cifar.train_images, cifar.train_labels, params.data)
+        test = (cifar.test_images, cifar.test_labels)
+        # val_size 0 reproduces the tutorial: it validated on the test set.
+        if params.data.val_size == 0:
+            splits["validation"] = test
+        splits["test"] = test
+        meta = {
+            "class_names": list(cifar.class_names),
+            "validation_source": "test" if params.data.val_size == 0 else "train",
+            "sizes": {name: len(labels) for name, (_, labels) in splits.items()},
+            "class_counts": {name: class_counts(labels) for name, (_, labels) in splits.items()},
+        }
+        write_splits(args.output, splits, meta)
+        mlflow.log_metrics({f"{name}_images": size for name, size in meta["sizes"].items()})
+        mlflow.log_dict(meta, "meta.json")
+    sizes = ", ".join(f"{k} {v:,}" for k, v in meta["sizes"].items())
+    print(f"wrote {args.output}: {sizes} (validation from {meta['validation_source']})")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

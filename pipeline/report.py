@@ -1,0 +1,231 @@
+"""Stage `report`: everything upstream → `reports/report.md` and its figures.
+
+Every sentence that states a result is computed from this run's files; the tutorial's numbers
+appear only in the column that says they are the tutorial's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure
+
+from pipeline import plots, tracking
+from pipeline.errors import PipelineError, run_cli
+from pipeline.files import atomic_path
+from pipeline.params import Params, check_activation, flatten, load_params
+from pipeline.preprocess import load_split
+
+# The tutorial's published validation numbers after 10 epochs (it validated on the test set).
+TUTORIAL_EPOCH = 10
+TUTORIAL = {
+    "sigmoid": {"val_accuracy": 0.4672, "val_loss": 1.4827},
+    "relu": {"val_accuracy": 0.6323, "val_loss": 1.1895},
+}
+# Validation accuracy above this counts as having left chance (10 classes → 0.10).
+ESCAPE_THRESHOLD = 0.15
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResults:
+    histories: dict[
+        str, pd.DataFrame
+    ]  # per activation: epoch, loss, accuracy, val_loss, val_accuracy
+    test: dict[str, dict[str, float]]  # per activation: test_accuracy, test_loss, ...
+    details: dict[str, dict]  # per activation: per-class lists and confusion matrix
+    examples: pd.DataFrame  # fixed test images with each model's prediction
+    class_names: list[str]
+    validation_source: str  # "train" (held-out split) or "test" (the tutorial's way)
+
+
+def read_results(results: Path, data: Path, activations: Sequence[str]) -> RunResults:
+    """Load what the train and evaluate stages wrote."""
+    try:
+        histories = {a: pd.read_csv(results / a / "history.csv") for a in activations}
+        evaluation = json.loads((results / "evaluation.json").read_text())
+        meta = json.loads((data / "meta.json").read_text())
+        return RunResults(
+            histories=histories,
+            test=json.loads((results / "test_metrics.json").read_text()),
+            details=evaluation["models"],
+            examples=pd.read_csv(results / "examples.csv"),
+            class_names=meta["class_names"],
+            validation_source=meta["validation_source"],
+        )
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{exc.filename} not found; run `dvc repro` to produce it") from None
+
+
+def escape_epoch(history: pd.DataFrame, threshold: float = ESCAPE_THRESHOLD) -> int | None:
+    """First epoch whose validation accuracy exceeds `threshold`; None if none does."""
+    above = history.loc[history["val_accuracy"] > threshold, "epoch"]
+    return int(above.iloc[0]) if len(above) else None
+
+
+def findings(results: RunResults) -> list[str]:
+    """Plain sentences, each computed from this run's numbers."""
+    lines = []
+    test = results.test
+    if {"sigmoid", "relu"} <= test.keys():
+        gap = test["relu"]["test_accuracy"] - test["sigmoid"]["test_accuracy"]
+        better = "ReLU" if gap > 0 else "sigmoid"
+        lines.append(
+            f"On the test set, ReLU reached accuracy {test['relu']['test_accuracy']:.4f} and sigmoid "
+            f"{test['sigmoid']['test_accuracy']:.4f}: {better} is ahead by {abs(gap) * 100:.1f} points."
+        )
+    for activation, history in results.histories.items():
+        first = history.iloc[0]
+        escaped = escape_epoch(history)
+        if escaped is None:
+            when = f"never exceeded {ESCAPE_THRESHOLD:.2f} in {len(history)} epochs"
+        elif escaped == 1:
+            when = f"exceeded {ESCAPE_THRESHOLD:.2f} after the first epoch"
+        else:
+            when = f"stayed at or below {ESCAPE_THRESHOLD:.2f} until epoch {escaped}"
+        lines.append(
+            f"{activation}: validation accuracy {first['val_accuracy']:.4f} after epoch 1; it {when}; "
+            f"best {history['val_accuracy'].max():.4f} at epoch "
+            f"{int(history.loc[history['val_accuracy'].idxmax(), 'epoch'])}."
+        )
+        share = results.test[activation]["majority_share"]
+        if share > 0.5:
+            lines.append(
+                f"{activation}: {share:.0%} of its test predictions fall on one class, "
+                "the mark of a model still at chance."
+            )
+    return lines
+
+
+def comparison_table(results: RunResults) -> str:
+    """This run's final-epoch and test numbers beside the tutorial's epoch-10 numbers."""
+    rows = [
+        "| model | epochs | val accuracy | val loss | test accuracy | test loss "
+        f"| tutorial val accuracy (epoch {TUTORIAL_EPOCH}) | tutorial val loss |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for activation, history in results.histories.items():
+        last = history.iloc[-1]
+        test = results.test[activation]
+        tutorial = TUTORIAL.get(activation, {})
+        rows.append(
+            f"| {activation} | {int(last['epoch'])} | {last['val_accuracy']:.4f} | "
+            f"{last['val_loss']:.4f} | {test['test_accuracy']:.4f} | {test['test_loss']:.4f} | "
+            f"{tutorial.get('val_accuracy', float('nan')):.4f} | "
+            f"{tutorial.get('val_loss', float('nan')):.4f} |"
+        )
+    return "\n".join(rows)
+
+
+def per_class_table(results: RunResults) -> str:
+    """F1 per class for each model."""
+    activations = list(results.details)
+    rows = [
+        "| class | " + " | ".join(f"{a} F1" for a in activations) + " |",
+        "| --- |" + " --- |" * len(activations),
+    ]
+    for i, name in enumerate(results.class_names):
+        rows.append(
+            f"| {name} | "
+            + " | ".join(f"{results.details[a]['f1'][i]:.3f}" for a in activations)
+            + " |"
+        )
+    return "\n".join(rows)
+
+
+def build_figures(
+    results: RunResults, train_data: tuple[np.ndarray, np.ndarray], test_images: np.ndarray
+) -> dict[str, Figure]:
+    activations = list(results.histories)
+    return {
+        "activations.png": plots.activation_figure(),
+        "samples.png": plots.sample_grid(*train_data, results.class_names),
+        "curves.png": plots.curves_figure(results.histories),
+        "examples.png": plots.examples_figure(test_images, results.examples, activations),
+        "confusion.png": plots.confusion_figure(
+            {a: np.array(results.details[a]["confusion"]) for a in activations}, results.class_names
+        ),
+    }
+
+
+def render_markdown(results: RunResults, params: Params) -> str:
+    """The report's text; figures are referenced relative to the report."""
+    validation = (
+        "the test set, as the tutorial did (so the validation numbers are optimistic)"
+        if results.validation_source == "test"
+        else f"{params.data.val_size:,} images held out of the training set (the test set is "
+        "used only by `evaluate`)"
+    )
+    params_yaml = yaml.safe_dump(dataclasses.asdict(params), sort_keys=False)
+    sections = [
+        "# Sigmoid vs ReLU on CIFAR-10",
+        "Generated by `dvc repro` (stage `report`); every number below comes from this run's files.",
+        "## What this run found",
+        "\n".join(f"- {line}" for line in findings(results)),
+        "## This run beside the tutorial",
+        f"Validation here is {validation}. The tutorial's columns are its published numbers.",
+        comparison_table(results),
+        "## Sigmoid and ReLU",
+        "Sigmoid's derivative is at most 0.25 and vanishes for large inputs of either sign; "
+        "ReLU's is exactly 1 for every positive input.",
+        "![Sigmoid and ReLU with their derivatives](figures/activations.png)",
+        "## The data",
+        "![CIFAR-10 training images, one column per class](figures/samples.png)",
+        "## Learning curves",
+        "![Validation accuracy and loss per epoch](figures/curves.png)",
+        "## Predictions on test images",
+        f"The first {len(results.examples)} test images, the same on every run.",
+        "![Test images with each model's prediction](figures/examples.png)",
+        "## Per class",
+        per_class_table(results),
+        "![Confusion matrices](figures/confusion.png)",
+        "## Params",
+        f"```yaml\n{params_yaml}```",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def write_report(output: Path, markdown: str, figures: Mapping[str, Figure]) -> None:
+    """Write report.md and figures/ into `output`, replacing it only once all are written."""
+    with atomic_path(output) as tmp:
+        (tmp / "figures").mkdir(parents=True)
+        for name, figure in figures.items():
+            figure.savefig(tmp / "figures" / name, dpi=100)
+        (tmp / "report.md").write_text(markdown)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--activations", nargs="+", default=["sigmoid", "relu"])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", type=Path, default=Path("data/processed"))
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--output", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    activations = [check_activation(a) for a in args.activations]
+    params = load_params(args.params)
+    results = read_results(args.results, args.data, activations)
+    logged = {}
+    for field in dataclasses.fields(params):
+        if field.name != "mlflow":
+            logged |= flatten(field.name, getattr(params, field.name))
+    with tracking.stage_run("report", params.mlflow.experiment, logged):
+        train_data = load_split(args.data, "train")
+        test_images, _ = load_split(args.data, "test")
+        figures = build_figures(results, train_data, test_images)
+        markdown = render_markdown(results, params)
+        write_report(args.output, markdown, figures)
+        mlflow.log_artifacts(str(args.output), artifact_path="report")
+    print(f"wrote {args.output / 'report.md'} with {len(figures)} figures")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,124 @@
+"""MLflow: one run per stage execution, always ended with an honest status.
+
+Nothing here runs at import time; `stage_run` sets the tracking URI when a stage starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import RunStatus
+
+from pipeline.errors import PipelineError
+
+
+class StageTerminated(KeyboardInterrupt):
+    """Raised in the main thread when the stage receives SIGTERM, so cleanup runs as for Ctrl-C."""
+
+
+def repo_root() -> Path:
+    """The main repository, even when DVC runs a queued experiment in a temporary copy.
+
+    DVC sets DVC_ROOT to the main repository for every stage command, including those of
+    experiments it runs under .dvc/tmp/exps/; outside DVC the stages run from the root.
+    """
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else an SQLite store at the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps artifacts: beside an SQLite store; a server decides its own."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    return (db.parent / "mlartifacts" / experiment).resolve().as_uri()
+
+
+def git_commit(root: Path) -> str:
+    """The commit the code was run at, or "unknown" outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def ensure_experiment(name: str) -> str:
+    """Return the id of experiment `name`, creating it (artifacts beside an SQLite store)."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = _artifact_location(mlflow.get_tracking_uri(), name)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        # Another stage created it between our lookup and create.
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def stage_tags(stage: str, activation: str | None = None) -> dict[str, str]:
+    """Tags that let a run be found by stage, activation, commit and DVC experiment."""
+    root = repo_root()
+    tags = {"stage": stage, "git_commit": git_commit(Path.cwd())}
+    if activation:
+        tags["activation"] = activation
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    tags["repo_root"] = str(root)
+    return tags
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise StageTerminated(f"received signal {signum}")
+
+
+@contextlib.contextmanager
+def stage_run(
+    stage: str,
+    experiment: str,
+    params: Mapping[str, Any],
+    activation: str | None = None,
+) -> Iterator[mlflow.ActiveRun]:
+    """Open the stage's MLflow run, log its params, and end it FINISHED, KILLED or FAILED."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment_id = ensure_experiment(experiment)
+    except mlflow.exceptions.MlflowException as exc:
+        raise PipelineError(
+            f"cannot use MLflow tracking store {uri}: {str(exc).splitlines()[0]}; "
+            "check MLFLOW_TRACKING_URI"
+        ) from None
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    run = mlflow.start_run(
+        experiment_id=experiment_id, run_name=stage, tags=stage_tags(stage, activation)
+    )
+    try:
+        mlflow.log_params(dict(params))
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny CIFAR-10-layout archive and the paths of the project itself."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+
+from tiny_cifar import write_tiny_cifar  # noqa: E402
+
+PROJECT = TESTS.parent
+REAL_ARCHIVE = Path(
+    os.environ.get("CIFAR10_ARCHIVE", PROJECT.parent / "shared" / "data" / "cifar-10-python.tar.gz")
+)
+# The shared mirror's sha256 (its README); not the canonical release's.
+REAL_SHA256 = "e52a1ffb853e969fd30e4d8aa4d6f9827e577ef51e73dce9728e662c5dc608a9"
+
+
+@pytest.fixture(scope="session")
+def tiny_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(path, sha256) of a tiny archive: 40 training and 10 test images per class."""
+    path = tmp_path_factory.mktemp("archive") / "cifar-10-python.tar.gz"
+    return path, write_tiny_cifar(path)
+
+
+@pytest.fixture(autouse=True)
+def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test logs to its own SQLite store, never to the developer's."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    return uri

@@ -1,0 +1,146 @@
+"""The whole pipeline through real `dvc repro` on the tiny archive, in a throwaway git repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from conftest import PROJECT
+
+STAGES = ["download", "preprocess", "train_sigmoid", "train_relu", "evaluate", "report"]
+PROJECT_FILES = [
+    "pipeline",
+    "dvc.yaml",
+    "params.yaml",
+    ".gitignore",
+    ".dvc/config",
+    ".dvc/.gitignore",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-4000:]}"
+    return output
+
+
+def set_params(repo: Path, **overrides: object) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        params[section][key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tiny_archive):
+    """A copy of the project in a new git repository, params shrunk to the tiny archive."""
+    root = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        source, target = PROJECT / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    path, sha = tiny_archive
+    set_params(
+        root,
+        data__url=path.as_uri(),
+        data__sha256=sha,
+        data__val_size=50,
+        train__epochs=1,
+        evaluate__n_examples=4,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    run(["git", "init", "-q"], root, env)
+    run([*git, "add", "-A"], root, env)
+    run([*git, "commit", "-qm", "project"], root, env)
+    first = run(["dvc", "repro"], root, env)
+    return root, env, first
+
+
+def stages_run(output: str) -> list[str]:
+    return [s for s in STAGES if f"Running stage '{s}'" in output]
+
+
+def test_all_six_stages_ran_and_wrote_their_outputs(repo):
+    root, _, first = repo
+    assert stages_run(first) == STAGES
+    for path in [
+        "data/raw/cifar-10-python.tar.gz",
+        "data/processed/train.npz",
+        "models/sigmoid.keras",
+        "models/relu.keras",
+        "results/relu/history.csv",
+        "results/test_metrics.json",
+        "reports/report.md",
+        "reports/figures/curves.png",
+    ]:
+        assert (root / path).exists(), path
+
+
+def test_metrics_file_is_nested_per_activation(repo):
+    root, env, _ = repo
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], root, env))
+    metrics = shown[""]["data"]["results/test_metrics.json"]["data"]
+    assert set(metrics) == {"sigmoid", "relu"}
+    assert 0.0 <= metrics["relu"]["test_accuracy"] <= 1.0
+    assert metrics["relu"]["test_loss"] > 0
+
+
+def test_mlflow_store_has_a_finished_run_per_stage(repo):
+    root, _, _ = repo
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
+    by_name = {r.info.run_name: r for r in runs}
+    assert sorted(by_name) == sorted(STAGES)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert by_name["download"].data.params["data.url"].startswith("file://")
+    assert by_name["evaluate"].data.params == {"evaluate.n_examples": "4"}
+    client = mlflow.MlflowClient()
+    for activation in ("sigmoid", "relu"):
+        run = by_name[f"train_{activation}"]
+        assert run.data.params["train.epochs"] == "1"
+        assert run.data.tags["activation"] == activation
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            history = client.get_metric_history(run.info.run_id, key)
+            assert [m.step for m in history] == [1], key
+    models = mlflow.search_logged_models(
+        experiment_ids=[runs[0].info.experiment_id], output_format="list"
+    )
+    assert sorted(m.source_run_id for m in models) == sorted(
+        by_name[f"train_{a}"].info.run_id for a in ("sigmoid", "relu")
+    )
+    report_files = {a.path for a in client.list_artifacts(by_name["report"].info.run_id, "report")}
+    assert "report/report.md" in report_files
+
+
+def test_second_repro_runs_nothing(repo):
+    root, env, _ = repo
+    again = run(["dvc", "repro"], root, env)
+    assert stages_run(again) == []
+    assert "up to date" in run(["dvc", "status"], root, env)
+
+
+def test_changing_n_examples_reruns_only_evaluate_and_report(repo):
+    root, env, _ = repo
+    set_params(root, evaluate__n_examples=6)
+    status = json.loads(run(["dvc", "status", "--json"], root, env))
+    assert sorted(status) == ["evaluate", "report"]
+    rerun = run(["dvc", "repro"], root, env)
+    assert stages_run(rerun) == ["evaluate", "report"]
+    assert len((root / "results/examples.csv").read_text().splitlines()) == 1 + 6

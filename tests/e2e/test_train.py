@@ -1,0 +1,78 @@
+"""Training on the tiny archive, in process: outputs, MLflow logging, determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import PROJECT
+
+from pipeline import preprocess, train
+from pipeline.params import load_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory, tiny_archive):
+    out = tmp_path_factory.mktemp("processed") / "processed"
+    params = tmp_path_factory.mktemp("params") / "params.yaml"
+    text = (PROJECT / "params.yaml").read_text()
+    params.write_text(
+        text.replace("val_size: 5000", "val_size: 50").replace("epochs: 10", "epochs: 2")
+    )
+    preprocess.main(
+        ["--params", str(params), "--archive", str(tiny_archive[0]), "--output", str(out)]
+    )
+    return out, params
+
+
+def weights_digest(model) -> str:
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
+
+
+def test_same_params_give_identical_history_and_weights(processed):
+    data, params_path = processed
+    params = load_params(params_path)
+    splits = [preprocess.load_split(data, name) for name in ("train", "validation")]
+    runs = [train.train("relu", params.model, params.train, *splits, verbose=0) for _ in range(2)]
+    (model_a, history_a), (model_b, history_b) = runs
+    pd.testing.assert_frame_equal(history_a, history_b, check_exact=True)
+    assert weights_digest(model_a) == weights_digest(model_b)
+
+
+def test_main_writes_outputs_and_logs_each_epoch(processed, tmp_path):
+    data, params_path = processed
+    train.main(
+        [
+            "--activation",
+            "sigmoid",
+            "--params",
+            str(params_path),
+            "--data",
+            str(data),
+            "--models",
+            str(tmp_path / "models"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
+    history = pd.read_csv(tmp_path / "results/sigmoid/history.csv")
+    assert list(history.columns) == list(train.HISTORY_COLUMNS)
+    assert history["epoch"].tolist() == [1, 2]
+    summary = json.loads((tmp_path / "results/sigmoid/train.json").read_text())
+    assert summary["parameters"] == 923_914
+    assert summary["val_accuracy"] == pytest.approx(history["val_accuracy"].iloc[-1])
+    assert (tmp_path / "models/sigmoid.keras").is_file()
+    (run,) = mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
+    assert run.info.status == "FINISHED" and run.info.run_name == "train_sigmoid"
+    steps = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
+    assert [m.step for m in steps] == [1, 2]
+    assert [m.value for m in steps] == pytest.approx(history["val_accuracy"].tolist(), abs=1e-6)

@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.params import ParamsError, check_activation, flatten, load_params, parse_params
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def default_raw() -> dict:
+    return yaml.safe_load((PROJECT / "params.yaml").read_text())
+
+
+def test_default_params_are_the_tutorials():
+    params = load_params(PROJECT / "params.yaml")
+    assert params.train.epochs == 10
+    assert params.train.batch_size == 64
+    assert params.train.learning_rate == pytest.approx(1e-3)
+    assert params.train.seed == 42
+    assert params.model.dense_units == 128
+    assert params.data.url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert params.data.sha256 == "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("train", "epochs", 0, "train.epochs"),
+        ("train", "epochs", -3, "train.epochs"),
+        ("train", "epochs", "ten", "train.epochs"),
+        ("train", "epochs", 2.5, "train.epochs"),
+        ("train", "epochs", True, "train.epochs"),
+        ("train", "batch_size", 0, "train.batch_size"),
+        ("train", "learning_rate", 0, "train.learning_rate"),
+        ("train", "learning_rate", -0.1, "train.learning_rate"),
+        ("data", "val_size", -1, "data.val_size"),
+        ("data", "url", "ftp://example.org/x.tar.gz", "data.url"),
+        ("data", "sha256", "abc", "data.sha256"),
+        ("evaluate", "n_examples", 1000, "evaluate.n_examples"),
+        ("mlflow", "experiment", "  ", "mlflow.experiment"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(section, key, value, expected):
+    raw = default_raw()
+    raw[section][key] = value
+    with pytest.raises(ParamsError, match=expected.replace(".", r"\.")):
+        parse_params(raw)
+
+
+def test_integer_learning_rate_is_accepted_as_float():
+    raw = default_raw()
+    raw["train"]["learning_rate"] = 1
+    assert parse_params(raw).train.learning_rate == 1.0
+
+
+def test_unknown_key_is_rejected():
+    raw = default_raw()
+    raw["train"]["epoch"] = 3
+    with pytest.raises(ParamsError, match=r"unknown param 'train\.epoch'"):
+        parse_params(raw)
+
+
+def test_unknown_section_and_missing_key_are_rejected():
+    raw = default_raw()
+    raw["optimiser"] = {}
+    with pytest.raises(ParamsError, match="unknown params section 'optimiser'"):
+        parse_params(raw)
+    raw = default_raw()
+    del raw["data"]["seed"]
+    with pytest.raises(ParamsError, match=r"missing param 'data\.seed'"):
+        parse_params(raw)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [epochs: 3\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_unknown_activation_lists_the_known_ones():
+    assert check_activation("relu") == "relu"
+    with pytest.raises(ParamsError, match="sigmoid, relu"):
+        check_activation("swishy")
+
+
+def test_flatten_prefixes_the_section():
+    params = load_params(PROJECT / "params.yaml")
+    flat = flatten("train", params.train)
+    assert flat["train.epochs"] == 10
+    assert set(flat) == {"train.epochs", "train.batch_size", "train.learning_rate", "train.seed"}

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.params import DataParams
+from pipeline.preprocess import split_dataset, stratified_split
+
+
+def labels_of(counts):
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def test_split_is_stratified_and_exact():
+    labels = labels_of([100] * 10)
+    kept, held = stratified_split(labels, 250, seed=1)
+    assert len(held) == 250 and len(kept) == 750
+    assert np.bincount(labels[held]).tolist() == [25] * 10
+    assert np.intersect1d(kept, held).size == 0
+
+
+def test_uneven_classes_keep_their_shares_and_the_total():
+    labels = labels_of([50, 30, 20])
+    _, held = stratified_split(labels, 11, seed=0)
+    assert len(held) == 11
+    assert np.bincount(labels[held], minlength=3).tolist() == [6, 3, 2]
+
+
+def test_split_is_deterministic_per_seed():
+    labels = labels_of([40] * 10)
+    a = stratified_split(labels, 50, seed=7)[1]
+    b = stratified_split(labels, 50, seed=7)[1]
+    c = stratified_split(labels, 50, seed=8)[1]
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_zero_holdout_keeps_everything():
+    labels = labels_of([3] * 10)
+    kept, held = stratified_split(labels, 0, seed=0)
+    assert len(held) == 0 and len(kept) == 30
+
+
+def data(val_size=0, train_limit=0):
+    return DataParams(
+        url="file:///x", sha256="0" * 64, val_size=val_size, train_limit=train_limit, seed=42
+    )
+
+
+def test_split_dataset_applies_val_size_then_limit():
+    labels = labels_of([40] * 10).astype(np.uint8)
+    images = np.arange(len(labels))[:, None].astype(np.int64)
+    splits = split_dataset(images, labels, data(val_size=100, train_limit=200))
+    train_x, train_y = splits["train"]
+    val_x, val_y = splits["validation"]
+    assert len(train_y) == 200 and len(val_y) == 100
+    assert np.bincount(train_y).tolist() == [20] * 10
+    assert np.intersect1d(train_x, val_x).size == 0  # no image in both
+
+
+@pytest.mark.parametrize(
+    ("val_size", "limit", "key"), [(400, 0, "data.val_size"), (100, 301, "data.train_limit")]
+)
+def test_impossible_sizes_name_the_param(val_size, limit, key):
+    labels = labels_of([40] * 10).astype(np.uint8)
+    with pytest.raises(PipelineError, match=key.replace(".", r"\.")):
+        split_dataset(labels[:, None], labels, data(val_size=val_size, train_limit=limit))

@@ -1,0 +1,83 @@
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from pipeline import plots
+from pipeline.report import RunResults, comparison_table, escape_epoch, findings
+
+
+def history(val_acc):
+    n = len(val_acc)
+    return pd.DataFrame(
+        {
+            "epoch": range(1, n + 1),
+            "loss": [2.0] * n,
+            "accuracy": val_acc,
+            "val_loss": [2.0] * n,
+            "val_accuracy": val_acc,
+        }
+    )
+
+
+def results(sig, relu, sig_share=0.2):
+    test = {
+        "sigmoid": {"test_accuracy": sig[-1], "test_loss": 1.5, "majority_share": sig_share},
+        "relu": {"test_accuracy": relu[-1], "test_loss": 1.1, "majority_share": 0.12},
+    }
+    zeros = np.zeros((10, 10), int).tolist()
+    details = {a: {"f1": [0.5] * 10, "confusion": zeros} for a in test}
+    return RunResults(
+        histories={"sigmoid": history(sig), "relu": history(relu)},
+        test=test,
+        details=details,
+        examples=pd.DataFrame(),
+        class_names=list("abcdefghij"),
+        validation_source="train",
+    )
+
+
+def test_escape_epoch():
+    assert escape_epoch(history([0.1, 0.1, 0.1, 0.1, 0.3])) == 5
+    assert escape_epoch(history([0.5])) == 1
+    assert escape_epoch(history([0.1, 0.15])) is None  # must exceed, not equal
+
+
+def test_findings_are_computed_from_the_numbers():
+    lines = findings(results([0.1, 0.1, 0.4], [0.55, 0.62, 0.63], sig_share=0.9))
+    assert lines[0].startswith("On the test set, ReLU reached accuracy 0.6300 and sigmoid 0.4000")
+    assert "ReLU is ahead by 23.0 points" in lines[0]
+    assert any("stayed at or below 0.15 until epoch 3" in line for line in lines)
+    assert any("90% of its test predictions fall on one class" in line for line in lines)
+    assert not any("relu:" in line and "one class" in line for line in lines)
+
+
+def test_comparison_table_puts_tutorial_numbers_beside_ours():
+    table = comparison_table(results([0.1, 0.4], [0.6, 0.63]))
+    sigmoid_row = next(row for row in table.splitlines() if row.startswith("| sigmoid"))
+    assert "| 0.4000 |" in sigmoid_row and "| 0.4672 | 1.4827 |" in sigmoid_row
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: plots.activation_figure(),
+        lambda: plots.sample_grid(
+            np.zeros((20, 32, 32, 3), np.uint8), np.arange(20) % 10, list("abcdefghij")
+        ),
+        lambda: plots.curves_figure({"sigmoid": history([0.1, 0.2]), "relu": history([0.5, 0.6])}),
+        lambda: plots.confusion_figure({"relu": np.eye(3, dtype=int)}, ["a", "b", "c"]),
+    ],
+)
+def test_figures_render(build, tmp_path):
+    figure = build()
+    assert isinstance(figure, Figure)
+    figure.savefig(tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_curves_figure_has_both_models_on_each_chart():
+    fig = plots.curves_figure({"sigmoid": history([0.1, 0.2]), "relu": history([0.5, 0.6])})
+    for ax in fig.axes:
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert "sigmoid validation" in labels and "relu validation" in labels

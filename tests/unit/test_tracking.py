@@ -1,0 +1,62 @@
+import os
+import signal
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from pipeline import tracking
+
+
+def finished_runs(name="exp"):
+    return mlflow.search_runs(experiment_names=[name], output_format="list")
+
+
+def test_default_uri_is_sqlite_at_dvc_root(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+
+
+def test_env_uri_wins(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_successful_stage_is_finished_with_params_and_tags(monkeypatch, tmp_path):
+    monkeypatch.setenv("DVC_EXP_NAME", "brisk-toad")
+    with tracking.stage_run("train_relu", "exp", {"train.epochs": 3}, activation="relu"):
+        mlflow.log_metric("val_accuracy", 0.5, step=1)
+    (run,) = finished_runs()
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "train_relu"
+    assert run.data.params == {"train.epochs": "3"}
+    assert run.data.tags["stage"] == "train_relu"
+    assert run.data.tags["activation"] == "relu"
+    assert run.data.tags["dvc_experiment"] == "brisk-toad"
+    assert "git_commit" in run.data.tags
+
+
+def test_artifacts_live_beside_the_sqlite_store(isolated_tracking):
+    with tracking.stage_run("report", "exp", {}):
+        pass
+    (run,) = finished_runs()
+    db = Path(isolated_tracking.removeprefix("sqlite:///"))
+    assert run.info.artifact_uri.startswith((db.parent / "mlartifacts").as_uri())
+
+
+def test_failure_marks_the_run_failed():
+    with pytest.raises(RuntimeError), tracking.stage_run("evaluate", "exp", {}):
+        raise RuntimeError("boom")
+    (run,) = finished_runs()
+    assert run.info.status == "FAILED"
+
+
+def test_sigterm_marks_the_run_killed_and_restores_the_handler():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(tracking.StageTerminated), tracking.stage_run("train_sigmoid", "exp", {}):
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.pause() if hasattr(signal, "pause") else None
+    (run,) = finished_runs()
+    assert run.info.status == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) is before
