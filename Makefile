@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands call `python` and `dvc`; they must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast lint format ui clean
+.PHONY: install run test test-fast bench lint format ui clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	pytest -m "not slow"
+
+# The tutorial's training path against ours, alternating, on the archive `make run` downloaded
+# (or ARCHIVE=/path/to/cifar-10-python.tar.gz). Takes a few minutes; not part of `make test`.
+ARCHIVE ?= data/raw/cifar-10-python.tar.gz
+bench: $(STAMP)
+	python -m pipeline.bench --archive $(ARCHIVE)
 
 lint: $(STAMP)
 	ruff check pipeline tests

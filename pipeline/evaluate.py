@@ -22,6 +22,7 @@ from pipeline import tracking
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path, write_json
 from pipeline.metrics import classification_metrics, cross_entropy, majority_share
+from pipeline.model import CUSTOM_OBJECTS
 from pipeline.params import check_activation, flatten, load_params
 from pipeline.preprocess import load_split
 
@@ -70,7 +71,7 @@ def example_table(
 def load_model(path: Path) -> keras.Model:
     if not path.is_file():
         raise PipelineError(f"{path} not found; run `dvc repro` to train it first")
-    return keras.saving.load_model(path)
+    return keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -14,6 +14,51 @@ N_CLASSES = 10
 TUTORIAL = ModelParams(conv_filters=32, kernel_size=3, pool_size=2, dense_units=128)
 
 
+@keras.saving.register_keras_serializable(package="pipeline")
+class ToUnitRange(layers.Layer):
+    """uint8 pixels → float32 in [0, 1], rounded exactly like the tutorial's `x / 255.0`.
+
+    float32 division rounds like float64 division cast to float32; multiplying by 1/255 (what
+    `Rescaling` does) differs for half of the 256 values. Plain `divide` by a constant is not
+    enough: TensorFlow's graph optimiser rewrites it into that multiplication. It leaves
+    `divide_no_nan` alone, and sigmoid's training is sensitive enough to tell the difference.
+    """
+
+    def call(self, inputs):
+        return keras.ops.divide_no_nan(keras.ops.cast(inputs, self.compute_dtype), 255.0)
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+class PlateauShare(keras.metrics.Metric):
+    """Share of an epoch's predictions on the most-predicted class: 0.1 balanced, 1.0 one class.
+
+    A metric rather than an extra prediction pass, so watching the plateau costs next to nothing.
+    """
+
+    def __init__(self, n_classes: int = N_CLASSES, name: str = "plateau_share", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.n_classes = n_classes
+        self.counts = self.add_variable(shape=(n_classes,), initializer="zeros", name="counts")
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        predicted = keras.ops.argmax(y_pred, axis=-1)
+        hits = keras.ops.one_hot(predicted, self.n_classes, dtype=self.dtype)
+        self.counts.assign_add(keras.ops.sum(hits, axis=0))
+
+    def result(self):
+        return keras.ops.max(self.counts) / keras.ops.maximum(keras.ops.sum(self.counts), 1.0)
+
+    def reset_state(self) -> None:
+        self.counts.assign(keras.ops.zeros((self.n_classes,), dtype=self.dtype))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "n_classes": self.n_classes}
+
+
+# What a saved model needs to load: pass as `custom_objects` to `keras.saving.load_model`.
+CUSTOM_OBJECTS = {"ToUnitRange": ToUnitRange, "PlateauShare": PlateauShare}
+
+
 def build_cnn(
     activation: str,
     params: ModelParams = TUTORIAL,
@@ -35,7 +80,7 @@ def build_cnn(
     return keras.Sequential(
         [
             keras.Input(shape=input_shape, dtype="uint8", name="image"),
-            layers.Rescaling(1.0 / 255.0, name="rescale"),
+            ToUnitRange(name="to_unit_range"),
             layers.Conv2D(
                 params.conv_filters, params.kernel_size, activation=activation, name="conv2d"
             ),
@@ -49,10 +94,13 @@ def build_cnn(
 
 
 def compile_model(model: keras.Model, learning_rate: float, steps_per_execution: int = 1) -> None:
-    """Adam + cross-entropy on integer labels (same loss as categorical on one-hot labels)."""
+    """Adam + categorical cross-entropy on one-hot labels, as the tutorial compiled it.
+
+    (Sparse labels give the same loss in exact arithmetic but round differently.)
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss="categorical_crossentropy",
+        metrics=["accuracy", PlateauShare()],
         steps_per_execution=steps_per_execution,
     )

@@ -143,3 +143,78 @@ def confusion_figure(confusions: Mapping[str, np.ndarray], class_names: Sequence
                 )
         fig.colorbar(image, ax=ax, shrink=0.8)
     return fig
+
+
+def _layers(frame: pd.DataFrame, prefix: str) -> list[str]:
+    return [c.removeprefix(prefix) for c in frame.columns if c.startswith(prefix)]
+
+
+def gradient_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
+    """Kernel gradient norm per layer against epoch (log scale), every model on each chart."""
+    layers = sorted(
+        {
+            name.removesuffix("/kernel")
+            for frame in diagnostics.values()
+            for name in _layers(frame, "grad_norm/")
+            if name.endswith("/kernel")
+        }
+    )
+    fig = Figure(figsize=(4.2 * max(len(layers), 1), 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(len(layers), 1)))
+    for ax, layer in zip(axes, layers, strict=False):
+        for activation, frame in diagnostics.items():
+            column = f"grad_norm/{layer}/kernel"
+            if column in frame:
+                ax.plot(
+                    frame["epoch"], frame[column], "o-", color=_color(activation), label=activation
+                )
+        ax.set_yscale("log")
+        ax.set(
+            title=f"{layer}: kernel gradient norm",
+            xlabel="epoch (0 = initialisation)",
+            ylabel="L2 norm of dLoss/dkernel",
+        )
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
+    """Saturated units (saturating activations), dead units (ReLU) and the plateau share."""
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    ax_sat, ax_dead, ax_plateau = fig.subplots(1, 3)
+    styles = ["o-", "s--", "^:"]
+    for activation, frame in diagnostics.items():
+        color = _color(activation)
+        for style, layer in zip(styles, _layers(frame, "saturated_fraction/"), strict=False):
+            ax_sat.plot(
+                frame["epoch"],
+                frame[f"saturated_fraction/{layer}"],
+                style,
+                color=color,
+                label=f"{activation} {layer}",
+            )
+        for style, layer in zip(styles, _layers(frame, "dead_fraction/"), strict=False):
+            ax_dead.plot(
+                frame["epoch"],
+                frame[f"dead_fraction/{layer}"],
+                style,
+                color=color,
+                label=f"{activation} {layer}",
+            )
+        ax_plateau.plot(frame["epoch"], frame["plateau_share"], "o-", color=color, label=activation)
+    ax_sat.set(title="Saturated outputs (<0.01 or >0.99)", ylabel="fraction")
+    ax_dead.set(title="Dead units (0 for every probe image)", ylabel="fraction")
+    ax_plateau.set(title="Validation predictions on the top class", ylabel="share")
+    ax_plateau.axhline(0.1, color="grey", linestyle=":", label="balanced (0.10)")
+    for ax in (ax_sat, ax_dead, ax_plateau):
+        ax.set_xlabel("epoch (0 = initialisation)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
+        else:
+            ax.text(
+                0.5, 0.5, "not measured for these activations", ha="center", transform=ax.transAxes
+            )
+    return fig

@@ -20,6 +20,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from pipeline import plots, tracking
+from pipeline.diagnostics import ESCAPE_THRESHOLD, escape_epoch
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path
 from pipeline.params import Params, check_activation, flatten, load_params
@@ -31,15 +32,14 @@ TUTORIAL = {
     "sigmoid": {"val_accuracy": 0.4672, "val_loss": 1.4827},
     "relu": {"val_accuracy": 0.6323, "val_loss": 1.1895},
 }
-# Validation accuracy above this counts as having left chance (10 classes → 0.10).
-ESCAPE_THRESHOLD = 0.15
 
 
 @dataclasses.dataclass(frozen=True)
 class RunResults:
-    histories: dict[
-        str, pd.DataFrame
-    ]  # per activation: epoch, loss, accuracy, val_loss, val_accuracy
+    # Per activation: epoch, loss, accuracy, val_loss, val_accuracy.
+    histories: dict[str, pd.DataFrame]
+    # Per activation: the probe's gradient norms and unit statistics, from epoch 0 on.
+    diagnostics: dict[str, pd.DataFrame]
     test: dict[str, dict[str, float]]  # per activation: test_accuracy, test_loss, ...
     details: dict[str, dict]  # per activation: per-class lists and confusion matrix
     examples: pd.DataFrame  # fixed test images with each model's prediction
@@ -51,10 +51,12 @@ def read_results(results: Path, data: Path, activations: Sequence[str]) -> RunRe
     """Load what the train and evaluate stages wrote."""
     try:
         histories = {a: pd.read_csv(results / a / "history.csv") for a in activations}
+        diagnostics = {a: pd.read_csv(results / a / "diagnostics.csv") for a in activations}
         evaluation = json.loads((results / "evaluation.json").read_text())
         meta = json.loads((data / "meta.json").read_text())
         return RunResults(
             histories=histories,
+            diagnostics=diagnostics,
             test=json.loads((results / "test_metrics.json").read_text()),
             details=evaluation["models"],
             examples=pd.read_csv(results / "examples.csv"),
@@ -63,12 +65,6 @@ def read_results(results: Path, data: Path, activations: Sequence[str]) -> RunRe
         )
     except FileNotFoundError as exc:
         raise PipelineError(f"{exc.filename} not found; run `dvc repro` to produce it") from None
-
-
-def escape_epoch(history: pd.DataFrame, threshold: float = ESCAPE_THRESHOLD) -> int | None:
-    """First epoch whose validation accuracy exceeds `threshold`; None if none does."""
-    above = history.loc[history["val_accuracy"] > threshold, "epoch"]
-    return int(above.iloc[0]) if len(above) else None
 
 
 def findings(results: RunResults) -> list[str]:
@@ -84,7 +80,7 @@ def findings(results: RunResults) -> list[str]:
         )
     for activation, history in results.histories.items():
         first = history.iloc[0]
-        escaped = escape_epoch(history)
+        escaped = escape_epoch(history["val_accuracy"].tolist())
         if escaped is None:
             when = f"never exceeded {ESCAPE_THRESHOLD:.2f} in {len(history)} epochs"
         elif escaped == 1:
@@ -102,6 +98,73 @@ def findings(results: RunResults) -> list[str]:
                 f"{activation}: {share:.0%} of its test predictions fall on one class, "
                 "the mark of a model still at chance."
             )
+    return lines
+
+
+def _ratio_sentence(what: str, a_name: str, a: float, b_name: str, b: float) -> str:
+    """'`what` was smaller for A (x) than for B (y), by a factor of k.'"""
+    (small_name, small), (large_name, large) = sorted(
+        [(a_name, a), (b_name, b)], key=lambda pair: pair[1]
+    )
+    factor = large / small if small > 0 else float("inf")
+    return (
+        f"{what} was smaller for {small_name} ({small:.3g}) than for {large_name} "
+        f"({large:.3g}), by a factor of {factor:.3g}."
+    )
+
+
+def evidence(results: RunResults) -> list[str]:
+    """Why the two differ, as measured on the probe batch: each sentence computed from the files."""
+    diags = results.diagnostics
+    lines = []
+    if {"sigmoid", "relu"} <= diags.keys():
+        sig0, relu0 = diags["sigmoid"].iloc[0], diags["relu"].iloc[0]
+        for layer, label in (("conv2d", "first layer (conv2d)"), ("dense", "hidden dense layer")):
+            column = f"grad_norm/{layer}/kernel"
+            if column in sig0 and column in relu0:
+                lines.append(
+                    _ratio_sentence(
+                        f"At initialisation (epoch 0), the loss gradient of the {label} kernel",
+                        "sigmoid",
+                        sig0[column],
+                        "ReLU",
+                        relu0[column],
+                    )
+                )
+    for activation, frame in diags.items():
+        first, last = frame.iloc[0], frame.iloc[-1]
+        inner, outer = "grad_norm/conv2d/kernel", "grad_norm/dense_1/kernel"
+        if inner in frame and outer in frame and first[inner] > 0:
+            lines.append(
+                f"{activation}: at epoch 0 the output layer's kernel gradient was "
+                f"{first[outer] / first[inner]:.3g}× the first layer's; at epoch "
+                f"{int(last['epoch'])}, {last[outer] / last[inner]:.3g}×."
+            )
+        for column in [c for c in frame.columns if c.startswith("saturated_fraction/")]:
+            layer = column.split("/", 1)[1]
+            lines.append(
+                f"{activation}: {first[column]:.1%} of {layer} outputs were saturated at "
+                f"epoch 0 and {last[column]:.1%} at epoch {int(last['epoch'])} "
+                f"(peak {frame[column].max():.1%}, epoch {int(frame.loc[frame[column].idxmax(), 'epoch'])})."
+            )
+        for column in [c for c in frame.columns if c.startswith("dead_fraction/")]:
+            layer = column.split("/", 1)[1]
+            lines.append(
+                f"{activation}: {first[column]:.1%} of {layer} units were dead at epoch 0 and "
+                f"{last[column]:.1%} at epoch {int(last['epoch'])}."
+            )
+        plateau = frame["plateau_share"]
+        lines.append(
+            f"{activation}: the most-predicted class took {plateau.iloc[0]:.0%} of validation "
+            f"predictions at epoch 0, {plateau.iloc[1]:.0%} after epoch 1 and "
+            f"{plateau.iloc[-1]:.0%} at the end (10% = balanced)."
+        )
+    for activation, history in results.histories.items():
+        escaped = escape_epoch(history["val_accuracy"].tolist())
+        lines.append(
+            f"{activation}: escape epoch (first validation accuracy above {ESCAPE_THRESHOLD:.2f}): "
+            + (f"{escaped}." if escaped else f"none in {len(history)} epochs.")
+        )
     return lines
 
 
@@ -150,6 +213,8 @@ def build_figures(
         "samples.png": plots.sample_grid(*train_data, results.class_names),
         "curves.png": plots.curves_figure(results.histories),
         "examples.png": plots.examples_figure(test_images, results.examples, activations),
+        "gradients.png": plots.gradient_figure(results.diagnostics),
+        "units.png": plots.units_figure(results.diagnostics),
         "confusion.png": plots.confusion_figure(
             {a: np.array(results.details[a]["confusion"]) for a in activations}, results.class_names
         ),
@@ -173,6 +238,12 @@ def render_markdown(results: RunResults, params: Params) -> str:
         "## This run beside the tutorial",
         f"Validation here is {validation}. The tutorial's columns are its published numbers.",
         comparison_table(results),
+        "## Why: gradients, saturation, dead units",
+        "Measured during training on a fixed probe batch of "
+        "training images (the same every epoch), at initialisation and after every epoch.",
+        "\n".join(f"- {line}" for line in evidence(results)),
+        "![Kernel gradient norm per layer and epoch](figures/gradients.png)",
+        "![Saturated and dead units, and the plateau](figures/units.png)",
         "## Sigmoid and ReLU",
         "Sigmoid's derivative is at most 0.25 and vanishes for large inputs of either sign; "
         "ReLU's is exactly 1 for every positive input.",

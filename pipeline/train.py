@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,16 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from pipeline import tracking
+from pipeline.diagnostics import (
+    DiagnosticsRecorder,
+    diagnostics_callback,
+    escape_epoch,
+    make_probe,
+    probe_indices,
+)
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path, write_json
+from pipeline.manifest import collect_manifest
 from pipeline.model import IMAGE_SHAPE, N_CLASSES, build_cnn, compile_model
 from pipeline.params import ModelParams, TrainParams, check_activation, flatten, load_params
 from pipeline.preprocess import load_split
@@ -31,6 +39,8 @@ from pipeline.preprocess import load_split
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 # Several batches per call into TensorFlow: measured here ~1.5x faster on a 2-core CPU, same numbers.
 STEPS_PER_EXECUTION = 32
+# Training images the diagnostics probe every epoch (fixed by train.seed).
+PROBE_SIZE = 256
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
@@ -42,9 +52,12 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 
 
 def seed_everything(seed: int) -> None:
-    """Same seed, same machine → same weights, same data order, same history."""
+    """Same seed, same machine → same weights, same data order, same history.
+
+    TensorFlow's op-determinism mode is not needed for that on CPU (a test checks it), and it
+    would change the arithmetic away from the tutorial's.
+    """
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
 
 
 def train(
@@ -54,20 +67,26 @@ def train(
     train_data: tuple[np.ndarray, np.ndarray],
     val_data: tuple[np.ndarray, np.ndarray],
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    diagnose: Callable[[keras.Model], keras.callbacks.Callback] | None = None,
     verbose: int = 2,
 ) -> tuple[keras.Model, pd.DataFrame]:
-    """Build, compile and fit the network; return it with its per-epoch history."""
+    """Build, compile and fit the network; return it with its per-epoch history.
+
+    `diagnose(model)`, when given, makes a callback that watches the model as it trains.
+    """
     check_activation(activation)
     seed_everything(train_params.seed)
     model = build_cnn(activation, model_params)
     compile_model(model, train_params.learning_rate, STEPS_PER_EXECUTION)
+    callbacks = [*callbacks, *([diagnose(model)] if diagnose else [])]
     fit = model.fit(
-        *train_data,
-        validation_data=val_data,
+        train_data[0],
+        one_hot(train_data[1]),
+        validation_data=(val_data[0], one_hot(val_data[1])),
         batch_size=train_params.batch_size,
         epochs=train_params.epochs,
         shuffle=True,
-        callbacks=list(callbacks),
+        callbacks=callbacks,
         verbose=verbose,
     )
     history = pd.DataFrame(fit.history)
@@ -75,8 +94,13 @@ def train(
     return model, history[list(HISTORY_COLUMNS)]
 
 
-def summarize(history: pd.DataFrame) -> dict[str, float | int]:
-    """Final-epoch numbers and the best validation accuracy, for `dvc metrics show`."""
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    """Integer labels → float32 one-hot rows, what categorical cross-entropy takes."""
+    return np.eye(N_CLASSES, dtype=np.float32)[labels]
+
+
+def summarize(history: pd.DataFrame) -> dict[str, float | int | None]:
+    """Final-epoch numbers, the best validation accuracy and the escape epoch."""
     last = history.iloc[-1]
     best = history.loc[history["val_accuracy"].idxmax()]
     return {
@@ -87,6 +111,7 @@ def summarize(history: pd.DataFrame) -> dict[str, float | int]:
         "val_accuracy": float(last["val_accuracy"]),
         "best_val_accuracy": float(best["val_accuracy"]),
         "best_epoch": int(best["epoch"]),
+        "escape_epoch": escape_epoch(history["val_accuracy"].tolist()),
     }
 
 
@@ -99,12 +124,18 @@ def model_signature() -> ModelSignature:
 
 
 def write_outputs(
-    model: keras.Model, history: pd.DataFrame, summary: dict, model_path: Path, results_dir: Path
+    model: keras.Model,
+    history: pd.DataFrame,
+    diagnostics: pd.DataFrame,
+    summary: dict,
+    model_path: Path,
+    results_dir: Path,
 ) -> None:
     """Save the model and the results folder, each atomically."""
     with atomic_path(results_dir) as tmp:
         tmp.mkdir()
         history.to_csv(tmp / "history.csv", index=False, float_format="%.6f")
+        diagnostics.to_csv(tmp / "diagnostics.csv", index=False, float_format="%.6g")
         write_json(tmp / "train.json", summary)
     with atomic_path(model_path) as tmp:
         model.save(tmp)
@@ -132,8 +163,25 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "activation": activation,
                 "train_images": len(train_data[1]),
                 "val_images": len(val_data[1]),
+                "probe_images": PROBE_SIZE,
             }
         )
+        mlflow.log_dict(
+            run_manifest(params.train.seed, params.data.seed, args.data), "manifest.json"
+        )
+        recorder = DiagnosticsRecorder(sink=lambda step, m: mlflow.log_metrics(m, step=step))
+        probe = probe_indices(train_data[1], PROBE_SIZE, params.train.seed)
+        probe_data = (train_data[0][probe], train_data[1][probe])
+
+        watchers: list[keras.callbacks.Callback] = []
+
+        def diagnose(model: keras.Model) -> keras.callbacks.Callback:
+            probe_fn = make_probe(model, activation)
+            watchers.append(
+                diagnostics_callback(probe_fn, probe_data, val_data[0], recorder.record)
+            )
+            return watchers[-1]
+
         start = time.perf_counter()
         model, history = train(
             activation,
@@ -142,22 +190,50 @@ def main(argv: Sequence[str] | None = None) -> None:
             train_data,
             val_data,
             callbacks=[MlflowEpochLogger()],
+            diagnose=diagnose,
         )
         seconds = time.perf_counter() - start
+        diagnostics_seconds = sum(w.seconds for w in watchers)
         summary = summarize(history) | {
             "parameters": int(model.count_params()),
             "train_seconds": round(seconds, 1),
+            "diagnostics_seconds": round(diagnostics_seconds, 1),
         }
+        if summary["escape_epoch"] is not None:
+            mlflow.log_metric("escape_epoch", summary["escape_epoch"])
+        mlflow.set_tag("escape_epoch", str(summary["escape_epoch"] or "never"))
+        mlflow.log_metrics(
+            {
+                "train_seconds": seconds,
+                "diagnostics_seconds": diagnostics_seconds,
+                "parameters": summary["parameters"],
+            }
+        )
+        mlflow.keras.log_model(
+            model, name="model", signature=model_signature(), pip_requirements=pip_requirements()
+        )
         model_path = args.models / f"{activation}.keras"
         results_dir = args.results / activation
-        write_outputs(model, history, summary, model_path, results_dir)
-        mlflow.log_metrics({"train_seconds": seconds, "parameters": summary["parameters"]})
+        write_outputs(model, history, recorder.frame(), summary, model_path, results_dir)
         mlflow.log_artifacts(str(results_dir), artifact_path="results")
-        mlflow.keras.log_model(model, name="model", signature=model_signature())
     print(
-        f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} "
-        f"after {summary['epochs']} epochs ({seconds:.0f} s)"
+        f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, "
+        f"val_loss {summary['val_loss']:.4f} after {summary['epochs']} epochs ({seconds:.0f} s)"
     )
+
+
+def run_manifest(train_seed: int, data_seed: int, data_dir: Path) -> dict:
+    threads = {
+        "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        "note": "0 = TensorFlow's default (one per core)",
+    }
+    return collect_manifest({"train.seed": train_seed, "data.seed": data_seed}, data_dir, threads)
+
+
+def pip_requirements() -> list[str]:
+    """Stated, so MLflow need not load the model in a subprocess to infer them."""
+    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
 
 
 if __name__ == "__main__":

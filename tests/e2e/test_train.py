@@ -76,3 +76,43 @@ def test_main_writes_outputs_and_logs_each_epoch(processed, tmp_path):
     steps = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
     assert [m.step for m in steps] == [1, 2]
     assert [m.value for m in steps] == pytest.approx(history["val_accuracy"].tolist(), abs=1e-6)
+
+
+def test_main_records_diagnostics_from_epoch_zero(processed, tmp_path):
+    data, params_path = processed
+    train.main(
+        [
+            "--activation",
+            "relu",
+            "--params",
+            str(params_path),
+            "--data",
+            str(data),
+            "--models",
+            str(tmp_path / "models"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
+    diagnostics = pd.read_csv(tmp_path / "results/relu/diagnostics.csv")
+    assert diagnostics["epoch"].tolist() == [0, 1, 2]
+    for column in (
+        "grad_norm/conv2d/kernel",
+        "grad_norm/dense_1/bias",
+        "dead_fraction/conv2d",
+        "dead_fraction/dense",
+        "mean_activation/dense",
+        "plateau_share",
+    ):
+        assert column in diagnostics.columns, column
+    assert (diagnostics["grad_norm/conv2d/kernel"] > 0).all()
+    assert diagnostics["plateau_share"].between(0.1, 1.0).all()
+    client = mlflow.MlflowClient()
+    (run,) = mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
+    steps = client.get_metric_history(run.info.run_id, "grad_norm/dense/kernel")
+    assert [m.step for m in steps] == [0, 1, 2]
+    manifest = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/manifest.json")
+    assert manifest["seeds"] == {"train.seed": 42, "data.seed": 42}
+    assert set(manifest["data_sha256"]) >= {"train.npz", "validation.npz", "test.npz"}
+    assert {"keras", "mlflow", "dvc", "python"} <= set(manifest["versions"])
+    assert manifest["machine"]["cores"] >= 1 and "intra_op" in manifest["threads"]

@@ -1,7 +1,15 @@
 import keras
+import numpy as np
 import pytest
 
-from pipeline.model import TUTORIAL, build_cnn
+from pipeline.model import (
+    CUSTOM_OBJECTS,
+    TUTORIAL,
+    PlateauShare,
+    ToUnitRange,
+    build_cnn,
+    compile_model,
+)
 from pipeline.params import ModelParams, ParamsError
 
 
@@ -15,7 +23,7 @@ def test_tutorial_network_has_923914_parameters(activation):
 def test_layer_order_and_activations():
     model = build_cnn("sigmoid")
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["Rescaling", "Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"]
+    assert kinds == ["ToUnitRange", "Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"]
     conv, dense, out = model.layers[1], model.layers[4], model.layers[5]
     assert conv.activation is keras.activations.sigmoid
     assert dense.activation is keras.activations.sigmoid
@@ -41,3 +49,30 @@ def test_impossible_geometry_is_a_clear_error():
     with pytest.raises(ValueError, match="smaller values"):
         build_cnn("relu", ModelParams(conv_filters=8, kernel_size=32, pool_size=2, dense_units=4))
     assert TUTORIAL.dense_units == 128
+
+
+def test_scaling_matches_float64_division_bit_for_bit():
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 1, 256, 1)
+    scaled = keras.ops.convert_to_numpy(ToUnitRange()(pixels)).ravel()
+    assert scaled.dtype == np.float32
+    assert np.array_equal(scaled, (np.arange(256) / 255.0).astype(np.float32))
+
+
+def test_saved_model_loads_back(tmp_path):
+    small = ModelParams(conv_filters=2, kernel_size=3, pool_size=2, dense_units=4)
+    model = build_cnn("relu", small)
+    compile_model(model, 1e-3)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", custom_objects=CUSTOM_OBJECTS)
+    x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_plateau_share_counts_the_top_class():
+    metric = PlateauShare(n_classes=3)
+    metric.update_state(None, np.array([[0.9, 0.1, 0.0], [0.8, 0.1, 0.1]]))
+    metric.update_state(None, np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]]))
+    assert float(metric.result()) == pytest.approx(0.75)
+    metric.reset_state()
+    metric.update_state(None, np.eye(3))
+    assert float(metric.result()) == pytest.approx(1 / 3)

@@ -4,7 +4,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from pipeline import plots
-from pipeline.report import RunResults, comparison_table, escape_epoch, findings
+from pipeline.report import RunResults, comparison_table, evidence, findings
 
 
 def history(val_acc):
@@ -20,6 +20,22 @@ def history(val_acc):
     )
 
 
+def diagnostics(activation, conv_grads, dense_grads, plateau):
+    n = len(conv_grads)
+    frame = pd.DataFrame(
+        {
+            "epoch": range(n),
+            "grad_norm/conv2d/kernel": conv_grads,
+            "grad_norm/dense/kernel": dense_grads,
+            "grad_norm/dense_1/kernel": [1.0] * n,
+            "plateau_share": plateau,
+        }
+    )
+    kind = "saturated_fraction" if activation == "sigmoid" else "dead_fraction"
+    frame[f"{kind}/dense"] = np.linspace(0.5, 0.25, n)
+    return frame
+
+
 def results(sig, relu, sig_share=0.2):
     test = {
         "sigmoid": {"test_accuracy": sig[-1], "test_loss": 1.5, "majority_share": sig_share},
@@ -27,20 +43,22 @@ def results(sig, relu, sig_share=0.2):
     }
     zeros = np.zeros((10, 10), int).tolist()
     details = {a: {"f1": [0.5] * 10, "confusion": zeros} for a in test}
+    n_sig, n_relu = len(sig) + 1, len(relu) + 1
+    diags = {
+        "sigmoid": diagnostics(
+            "sigmoid", [0.001] * n_sig, [0.01] * n_sig, [1.0] + [0.5] * len(sig)
+        ),
+        "relu": diagnostics("relu", [0.1] * n_relu, [0.05] * n_relu, [0.3] + [0.12] * len(relu)),
+    }
     return RunResults(
         histories={"sigmoid": history(sig), "relu": history(relu)},
+        diagnostics=diags,
         test=test,
         details=details,
         examples=pd.DataFrame(),
         class_names=list("abcdefghij"),
         validation_source="train",
     )
-
-
-def test_escape_epoch():
-    assert escape_epoch(history([0.1, 0.1, 0.1, 0.1, 0.3])) == 5
-    assert escape_epoch(history([0.5])) == 1
-    assert escape_epoch(history([0.1, 0.15])) is None  # must exceed, not equal
 
 
 def test_findings_are_computed_from_the_numbers():
@@ -50,6 +68,34 @@ def test_findings_are_computed_from_the_numbers():
     assert any("stayed at or below 0.15 until epoch 3" in line for line in lines)
     assert any("90% of its test predictions fall on one class" in line for line in lines)
     assert not any("relu:" in line and "one class" in line for line in lines)
+
+
+def test_evidence_is_computed_from_the_diagnostics():
+    lines = evidence(results([0.1, 0.1, 0.4], [0.55, 0.62, 0.63]))
+    assert (
+        "At initialisation (epoch 0), the loss gradient of the first layer (conv2d) kernel "
+        "was smaller for sigmoid (0.001) than for ReLU (0.1), by a factor of 100."
+    ) in lines
+    assert any(
+        "hidden dense layer kernel was smaller for sigmoid (0.01) than for ReLU (0.05), "
+        "by a factor of 5." in line
+        for line in lines
+    )
+    assert (
+        "sigmoid: at epoch 0 the output layer's kernel gradient was 1e+03× the first layer's; at epoch 3, 1e+03×."
+        in lines
+    )
+    assert any(
+        line.startswith("sigmoid: 50.0% of dense outputs were saturated at epoch 0 and 25.0%")
+        for line in lines
+    )
+    assert "relu: 50.0% of dense units were dead at epoch 0 and 25.0% at epoch 3." in lines
+    assert any(
+        "sigmoid: the most-predicted class took 100% of validation predictions at epoch 0" in line
+        for line in lines
+    )
+    assert "sigmoid: escape epoch (first validation accuracy above 0.15): 3." in lines
+    assert "relu: escape epoch (first validation accuracy above 0.15): 1." in lines
 
 
 def test_comparison_table_puts_tutorial_numbers_beside_ours():
@@ -67,6 +113,8 @@ def test_comparison_table_puts_tutorial_numbers_beside_ours():
         ),
         lambda: plots.curves_figure({"sigmoid": history([0.1, 0.2]), "relu": history([0.5, 0.6])}),
         lambda: plots.confusion_figure({"relu": np.eye(3, dtype=int)}, ["a", "b", "c"]),
+        lambda: plots.gradient_figure({"relu": diagnostics("relu", [1, 2], [1, 2], [0.2, 0.1])}),
+        lambda: plots.units_figure({"sigmoid": diagnostics("sigmoid", [1, 2], [1, 2], [1, 0.2])}),
     ],
 )
 def test_figures_render(build, tmp_path):

@@ -1,0 +1,154 @@
+"""Evidence measured during training: gradient flow, saturation, dead units, the plateau.
+
+Measured on a fixed probe batch of training images (the same every epoch) at initialisation
+(epoch 0) and after every epoch. The statistics are pure numpy; only the probe needs Keras.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from pipeline.metrics import majority_share
+
+N_CLASSES = 10
+
+# An output counts as saturated where the activation's slope is nearly zero.
+SATURATION_BOUNDS = {"sigmoid": (0.01, 0.99), "tanh": (-0.99, 0.99)}
+# Activations that output exactly zero for all negative inputs: their units can die.
+ZERO_FLOOR = ("relu",)
+# Validation accuracy above this counts as having left chance (10 classes → 0.10).
+ESCAPE_THRESHOLD = 0.15
+
+
+def activation_stats(outputs: np.ndarray, activation: str) -> dict[str, float]:
+    """Statistics of one hidden layer's outputs, shape (images, units…).
+
+    saturated_fraction: share of outputs in the flat tails (saturating activations only).
+    dead_fraction: share of units that output 0 for every probe image (ReLU-like only).
+    """
+    outputs = np.asarray(outputs, dtype=np.float64)
+    stats = {"mean_activation": float(outputs.mean())}
+    if activation in SATURATION_BOUNDS:
+        low, high = SATURATION_BOUNDS[activation]
+        stats["saturated_fraction"] = float(np.mean((outputs < low) | (outputs > high)))
+    if activation in ZERO_FLOOR:
+        per_unit = outputs.reshape(len(outputs), -1)
+        stats["dead_fraction"] = float(np.mean(np.all(per_unit <= 0, axis=0)))
+    return stats
+
+
+def escape_epoch(val_accuracy: list[float], threshold: float = ESCAPE_THRESHOLD) -> int | None:
+    """First epoch (1-based) whose validation accuracy exceeds `threshold`; None if none does."""
+    for epoch, accuracy in enumerate(val_accuracy, start=1):
+        if accuracy > threshold:
+            return epoch
+    return None
+
+
+def probe_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A fixed, seeded, class-balanced-as-possible choice of probe images."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(len(labels), size=min(size, len(labels)), replace=False))
+
+
+def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
+    """A function (images, labels) → {metric name: value} for `model`'s current weights.
+
+    Names say layer and quantity: `grad_norm/dense/kernel`, `saturated_fraction/conv2d`, …
+    """
+    import keras
+    import tensorflow as tf
+
+    hidden = [
+        layer
+        for layer in model.layers
+        if getattr(layer, "activation", None) is not None
+        and layer is not model.layers[-1]
+        and layer.count_params() > 0
+    ]
+    with_outputs = keras.Model(
+        model.inputs, [layer.output for layer in hidden] + list(model.outputs)
+    )
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function(reduce_retracing=True)
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            *activations, probabilities = with_outputs(images, training=False)
+            loss = loss_fn(labels, probabilities)
+        grads = tape.gradient(loss, model.trainable_variables)
+        return activations, [tf.norm(g) for g in grads]
+
+    names = [_variable_name(v) for v in model.trainable_variables]
+
+    def probe(images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        activations, norms = step(tf.constant(images), tf.constant(labels))
+        metrics = {f"grad_norm/{name}": float(n) for name, n in zip(names, norms, strict=True)}
+        for layer, outputs in zip(hidden, activations, strict=True):
+            for key, value in activation_stats(outputs.numpy(), activation).items():
+                metrics[f"{key}/{layer.name}"] = value
+        return metrics
+
+    return probe
+
+
+def _variable_name(variable) -> str:
+    """`dense_1/kernel` from a Keras 3 variable (path) or a TF-style name (`dense_1/kernel:0`)."""
+    path = getattr(variable, "path", None) or variable.name
+    parts = path.split(":")[0].split("/")
+    return "/".join(parts[-2:])
+
+
+class DiagnosticsRecorder:
+    """Collects one row of diagnostics per epoch and passes each row on to `sink`."""
+
+    def __init__(self, sink: Callable[[int, Mapping[str, float]], None] | None = None) -> None:
+        self.rows: list[dict[str, float]] = []
+        self.sink = sink
+
+    def record(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.rows.append({"epoch": epoch, **metrics})
+        if self.sink:
+            self.sink(epoch, metrics)
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+def diagnostics_callback(
+    probe: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    probe_data: tuple[np.ndarray, np.ndarray],
+    val_images: np.ndarray,
+    record: Callable[[int, Mapping[str, float]], None],
+    predict_batch: int = 256,
+):
+    """A Keras callback: probe at epoch 0 (before training) and after each epoch, then `record`."""
+    import keras
+
+    class DiagnosticsCallback(keras.callbacks.Callback):
+        seconds = 0.0  # time spent measuring, to report the diagnostics' own cost
+
+        def _measure(self, epoch: int, plateau: float) -> None:
+            start = time.perf_counter()
+            metrics = probe(*probe_data)
+            metrics["plateau_share"] = plateau
+            self.seconds += time.perf_counter() - start
+            record(epoch, metrics)
+
+        def on_train_begin(self, logs=None) -> None:
+            # Before training there is no validation pass to read the plateau from: predict once.
+            start = time.perf_counter()
+            outputs = self.model.predict(val_images, batch_size=predict_batch, verbose=0)
+            plateau = majority_share(np.asarray(outputs).argmax(axis=1), N_CLASSES)
+            self.seconds += time.perf_counter() - start
+            self._measure(0, plateau)
+
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            self._measure(epoch + 1, float((logs or {})["val_plateau_share"]))
+
+    return DiagnosticsCallback()

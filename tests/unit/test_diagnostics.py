@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from pipeline.diagnostics import activation_stats, escape_epoch, make_probe, probe_indices
+from pipeline.model import build_cnn
+from pipeline.params import ModelParams
+
+SMALL = ModelParams(conv_filters=4, kernel_size=3, pool_size=2, dense_units=8)
+
+
+def test_sigmoid_tails_count_as_saturated():
+    outputs = np.array([[0.005, 0.5], [0.995, 0.98]])
+    stats = activation_stats(outputs, "sigmoid")
+    assert stats["saturated_fraction"] == pytest.approx(0.5)
+    assert stats["mean_activation"] == pytest.approx(outputs.mean())
+    assert "dead_fraction" not in stats
+
+
+def test_tanh_saturation_is_symmetric():
+    stats = activation_stats(np.array([[-0.999, 0.0, 0.995, 0.5]]), "tanh")
+    assert stats["saturated_fraction"] == pytest.approx(0.5)
+
+
+def test_dead_units_are_zero_for_every_image():
+    # Unit 0 is zero for both images (dead); unit 1 fires once (alive); unit 2 always fires.
+    outputs = np.array([[0.0, 0.0, 1.0], [0.0, 2.0, 3.0]])
+    stats = activation_stats(outputs, "relu")
+    assert stats["dead_fraction"] == pytest.approx(1 / 3)
+    assert "saturated_fraction" not in stats
+
+
+def test_escape_epoch_must_exceed_the_threshold():
+    assert escape_epoch([0.1, 0.1, 0.1, 0.1, 0.3]) == 5
+    assert escape_epoch([0.5]) == 1
+    assert escape_epoch([0.1, 0.15]) is None
+
+
+def test_probe_indices_are_fixed_by_seed():
+    labels = np.arange(1000) % 10
+    assert np.array_equal(probe_indices(labels, 64, 1), probe_indices(labels, 64, 1))
+    assert len(set(probe_indices(labels, 64, 1))) == 64
+
+
+def images(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
+
+
+def test_forced_saturation_reports_one():
+    model = build_cnn("sigmoid", SMALL)
+    kernel, bias = model.get_layer("conv2d").get_weights()
+    model.get_layer("conv2d").set_weights([kernel * 0, bias + 50.0])
+    metrics = make_probe(model, "sigmoid")(*images())
+    assert metrics["saturated_fraction/conv2d"] == 1.0
+    assert metrics["mean_activation/conv2d"] == pytest.approx(1.0)
+    # Saturated sigmoid passes (almost) no gradient back to the convolution.
+    assert metrics["grad_norm/conv2d/kernel"] < 1e-12 * max(metrics["grad_norm/dense_1/kernel"], 1)
+
+
+def test_negative_bias_kills_relu_units_and_their_gradient():
+    model = build_cnn("relu", SMALL)
+    kernel, bias = model.get_layer("dense").get_weights()
+    model.get_layer("dense").set_weights([kernel, bias - 1000.0])
+    metrics = make_probe(model, "relu")(*images())
+    assert metrics["dead_fraction/dense"] == 1.0
+    assert metrics["grad_norm/dense/kernel"] == 0.0
+    assert metrics["grad_norm/conv2d/kernel"] == 0.0
+    assert metrics["grad_norm/dense_1/bias"] > 0.0
+
+
+def test_probe_names_every_trainable_variable():
+    model = build_cnn("relu", SMALL)
+    metrics = make_probe(model, "relu")(*images())
+    grads = sorted(k for k in metrics if k.startswith("grad_norm/"))
+    assert grads == sorted(
+        f"grad_norm/{layer}/{kind}"
+        for layer in ("conv2d", "dense", "dense_1")
+        for kind in ("kernel", "bias")
+    )
+    assert {"dead_fraction/conv2d", "dead_fraction/dense"} <= metrics.keys()
