@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -32,15 +34,49 @@ class DownloadError(PipelineError):
     """The archive could not be fetched or is not the expected file."""
 
 
-def open_url(url: str, timeout: float = TIMEOUT_S) -> IO[bytes]:
-    """Open `url` for reading; https certificates are verified by urllib's default context."""
+class _NoDowngradeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but never from https to anything else."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if req.full_url.startswith("https://") and not newurl.startswith("https://"):
+            raise DownloadError(
+                f"{req.full_url} redirects to {newurl}, which is not https; refusing to "
+                "download over an insecure connection, fix data.url"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener(context: ssl.SSLContext | None = None) -> urllib.request.OpenerDirector:
+    # The default context verifies certificates and host names against the system's CA store.
+    context = context or ssl.create_default_context()
+    return urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context), _NoDowngradeRedirects()
+    )
+
+
+def open_url(
+    url: str, timeout: float = TIMEOUT_S, context: ssl.SSLContext | None = None
+) -> IO[bytes]:
+    """Open `url` for reading, with verified certificates and a timeout on every read.
+
+    `context` replaces the system's CA store (tests use it to trust their own server).
+    """
     try:
-        return urllib.request.urlopen(url, timeout=timeout)
+        return _opener(context).open(url, timeout=timeout)
     except urllib.error.HTTPError as exc:
         raise DownloadError(
             f"{url} answered HTTP {exc.code} {exc.reason}; check data.url"
         ) from None
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLCertVerificationError):
+            raise DownloadError(
+                f"the certificate of {url} could not be verified ({exc.reason.verify_message}); "
+                "refusing to download, check data.url or the system's CA certificates"
+            ) from None
+        if isinstance(exc.reason, TimeoutError):
+            raise DownloadError(
+                f"{url} did not answer within {timeout:.0f} s; try again later"
+            ) from None
         raise DownloadError(
             f"cannot reach {url} ({exc.reason}); check data.url, or point it at a local copy "
             "with file:///absolute/path/cifar-10-python.tar.gz"
@@ -49,6 +85,8 @@ def open_url(url: str, timeout: float = TIMEOUT_S) -> IO[bytes]:
         raise DownloadError(
             f"{url} did not answer within {timeout:.0f} s; try again later"
         ) from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise DownloadError(f"opening {url} failed ({exc}); try again") from None
 
 
 def copy_with_hash(source: IO[bytes], target: IO[bytes], total: int | None, label: str) -> str:
@@ -69,10 +107,16 @@ def copy_with_hash(source: IO[bytes], target: IO[bytes], total: int | None, labe
     return digest.hexdigest()
 
 
-def download(url: str, sha256: str, output: Path, timeout: float = TIMEOUT_S) -> int:
+def download(
+    url: str,
+    sha256: str,
+    output: Path,
+    timeout: float = TIMEOUT_S,
+    context: ssl.SSLContext | None = None,
+) -> int:
     """Fetch `url` to `output` if its sha256 matches; return its size in bytes."""
     with atomic_path(output) as tmp:
-        source = open_url(url, timeout)
+        source = open_url(url, timeout, context)
         length = source.headers.get("Content-Length") if hasattr(source, "headers") else None
         try:
             with source, open(tmp, "wb") as target:
@@ -83,14 +127,22 @@ def download(url: str, sha256: str, output: Path, timeout: float = TIMEOUT_S) ->
             raise DownloadError(
                 f"{url} stalled for {timeout:.0f} s mid-download; try again"
             ) from None
-        except OSError as exc:
-            raise DownloadError(f"reading {url} failed ({exc}); try again") from None
+        except (OSError, http.client.HTTPException) as exc:
+            # e.g. the connection closed before Content-Length bytes arrived
+            raise DownloadError(
+                f"reading {url} failed ({type(exc).__name__}: {exc}); nothing was kept, try again"
+            ) from None
+        size = tmp.stat().st_size
+        if length and size != int(length):
+            raise DownloadError(
+                f"the connection to {url} closed after {size:,} of {int(length):,} bytes; "
+                "nothing was kept, try again"
+            )
         if actual != sha256:
             raise DownloadError(
                 f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; "
                 "the file is not the expected archive, fix data.url or data.sha256"
             )
-        size = tmp.stat().st_size
     return size
 
 

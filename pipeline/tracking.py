@@ -6,6 +6,7 @@ Nothing here runs at import time; `stage_run` sets the tracking URI when a stage
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -17,6 +18,14 @@ import mlflow
 from mlflow.entities import RunStatus
 
 from pipeline.errors import PipelineError
+
+# A stage must fail fast, naming the URI, when a tracking server cannot be reached: MLflow's own
+# defaults (7 retries, 120 s per request) would hang for many minutes. Users can override each.
+HTTP_CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
+}
 
 
 class StageTerminated(KeyboardInterrupt):
@@ -54,6 +63,23 @@ def git_commit(root: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise first contact with an SQLite store across processes (parallel stages or queued
+    experiments), so two never create its tables or the same experiment at once."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_experiment(name: str) -> str:
@@ -97,13 +123,19 @@ def stage_run(
 ) -> Iterator[mlflow.ActiveRun]:
     """Open the stage's MLflow run, log its params, and end it FINISHED, KILLED or FAILED."""
     uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_CLIENT_DEFAULTS.items():
+            os.environ.setdefault(key, value)
     mlflow.set_tracking_uri(uri)
     try:
-        experiment_id = ensure_experiment(experiment)
-    except mlflow.exceptions.MlflowException as exc:
+        with store_lock(uri):
+            experiment_id = ensure_experiment(experiment)
+    except Exception as exc:
+        # MLflow wraps some connection failures and lets others through as requests errors.
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
         raise PipelineError(
-            f"cannot use MLflow tracking store {uri}: {str(exc).splitlines()[0]}; "
-            "check MLFLOW_TRACKING_URI"
+            f"cannot use the MLflow tracking store {uri} ({first_line}); "
+            "check that it is running and MLFLOW_TRACKING_URI"
         ) from None
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     run = mlflow.start_run(
