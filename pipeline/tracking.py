@@ -10,6 +10,9 @@ import fcntl
 import os
 import signal
 import subprocess
+import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,13 +22,15 @@ from mlflow.entities import RunStatus
 
 from pipeline.errors import PipelineError
 
-# A stage must fail fast, naming the URI, when a tracking server cannot be reached: MLflow's own
-# defaults (7 retries, 120 s per request) would hang for many minutes. Users can override each.
+# MLflow's own defaults (7 retries, 120 s per request) can hang a stage for many minutes on a
+# server that went away mid-run; these bound that, and users can override each.
 HTTP_CLIENT_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
+# Seconds a tracking server gets to answer its health check before the stage gives up.
+HEALTH_TIMEOUT_S = 10
 
 
 class StageTerminated(KeyboardInterrupt):
@@ -63,6 +68,22 @@ def git_commit(root: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
+
+
+def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """Fail at once, naming the URI, when a tracking server does not answer its health check."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (e.g. 401 behind authentication): reachable
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PipelineError(
+            f"the MLflow tracking server {uri} cannot be reached ({reason}); start it or fix "
+            "MLFLOW_TRACKING_URI, nothing was run"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -110,8 +131,41 @@ def stage_tags(stage: str, activation: str | None = None) -> dict[str, str]:
     return tags
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
+class _Stop:
+    """What SIGTERM and SIGINT do: raise at once, or, while native code may be mid-flight (inside
+    TensorFlow), only record the request for the caller to act on at a safe point."""
+
+    deferred = False
+    requested = threading.Event()
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    if _Stop.deferred:
+        _Stop.requested.set()
+        return
     raise StageTerminated(f"received signal {signum}")
+
+
+@contextlib.contextmanager
+def deferred_stop() -> Iterator[threading.Event]:
+    """Within this block a stop signal only sets the yielded event; raise_if_stopped() acts on it.
+
+    Raising from a signal handler while TensorFlow runs has crashed the process here (a corrupted
+    heap, SIGABRT), leaving the run RUNNING; a flag checked between batches avoids that.
+    """
+    _Stop.requested.clear()
+    _Stop.deferred = True
+    try:
+        yield _Stop.requested
+    finally:
+        _Stop.deferred = False
+    raise_if_stopped()
+
+
+def raise_if_stopped() -> None:
+    if _Stop.requested.is_set():
+        _Stop.requested.clear()
+        raise StageTerminated("stopped by a signal")
 
 
 @contextlib.contextmanager
@@ -126,6 +180,7 @@ def stage_run(
     if uri.startswith(("http://", "https://")):
         for key, value in HTTP_CLIENT_DEFAULTS.items():
             os.environ.setdefault(key, value)
+        check_server(uri)
     mlflow.set_tracking_uri(uri)
     try:
         with store_lock(uri):
@@ -137,7 +192,7 @@ def stage_run(
             f"cannot use the MLflow tracking store {uri} ({first_line}); "
             "check that it is running and MLFLOW_TRACKING_URI"
         ) from None
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     run = mlflow.start_run(
         experiment_id=experiment_id, run_name=stage, tags=stage_tags(stage, activation)
     )
@@ -153,4 +208,5 @@ def stage_run(
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -51,6 +51,18 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         mlflow.log_metrics(metrics, step=epoch + 1)
 
 
+class StopWhenAsked(keras.callbacks.Callback):
+    """Ends training after the current batches once `event` is set (by a stop signal)."""
+
+    def __init__(self, event) -> None:
+        super().__init__()
+        self.event = event
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.event.is_set():
+            self.model.stop_training = True
+
+
 def seed_everything(seed: int) -> None:
     """Same seed, same machine → same weights, same data order, same history.
 
@@ -183,15 +195,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             return watchers[-1]
 
         start = time.perf_counter()
-        model, history = train(
-            activation,
-            params.model,
-            params.train,
-            train_data,
-            val_data,
-            callbacks=[MlflowEpochLogger()],
-            diagnose=diagnose,
-        )
+        with tracking.deferred_stop() as stop:
+            model, history = train(
+                activation,
+                params.model,
+                params.train,
+                train_data,
+                val_data,
+                callbacks=[StopWhenAsked(stop), MlflowEpochLogger()],
+                diagnose=diagnose,
+            )
         seconds = time.perf_counter() - start
         diagnostics_seconds = sum(w.seconds for w in watchers)
         summary = summarize(history) | {

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import mlflow
 import pytest
 import yaml
 from conftest import PROJECT
+from tiny_cifar import batches, write_archive
 
 STAGES = ["download", "preprocess", "train_sigmoid", "train_relu", "evaluate", "report"]
 PROJECT_FILES = [
@@ -25,6 +28,13 @@ PROJECT_FILES = [
 ]
 
 pytestmark = pytest.mark.slow
+
+
+class Evil:
+    """A pickle that would run code if the unpickler let it."""
+
+    def __reduce__(self):
+        return (exec, ("open('pwned', 'w').write('x')",))
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -144,3 +154,61 @@ def test_changing_n_examples_reruns_only_evaluate_and_report(repo):
     rerun = run(["dvc", "repro"], root, env)
     assert stages_run(rerun) == ["evaluate", "report"]
     assert len((root / "results/examples.csv").read_text().splitlines()) == 1 + 6
+
+
+def lock_entry(root: Path, stage: str) -> dict:
+    return yaml.safe_load((root / "dvc.lock").read_text())["stages"][stage]
+
+
+def test_hostile_archive_stops_at_preprocess_and_checkout_restores(repo, tmp_path):
+    root, env, _ = repo
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    run([*git, "add", "-A"], root, env)
+    run([*git, "commit", "-qm", "a good run"], root, env)
+    members = batches(2, 1, seed=0)
+    members["data_batch_2"] = pickle.dumps({b"data": Evil(), b"labels": []})
+    evil = tmp_path / "evil.tar.gz"
+    evil_sha = write_archive(evil, members)
+    set_params(root, data__url=evil.as_uri(), data__sha256=evil_sha)
+    before = lock_entry(root, "preprocess")
+    result = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "error: a batch pickle tries to build builtins.exec" in result.stdout + result.stderr
+    assert not (tmp_path / "pwned").exists()
+    assert lock_entry(root, "preprocess") == before  # nothing downstream was recorded
+    # The recovery the README gives: the last good params and lock from git, outputs from cache.
+    run(["git", "checkout", "--", "params.yaml", "dvc.lock"], root, env)
+    run(["dvc", "checkout", "--force"], root, env)
+    assert "up to date" in run(["dvc", "status"], root, env)
+    assert (root / "data/processed/train.npz").exists()
+
+
+def test_interrupted_repro_leaves_no_model_and_next_repro_completes(repo):
+    root, env, _ = repo
+    set_params(root, train__epochs=400)
+    proc = subprocess.Popen(
+        ["dvc", "repro", "train_relu"],
+        cwd=root,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    for line in proc.stdout:
+        if line.startswith("Epoch 3/"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert not (root / "models/relu.keras").exists()
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
+    latest = max(
+        (r for r in runs if r.info.run_name == "train_relu"), key=lambda r: r.info.start_time
+    )
+    assert latest.info.status == "KILLED"
+    set_params(root, train__epochs=1)
+    run(["dvc", "repro"], root, env)
+    assert "up to date" in run(["dvc", "status"], root, env)
+    assert (root / "models/relu.keras").exists()

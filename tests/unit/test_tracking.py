@@ -60,3 +60,24 @@ def test_sigterm_marks_the_run_killed_and_restores_the_handler():
     (run,) = finished_runs()
     assert run.info.status == "KILLED"
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_deferred_stop_records_the_signal_and_raises_at_the_end():
+    with (
+        pytest.raises(tracking.StageTerminated),
+        tracking.stage_run("train_relu", "exp", {}),
+        tracking.deferred_stop() as stop,
+    ):
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.is_set()  # no exception inside: native code may be running here
+    (run,) = finished_runs()
+    assert run.info.status == "KILLED"
+
+
+def test_unreachable_server_is_named(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    with (
+        pytest.raises(tracking.PipelineError, match=r"http://127\.0\.0\.1:9 cannot be reached"),
+        tracking.stage_run("download", "exp", {}),
+    ):
+        pass

@@ -1,0 +1,193 @@
+"""Faults on real processes: signals during training, an unreachable tracking server, and two
+stages logging to one SQLite store at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from conftest import PROJECT
+
+from pipeline import preprocess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_archive):
+    """Processed tiny data and a params file with `epochs` left to each test."""
+    root = tmp_path_factory.mktemp("faults")
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["data"]["val_size"] = 50
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    preprocess.main(
+        [
+            "--params",
+            str(root / "params.yaml"),
+            "--archive",
+            str(tiny_archive[0]),
+            "--output",
+            str(root / "processed"),
+        ]
+    )
+    return root
+
+
+def params_with_epochs(workspace: Path, tmp_path: Path, epochs: int) -> Path:
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["train"]["epochs"] = epochs
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def train_cmd(activation: str, params: Path, workspace: Path, tmp_path: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.train",
+        "--activation",
+        activation,
+        "--params",
+        str(params),
+        "--data",
+        str(workspace / "processed"),
+        "--models",
+        str(tmp_path / "models"),
+        "--results",
+        str(tmp_path / "results"),
+    ]
+
+
+def env_with(uri: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    return {**env, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(PROJECT)}
+
+
+def runs_in(uri: str) -> list:
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_training_ends_the_run_killed_and_writes_nothing(workspace, tmp_path, signum):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = params_with_epochs(workspace, tmp_path, 500)
+    proc = subprocess.Popen(
+        train_cmd("relu", params, workspace, tmp_path),
+        env=env_with(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:  # wait until training is under way
+        seen.append(line)
+        if line.startswith("Epoch 3/") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signum)
+    rest, _ = proc.communicate(timeout=60)
+    output = "".join(seen) + rest
+    assert proc.returncode == 130, output[-2000:]
+    assert "Traceback" not in output
+    assert "error: interrupted" in output
+    (run,) = runs_in(uri)
+    assert run.info.status == "KILLED"
+    assert not (tmp_path / "models" / "relu.keras").exists()
+    assert not (tmp_path / "results" / "relu").exists()
+    leftovers = list((tmp_path / "models").glob("*")) if (tmp_path / "models").exists() else []
+    assert leftovers == []
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def silent_server() -> tuple[socket.socket, int]:
+    """Accepts connections and never answers: a server that hangs."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    held = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return sock, sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_unreachable_tracking_server_fails_fast_before_training(workspace, tmp_path, kind):
+    server = None
+    if kind == "refused":
+        port = closed_port()
+    else:
+        server, port = silent_server()
+    uri = f"http://127.0.0.1:{port}"
+    params = params_with_epochs(workspace, tmp_path, 1)
+    start = time.monotonic()
+    try:
+        result = subprocess.run(
+            train_cmd("relu", params, workspace, tmp_path),
+            env=env_with(uri),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        if server:
+            server.close()
+    elapsed = time.monotonic() - start
+    assert result.returncode == 1
+    assert elapsed < 30, f"took {elapsed:.0f} s"
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and uri in errors[0] and "cannot be reached" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert "Epoch 1/" not in result.stdout
+    assert not (tmp_path / "models").exists()
+
+
+def test_two_stages_logging_to_one_sqlite_store_at_once(workspace, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # fresh: both processes race to create it
+    epochs = 5
+    params = params_with_epochs(workspace, tmp_path, epochs)
+    procs = [
+        subprocess.Popen(
+            train_cmd(a, params, workspace, tmp_path / a),
+            env=env_with(uri),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for a in ("sigmoid", "relu")
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-2000:]
+        assert "database is locked" not in output
+    runs = runs_in(uri)
+    assert sorted(r.info.run_name for r in runs) == ["train_relu", "train_sigmoid"]
+    client = mlflow.MlflowClient()
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert len(client.get_metric_history(run.info.run_id, key)) == epochs, key
+        grads = client.get_metric_history(run.info.run_id, "grad_norm/dense/kernel")
+        assert sorted(m.step for m in grads) == list(range(epochs + 1))
