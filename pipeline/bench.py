@@ -83,7 +83,9 @@ def train_ours(
 
     x_train, y_train, x_test, y_test = data
     timer = make_epoch_timer()
-    params = TrainParams(epochs=epochs, batch_size=64, learning_rate=1e-3, seed=seed)
+    params = TrainParams(
+        epochs=epochs, batch_size=64, learning_rate=1e-3, seed=seed, distribution="none"
+    )
     probe = probe_indices(y_train, PROBE_SIZE, seed)
 
     callbacks = []

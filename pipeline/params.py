@@ -20,6 +20,9 @@ from pipeline.errors import PipelineError
 # Activations the network can be built with; names are Keras activation identifiers.
 ACTIVATIONS = ("sigmoid", "relu")
 
+# How training is spread over devices (see pipeline.train.make_strategy).
+DISTRIBUTIONS = ("none", "mirrored")
+
 _URL_SCHEMES = ("https://", "http://", "file://")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -99,12 +102,14 @@ class TrainParams:
     batch_size: int  # images per gradient step (tutorial: 64)
     learning_rate: float  # Adam's step size (tutorial: 1e-3)
     seed: int  # seeds weight initialisation and data order
+    distribution: str  # "none": one device; "mirrored": tf.distribute.MirroredStrategy
 
     RULES: ClassVar[dict[str, Rule]] = {
         "epochs": POSITIVE,
         "batch_size": POSITIVE,
         "learning_rate": POSITIVE,
         "seed": NON_NEGATIVE,
+        "distribution": (lambda v: v in DISTRIBUTIONS, f"one of {', '.join(DISTRIBUTIONS)}"),
     }
 
 

@@ -72,6 +72,18 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def make_strategy(distribution: str) -> tf.distribute.Strategy:
+    """`none`: TensorFlow's default (one device). `mirrored`: data-parallel over every GPU or,
+    without GPUs, every logical CPU device (one unless the process split the CPU)."""
+    if distribution == "none":
+        return tf.distribute.get_strategy()
+    if distribution == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    raise ValueError(f"unknown distribution {distribution!r}; choose none or mirrored")
+
+
 def train(
     activation: str,
     model_params: ModelParams,
@@ -88,8 +100,12 @@ def train(
     """
     check_activation(activation)
     seed_everything(train_params.seed)
-    model = build_cnn(activation, model_params)
-    compile_model(model, train_params.learning_rate, STEPS_PER_EXECUTION)
+    # Keras 3.15's multi-step loop fails under MirroredStrategy (InvalidArgumentError at
+    # while/cond/Placeholder), so mirrored training runs one step per call.
+    steps = STEPS_PER_EXECUTION if train_params.distribution == "none" else 1
+    with make_strategy(train_params.distribution).scope():
+        model = build_cnn(activation, model_params)
+        compile_model(model, train_params.learning_rate, steps)
     callbacks = [*callbacks, *([diagnose(model)] if diagnose else [])]
     fit = model.fit(
         train_data[0],
@@ -207,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         seconds = time.perf_counter() - start
         diagnostics_seconds = sum(w.seconds for w in watchers)
+        strategy = getattr(model, "distribute_strategy", None)
+        mlflow.log_param("replicas", strategy.num_replicas_in_sync if strategy else 1)
         summary = summarize(history) | {
             "parameters": int(model.count_params()),
             "train_seconds": round(seconds, 1),

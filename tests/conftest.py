@@ -11,9 +11,9 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
+from project import PROJECT  # noqa: E402
 from tiny_cifar import write_tiny_cifar  # noqa: E402
 
-PROJECT = TESTS.parent
 REAL_ARCHIVE = Path(
     os.environ.get("CIFAR10_ARCHIVE", PROJECT.parent / "shared" / "data" / "cifar-10-python.tar.gz")
 )

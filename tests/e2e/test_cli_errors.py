@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT
+from project import PROJECT
 
 
 def write_params(tmp_path: Path, **overrides) -> Path:

@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
-from conftest import PROJECT
+from project import clean_env, commit, make_repo, run, set_params
 from tiny_cifar import batches, write_archive
 
 STAGES = ["download", "preprocess", "train_sigmoid", "train_relu", "evaluate", "report"]
-PROJECT_FILES = [
-    "pipeline",
-    "dvc.yaml",
-    "params.yaml",
-    ".gitignore",
-    ".dvc/config",
-    ".dvc/.gitignore",
-]
 
 pytestmark = pytest.mark.slow
 
@@ -37,48 +27,11 @@ class Evil:
         return (exec, ("open('pwned', 'w').write('x')",))
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-4000:]}"
-    return output
-
-
-def set_params(repo: Path, **overrides: object) -> None:
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for dotted, value in overrides.items():
-        section, key = dotted.split("__")
-        params[section][key] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tiny_archive):
-    """A copy of the project in a new git repository, params shrunk to the tiny archive."""
-    root = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source, target = PROJECT / name, root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
-    path, sha = tiny_archive
-    set_params(
-        root,
-        data__url=path.as_uri(),
-        data__sha256=sha,
-        data__val_size=50,
-        train__epochs=1,
-        evaluate__n_examples=4,
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
-    run(["git", "init", "-q"], root, env)
-    run([*git, "add", "-A"], root, env)
-    run([*git, "commit", "-qm", "project"], root, env)
+    """A copy of the project in a new git repository, run once with `dvc repro`."""
+    env = clean_env()
+    root = make_repo(tmp_path_factory.mktemp("project"), *tiny_archive, env)
     first = run(["dvc", "repro"], root, env)
     return root, env, first
 
@@ -162,9 +115,7 @@ def lock_entry(root: Path, stage: str) -> dict:
 
 def test_hostile_archive_stops_at_preprocess_and_checkout_restores(repo, tmp_path):
     root, env, _ = repo
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
-    run([*git, "add", "-A"], root, env)
-    run([*git, "commit", "-qm", "a good run"], root, env)
+    commit(root, env, "a good run")
     members = batches(2, 1, seed=0)
     members["data_batch_2"] = pickle.dumps({b"data": Evil(), b"labels": []})
     evil = tmp_path / "evil.tar.gz"

@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import PROJECT
+from project import PROJECT
 
 from pipeline import preprocess
 

@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PROJECT
+from project import PROJECT
 
 from pipeline import preprocess, train
 from pipeline.params import load_params

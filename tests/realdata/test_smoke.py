@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT, REAL_ARCHIVE, REAL_SHA256
+from conftest import REAL_ARCHIVE, REAL_SHA256
+from project import PROJECT
 
 from pipeline import download, preprocess, train
 

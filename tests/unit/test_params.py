@@ -39,6 +39,7 @@ def test_default_params_are_the_tutorials():
         ("data", "sha256", "abc", "data.sha256"),
         ("evaluate", "n_examples", 1000, "evaluate.n_examples"),
         ("mlflow", "experiment", "  ", "mlflow.experiment"),
+        ("train", "distribution", "horovod", "train.distribution"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_key(section, key, value, expected):
@@ -91,4 +92,10 @@ def test_flatten_prefixes_the_section():
     params = load_params(PROJECT / "params.yaml")
     flat = flatten("train", params.train)
     assert flat["train.epochs"] == 10
-    assert set(flat) == {"train.epochs", "train.batch_size", "train.learning_rate", "train.seed"}
+    assert set(flat) == {
+        "train.epochs",
+        "train.batch_size",
+        "train.learning_rate",
+        "train.seed",
+        "train.distribution",
+    }

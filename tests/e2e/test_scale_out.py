@@ -1,0 +1,224 @@
+"""Beyond one machine, with real processes: an MLflow tracking server, a DVC remote, and
+mirrored training over two logical CPU devices."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from project import PROJECT, clean_env, commit, make_repo, run
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["download", "preprocess", "train_sigmoid", "train_relu", "evaluate", "report"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1: SQLite backend, artifacts proxied to a folder."""
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'server.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.close()
+                pytest.fail(
+                    f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+    yield uri, root
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def served_repo(tmp_path_factory, tiny_archive, tracking_server):
+    """The tiny pipeline run with `dvc repro`, logging to the tracking server."""
+    uri, _ = tracking_server
+    env = clean_env(MLFLOW_TRACKING_URI=uri)
+    root = make_repo(tmp_path_factory.mktemp("served"), *tiny_archive, env)
+    run(["dvc", "repro"], root, env)
+    return root, env
+
+
+def test_every_stage_logs_to_the_server(served_repo, tracking_server):
+    root, _ = served_repo
+    uri, server_root = tracking_server
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("cifar10-activations")
+    runs = client.search_runs([experiment.experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert sorted(by_name) == sorted(STAGES)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert not (root / "mlflow.db").exists()  # nothing went to a local store
+    for activation in ("sigmoid", "relu"):
+        run_id = by_name[f"train_{activation}"].info.run_id
+        assert [m.step for m in client.get_metric_history(run_id, "val_accuracy")] == [1]
+        assert [m.step for m in client.get_metric_history(run_id, "grad_norm/conv2d/kernel")] == [
+            0,
+            1,
+        ]
+    report_id = by_name["report"].info.run_id
+    files = {a.path for a in client.list_artifacts(report_id, "report/figures")}
+    assert {"report/figures/curves.png", "report/figures/gradients.png"} <= files
+    mlflow.set_tracking_uri(uri)
+    text = Path(
+        mlflow.artifacts.download_artifacts(run_id=report_id, artifact_path="report/report.md")
+    ).read_text()
+    assert text.startswith("# Sigmoid vs ReLU on CIFAR-10")
+    # Artifacts went through the server into its --artifacts-destination.
+    assert any((server_root / "artifacts").rglob("report.md"))
+
+
+def test_models_load_back_from_the_server(served_repo, tracking_server):
+    import pipeline.model  # noqa: F401 - registers the model's custom layer and metric
+
+    uri, _ = tracking_server
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name("cifar10-activations")
+    models = mlflow.search_logged_models(
+        experiment_ids=[experiment.experiment_id], output_format="list"
+    )
+    assert len(models) == 2
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    for model in models:
+        loaded = mlflow.keras.load_model(model.model_uri)
+        probabilities = loaded.predict(images, verbose=0)
+        assert probabilities.shape == (3, 10)
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_push_clone_pull_restores_everything_without_retraining(served_repo, tmp_path):
+    root, env = served_repo
+    remote = tmp_path / "remote"  # a local folder standing in for S3 or GCS
+    run(["dvc", "remote", "add", "--default", "store", str(remote)], root, env)
+    commit(root, env, "results and remote")
+    run(["dvc", "push"], root, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(root), str(clone)], tmp_path, env)
+    assert not (clone / "models").exists()
+    run(["dvc", "pull"], clone, env)
+    assert "up to date" in run(["dvc", "status"], clone, env)
+    for path in (
+        "data/raw/cifar-10-python.tar.gz",
+        "data/processed/train.npz",
+        "models/sigmoid.keras",
+        "models/relu.keras",
+    ):
+        assert (clone / path).read_bytes() == (root / path).read_bytes(), path
+    assert json.loads((clone / "results/test_metrics.json").read_text()) == json.loads(
+        (root / "results/test_metrics.json").read_text()
+    )
+    again = run(["dvc", "repro"], clone, env)
+    assert "Running stage" not in again
+
+
+SPLIT_AND_TRAIN = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+from pipeline import train
+train.main(sys.argv[1:])
+"""
+
+
+def test_mirrored_training_over_two_logical_cpus(tmp_path, tiny_archive):
+    from pipeline import preprocess
+
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["data"]["val_size"] = 50
+    params["train"]["epochs"] = 3
+    results = {}
+    for distribution in ("none", "mirrored"):
+        params["train"]["distribution"] = distribution
+        path = tmp_path / f"{distribution}.yaml"
+        path.write_text(yaml.safe_dump(params))
+        if distribution == "none":
+            preprocess.main(
+                [
+                    "--params",
+                    str(path),
+                    "--archive",
+                    str(tiny_archive[0]),
+                    "--output",
+                    str(tmp_path / "processed"),
+                ]
+            )
+        out = tmp_path / distribution
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                SPLIT_AND_TRAIN,
+                "--activation",
+                "relu",
+                "--params",
+                str(path),
+                "--data",
+                str(tmp_path / "processed"),
+                "--models",
+                str(out / "models"),
+                "--results",
+                str(out / "results"),
+            ],
+            env=clean_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(PROJECT)),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[distribution] = pd.read_csv(out / "results/relu/history.csv")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    all_runs = mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
+    runs = {
+        r.data.params["train.distribution"]: r for r in all_runs if r.info.run_name == "train_relu"
+    }
+    assert runs["mirrored"].data.params["replicas"] == "2"
+    assert runs["none"].data.params["replicas"] == "1"
+    assert set(runs["mirrored"].data.metrics) == set(runs["none"].data.metrics)
+    assert list(results["mirrored"].columns) == list(results["none"].columns)
+    # The tiny classes are easy: both must learn them; stated tolerance 0.1 in accuracy.
+    final = {d: h["val_accuracy"].iloc[-1] for d, h in results.items()}
+    assert final["none"] > 0.8
+    assert abs(final["mirrored"] - final["none"]) <= 0.1, final

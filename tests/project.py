@@ -1,0 +1,74 @@
+"""Copying the project into a throwaway git repository and driving DVC in it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = [
+    "pipeline",
+    "dvc.yaml",
+    "params.yaml",
+    ".gitignore",
+    ".dvc/config",
+    ".dvc/.gitignore",
+]
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 900) -> str:
+    """Run a command; fail the test with its output when it fails."""
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-4000:]}"
+    return output
+
+
+def set_params(repo: Path, **overrides: object) -> None:
+    """set_params(repo, train__epochs=1) sets train.epochs in repo/params.yaml."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        params[section][key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without MLflow/DVC settings, with the venv's tools first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return {**env, **extra}
+
+
+def make_repo(root: Path, archive: Path, sha256: str, env: dict[str, str]) -> Path:
+    """The project in a new git repository at `root`, shrunk to the tiny archive and 1 epoch."""
+    for name in PROJECT_FILES:
+        source, target = PROJECT / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    set_params(
+        root,
+        data__url=archive.as_uri(),
+        data__sha256=sha256,
+        data__val_size=50,
+        train__epochs=1,
+        evaluate__n_examples=4,
+    )
+    run(["git", "init", "-q"], root, env)
+    commit(root, env, "project")
+    return root
+
+
+def commit(root: Path, env: dict[str, str], message: str) -> None:
+    run([*GIT, "add", "-A"], root, env)
+    run([*GIT, "commit", "-qm", message], root, env)
