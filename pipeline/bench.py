@@ -84,7 +84,7 @@ def train_ours(
     x_train, y_train, x_test, y_test = data
     timer = make_epoch_timer()
     params = TrainParams(
-        epochs=epochs, batch_size=64, learning_rate=1e-3, seed=seed, distribution="none"
+        epochs=epochs, batch_size=64, learning_rate=1e-3, seeds=(seed,), distribution="none"
     )
     probe = probe_indices(y_train, PROBE_SIZE, seed)
 

@@ -62,12 +62,10 @@ def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dic
     import keras
     import tensorflow as tf
 
+    # Layers whose output is `activation` applied: fused in Conv2D/Dense, or an Activation layer.
+    function = keras.activations.get(activation)
     hidden = [
-        layer
-        for layer in model.layers
-        if getattr(layer, "activation", None) is not None
-        and layer is not model.layers[-1]
-        and layer.count_params() > 0
+        layer for layer in model.layers[:-1] if getattr(layer, "activation", None) is function
     ]
     with_outputs = keras.Model(
         model.inputs, [layer.output for layer in hidden] + list(model.outputs)

@@ -23,8 +23,9 @@ from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path, write_json
 from pipeline.metrics import classification_metrics, cross_entropy, majority_share
 from pipeline.model import CUSTOM_OBJECTS
-from pipeline.params import check_activation, flatten, load_params
+from pipeline.params import MAIN_ACTIVATIONS, flatten, load_params
 from pipeline.preprocess import load_split
+from pipeline.stats import paired_difference, summarize_values
 
 PREDICT_BATCH = 1000
 
@@ -74,45 +75,83 @@ def load_model(path: Path) -> keras.Model:
     return keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS)
 
 
+def summarize_seeds(per_seed: dict[int, dict]) -> dict:
+    """Mean over seeds of the headline numbers, with spread and 95% t-intervals."""
+    first = next(iter(per_seed.values()))
+    summary = {key: float(np.mean([d[key] for d in per_seed.values()])) for key in first}
+    for key in ("test_accuracy", "test_loss"):
+        spread = summarize_values([d[key] for d in per_seed.values()])
+        summary |= {
+            f"{key}_std": spread["std"],
+            f"{key}_ci_low": spread["ci_low"],
+            f"{key}_ci_high": spread["ci_high"],
+        }
+    return summary | {"seeds": len(per_seed)}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--activations", nargs="+", default=["sigmoid", "relu"])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", type=Path, default=Path("data/processed"))
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--results", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
-    activations = [check_activation(a) for a in args.activations]
     params = load_params(args.params)
+    activations = [*MAIN_ACTIVATIONS, *params.train.extra_activations]
+    seeds = params.train.seeds
     images, labels = load_split(args.data, "test")
     class_names = json.loads((args.data / "meta.json").read_text())["class_names"]
-    with tracking.stage_run(
-        "evaluate", params.mlflow.experiment, flatten("evaluate", params.evaluate)
-    ):
-        probabilities, details = {}, {}
+    logged = flatten("evaluate", params.evaluate) | {
+        "train.seeds": ",".join(map(str, seeds)),
+        "activations": ",".join(activations),
+    }
+    with tracking.stage_run("evaluate", params.mlflow.experiment, logged):
+        primary_probabilities, details, metrics = {}, {}, {}
         for activation in activations:
-            probabilities[activation] = predict(
-                load_model(args.models / f"{activation}.keras"), images
+            per_seed = {}
+            for seed in seeds:
+                model = load_model(args.models / activation / f"seed{seed}.keras")
+                probabilities = predict(model, images)
+                found = evaluate_predictions(labels, probabilities, len(class_names))
+                per_seed[seed] = headline(found)
+                if seed == seeds[0]:  # the primary model: per-class detail and examples
+                    primary_probabilities[activation] = probabilities
+                    details[activation] = found
+            details[activation]["per_seed"] = {str(s): d for s, d in per_seed.items()}
+            metrics[activation] = summarize_seeds(per_seed)
+        paired = {
+            key: paired_difference(
+                [details["relu"]["per_seed"][str(s)][key] for s in seeds],
+                [details["sigmoid"]["per_seed"][str(s)][key] for s in seeds],
             )
-            details[activation] = evaluate_predictions(
-                labels, probabilities[activation], len(class_names)
-            )
-        metrics = {a: headline(d) for a, d in details.items()}
-        examples = example_table(labels, probabilities, params.evaluate.n_examples, class_names)
+            for key in ("test_accuracy", "test_loss")
+        }
+        examples = example_table(
+            labels, primary_probabilities, params.evaluate.n_examples, class_names
+        )
         write_json(args.results / "test_metrics.json", metrics)
         write_json(
-            args.results / "evaluation.json", {"class_names": class_names, "models": details}
+            args.results / "evaluation.json",
+            {
+                "class_names": class_names,
+                "seeds": list(seeds),
+                "models": details,
+                "relu_minus_sigmoid": paired,
+            },
         )
         with atomic_path(args.results / "examples.csv") as tmp:
             examples.to_csv(tmp, index=False)
         for activation, numbers in metrics.items():
-            mlflow.log_metrics({f"{activation}.{k}": v for k, v in numbers.items()})
+            mlflow.log_metrics(
+                {f"{activation}.{k}": v for k, v in numbers.items() if v is not None}
+            )
+        mlflow.log_metrics({f"relu_minus_sigmoid.{k}": v["mean"] for k, v in paired.items()})
         for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
             mlflow.log_artifact(str(args.results / name))
     for activation, numbers in metrics.items():
         print(
             f"{activation}: test accuracy {numbers['test_accuracy']:.4f}, "
-            f"test loss {numbers['test_loss']:.4f}"
+            f"test loss {numbers['test_loss']:.4f} (mean of {numbers['seeds']} seed(s))"
         )
 
 

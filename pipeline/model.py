@@ -59,38 +59,66 @@ class PlateauShare(keras.metrics.Metric):
 CUSTOM_OBJECTS = {"ToUnitRange": ToUnitRange, "PlateauShare": PlateauShare}
 
 
+def _name(base: str, index: int) -> str:
+    """Keras' own naming: conv2d, conv2d_1, conv2d_2, …"""
+    return base if index == 0 else f"{base}_{index}"
+
+
+def _hidden(layer: layers.Layer, activation: str, batch_norm: bool) -> list[layers.Layer]:
+    """`layer` with `activation`; with batch_norm: layer → BatchNormalization → activation."""
+    if not batch_norm:
+        return [layer]
+    layer.activation = keras.activations.get("linear")
+    return [
+        layer,
+        layers.BatchNormalization(name=f"{layer.name}_bn"),
+        layers.Activation(activation, name=f"{layer.name}_act"),
+    ]
+
+
 def build_cnn(
     activation: str,
     params: ModelParams = TUTORIAL,
     input_shape: tuple[int, int, int] = IMAGE_SHAPE,
     n_classes: int = N_CLASSES,
 ) -> keras.Sequential:
-    """Conv2D → MaxPool → Flatten → Dense → Dense(softmax), hidden layers using `activation`.
+    """[Conv2D → MaxPool] × conv_blocks → Flatten → Dense × dense_layers → Dense(softmax).
 
-    The model takes raw uint8 images and scales them to [0, 1] itself, so the data can stay
-    uint8 until it is batched and the saved model needs no preprocessing step to serve.
+    Hidden layers use `activation`. With the defaults this is the tutorial's network. The model
+    takes raw uint8 images and scales them to [0, 1] itself, so the data can stay uint8 until it
+    is batched and the saved model needs no preprocessing step to serve.
     """
     check_activation(activation)
-    side = input_shape[0] - params.kernel_size + 1
-    if side < params.pool_size:
-        raise ValueError(
-            f"kernel_size {params.kernel_size} and pool_size {params.pool_size} leave nothing of a "
-            f"{input_shape[0]}-pixel image; use smaller values"
+    stack: list[layers.Layer] = [
+        keras.Input(shape=input_shape, dtype="uint8", name="image"),
+        ToUnitRange(name="to_unit_range"),
+    ]
+    side = input_shape[0]
+    for block in range(params.conv_blocks):
+        side = side - params.kernel_size + 1
+        if side < params.pool_size:
+            raise ValueError(
+                f"kernel_size {params.kernel_size}, pool_size {params.pool_size} and "
+                f"{params.conv_blocks} conv blocks leave nothing of a {input_shape[0]}-pixel "
+                "image; use smaller values or fewer blocks"
+            )
+        side //= params.pool_size
+        conv = layers.Conv2D(
+            params.conv_filters,
+            params.kernel_size,
+            activation=activation,
+            name=_name("conv2d", block),
         )
-    return keras.Sequential(
-        [
-            keras.Input(shape=input_shape, dtype="uint8", name="image"),
-            ToUnitRange(name="to_unit_range"),
-            layers.Conv2D(
-                params.conv_filters, params.kernel_size, activation=activation, name="conv2d"
-            ),
-            layers.MaxPooling2D(params.pool_size, name="max_pooling2d"),
-            layers.Flatten(name="flatten"),
-            layers.Dense(params.dense_units, activation=activation, name="dense"),
-            layers.Dense(n_classes, activation="softmax", name="dense_1"),
-        ],
-        name=f"cnn_{activation}",
+        stack += _hidden(conv, activation, params.batch_norm)
+        stack.append(layers.MaxPooling2D(params.pool_size, name=_name("max_pooling2d", block)))
+    stack.append(layers.Flatten(name="flatten"))
+    for index in range(params.dense_layers):
+        dense = layers.Dense(params.dense_units, activation=activation, name=_name("dense", index))
+        stack += _hidden(dense, activation, params.batch_norm)
+    stack.append(
+        layers.Dense(n_classes, activation="softmax", name=_name("dense", params.dense_layers))
     )
+    return keras.Sequential(stack, name=f"cnn_{activation}")
 
 
 def compile_model(model: keras.Model, learning_rate: float, steps_per_execution: int = 1) -> None:

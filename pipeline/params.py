@@ -18,7 +18,9 @@ import yaml
 from pipeline.errors import PipelineError
 
 # Activations the network can be built with; names are Keras activation identifiers.
-ACTIVATIONS = ("sigmoid", "relu")
+ACTIVATIONS = ("sigmoid", "relu", "tanh", "leaky_relu", "elu", "gelu", "swish")
+# The two the tutorial compares: always trained, by the stages train_sigmoid and train_relu.
+MAIN_ACTIVATIONS = ("sigmoid", "relu")
 
 # How training is spread over devices (see pipeline.train.make_strategy).
 DISTRIBUTIONS = ("none", "mirrored")
@@ -86,13 +88,19 @@ class ModelParams:
     conv_filters: int  # filters of the one convolution (tutorial: 32)
     kernel_size: int  # its square kernel side (tutorial: 3)
     pool_size: int  # max-pooling window side (tutorial: 2)
-    dense_units: int  # units of the hidden dense layer (tutorial: 128)
+    dense_units: int  # units of each hidden dense layer (tutorial: 128)
+    conv_blocks: int = 1  # convolution + max-pooling blocks (tutorial: 1)
+    dense_layers: int = 1  # hidden dense layers (tutorial: 1)
+    batch_norm: bool = False  # batch normalisation before each hidden activation (tutorial: no)
 
     RULES: ClassVar[dict[str, Rule]] = {
         "conv_filters": POSITIVE,
         "kernel_size": (lambda v: 1 <= v <= 32, "between 1 and 32"),
         "pool_size": (lambda v: 1 <= v <= 30, "between 1 and 30"),
         "dense_units": POSITIVE,
+        "conv_blocks": (lambda v: 1 <= v <= 4, "between 1 and 4"),
+        "dense_layers": (lambda v: 1 <= v <= 8, "between 1 and 8"),
+        "batch_norm": (lambda v: True, "true or false"),
     }
 
 
@@ -101,14 +109,26 @@ class TrainParams:
     epochs: int  # passes over the training set (tutorial: 10)
     batch_size: int  # images per gradient step (tutorial: 64)
     learning_rate: float  # Adam's step size (tutorial: 1e-3)
-    seed: int  # seeds weight initialisation and data order
+    seeds: tuple[int, ...]  # one model per seed (weights and data order); the first is the primary
     distribution: str  # "none": one device; "mirrored": tf.distribute.MirroredStrategy
+    extra_activations: tuple[str, ...] = ()  # trained by stage train_extra beside the main two
 
     RULES: ClassVar[dict[str, Rule]] = {
         "epochs": POSITIVE,
         "batch_size": POSITIVE,
         "learning_rate": POSITIVE,
-        "seed": NON_NEGATIVE,
+        "seeds": (
+            lambda v: len(v) > 0 and len(set(v)) == len(v) and min(v) >= 0,
+            "a non-empty list of distinct seeds, each 0 or more",
+        ),
+        "extra_activations": (
+            lambda v: (
+                len(set(v)) == len(v)
+                and all(a in ACTIVATIONS and a not in MAIN_ACTIVATIONS for a in v)
+            ),
+            "a list of distinct activations from "
+            + ", ".join(a for a in ACTIVATIONS if a not in MAIN_ACTIVATIONS),
+        ),
         "distribution": (lambda v: v in DISTRIBUTIONS, f"one of {', '.join(DISTRIBUTIONS)}"),
     }
 
@@ -139,6 +159,19 @@ class Params:
 
 
 _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _has_type(value: Any, type_name: str) -> bool:
+    """Does a YAML value fit a field annotated `type_name` ('int', 'tuple[int, ...]', …)?"""
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name.startswith("tuple["):
+        inner = type_name.removeprefix("tuple[").split(",")[0]
+        return isinstance(value, list) and all(_has_type(v, inner) for v in value)
+    return not isinstance(value, bool) and isinstance(value, _TYPES[type_name])
+
+
+_TYPE_NAMES = {"tuple[int, ...]": "list of integers", "tuple[str, ...]": "list of names"}
 _FIX = "fix it in params.yaml or override it with `dvc exp run -S {key}=...`"
 
 
@@ -159,10 +192,10 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
         if field_name not in raw:
             raise ParamsError(f"missing param {key!r}; add it to params.yaml")
         value = raw[field_name]
-        expected = _TYPES[str(field.type)]
-        if isinstance(value, bool) or not isinstance(value, expected):
+        if not _has_type(value, str(field.type)):
+            wanted_type = _TYPE_NAMES.get(str(field.type), field.type)
             raise ParamsError(
-                f"param {key!r} must be of type {field.type}, got {value!r}; "
+                f"param {key!r} must be of type {wanted_type}, got {value!r}; "
                 + _FIX.format(key=key)
             )
         check, wanted = cls.RULES[field_name]
@@ -170,7 +203,11 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
             raise ParamsError(
                 f"param {key!r} must be {wanted}, got {value!r}; " + _FIX.format(key=key)
             )
-        values[field_name] = float(value) if field.type == "float" else value
+        if field.type == "float":
+            value = float(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[field_name] = value
     return cls(**values)
 
 
@@ -208,7 +245,10 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 
 def flatten(section: str, values: Any) -> dict[str, Any]:
     """`flatten("train", TrainParams(...))` → {"train.epochs": 10, ...}, as MLflow logs them."""
-    return {f"{section}.{k}": v for k, v in dataclasses.asdict(values).items()}
+    flat = {}
+    for key, value in dataclasses.asdict(values).items():
+        flat[f"{section}.{key}"] = ",".join(map(str, value)) if isinstance(value, tuple) else value
+    return flat
 
 
 _SECTION_TYPES = {

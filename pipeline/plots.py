@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-COLORS = {"sigmoid": "tab:orange", "relu": "tab:blue"}
+COLORS = {
+    "sigmoid": "tab:orange",
+    "relu": "tab:blue",
+    "tanh": "tab:green",
+    "leaky_relu": "tab:red",
+    "elu": "tab:purple",
+    "gelu": "tab:brown",
+    "swish": "tab:pink",
+}
 
 
 def _color(activation: str) -> str | None:
@@ -54,12 +62,30 @@ def sample_grid(
     return fig
 
 
-def curves_figure(histories: Mapping[str, pd.DataFrame]) -> Figure:
-    """Validation accuracy and loss per epoch, every model on each chart (training dashed)."""
+def curves_figure(
+    histories: Mapping[str, pd.DataFrame],
+    seed_histories: Mapping[str, pd.DataFrame] | None = None,
+) -> Figure:
+    """Validation accuracy and loss per epoch, every model on each chart (training dashed).
+
+    With several seeds, `histories` are the means and a band spans the seeds' lowest to highest.
+    """
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_acc, ax_loss = fig.subplots(1, 2)
     for activation, history in histories.items():
         color = _color(activation)
+        seeds = (seed_histories or {}).get(activation)
+        if seeds is not None and seeds["seed"].nunique() > 1:
+            spread = seeds.groupby("epoch").agg(["min", "max"])
+            for ax, key in ((ax_acc, "val_accuracy"), (ax_loss, "val_loss")):
+                ax.fill_between(
+                    spread.index,
+                    spread[key]["min"],
+                    spread[key]["max"],
+                    color=color,
+                    alpha=0.2,
+                    linewidth=0,
+                )
         ax_acc.plot(
             history["epoch"],
             history["val_accuracy"],
@@ -217,4 +243,25 @@ def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
             ax.text(
                 0.5, 0.5, "not measured for these activations", ha="center", transform=ax.transAxes
             )
+    return fig
+
+
+def seed_strip_figure(per_seed: Mapping[str, Sequence[float]]) -> Figure:
+    """Test accuracy of every seed (dots) and their mean (bar), one column per activation."""
+    fig = Figure(figsize=(1.4 * max(len(per_seed), 2) + 2, 3.8), layout="constrained")
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)  # jitter only, so dots with equal values stay visible
+    for x, (activation, values) in enumerate(per_seed.items()):
+        values = np.asarray(values, dtype=float)
+        ax.scatter(
+            x + rng.uniform(-0.12, 0.12, len(values)),
+            values,
+            color=_color(activation),
+            alpha=0.8,
+            zorder=3,
+        )
+        ax.hlines(values.mean(), x - 0.3, x + 0.3, color="black", linewidth=2, zorder=4)
+    ax.set_xticks(range(len(per_seed)), list(per_seed))
+    ax.set(title="Test accuracy per seed (bar: mean)", ylabel="test accuracy")
+    ax.grid(alpha=0.3, axis="y")
     return fig

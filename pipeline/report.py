@@ -23,7 +23,7 @@ from pipeline import plots, tracking
 from pipeline.diagnostics import ESCAPE_THRESHOLD, escape_epoch
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path
-from pipeline.params import Params, check_activation, flatten, load_params
+from pipeline.params import MAIN_ACTIVATIONS, Params, flatten, load_params
 from pipeline.preprocess import load_split
 
 # The tutorial's published validation numbers after 10 epochs (it validated on the test set).
@@ -40,6 +40,10 @@ class RunResults:
     histories: dict[str, pd.DataFrame]
     # Per activation: the probe's gradient norms and unit statistics, from epoch 0 on.
     diagnostics: dict[str, pd.DataFrame]
+    # Per activation: every seed's history (a `seed` column); one seed = the history above.
+    seed_histories: dict[str, pd.DataFrame]
+    # ReLU − sigmoid test accuracy and loss, paired by seed (n, mean, std, ci_low, ci_high).
+    paired: dict[str, dict]
     test: dict[str, dict[str, float]]  # per activation: test_accuracy, test_loss, ...
     details: dict[str, dict]  # per activation: per-class lists and confusion matrix
     examples: pd.DataFrame  # fixed test images with each model's prediction
@@ -52,11 +56,14 @@ def read_results(results: Path, data: Path, activations: Sequence[str]) -> RunRe
     try:
         histories = {a: pd.read_csv(results / a / "history.csv") for a in activations}
         diagnostics = {a: pd.read_csv(results / a / "diagnostics.csv") for a in activations}
+        seed_histories = {a: pd.read_csv(results / a / "history_seeds.csv") for a in activations}
         evaluation = json.loads((results / "evaluation.json").read_text())
         meta = json.loads((data / "meta.json").read_text())
         return RunResults(
             histories=histories,
             diagnostics=diagnostics,
+            seed_histories=seed_histories,
+            paired=evaluation.get("relu_minus_sigmoid", {}),
             test=json.loads((results / "test_metrics.json").read_text()),
             details=evaluation["models"],
             examples=pd.read_csv(results / "examples.csv"),
@@ -78,6 +85,13 @@ def findings(results: RunResults) -> list[str]:
             f"On the test set, ReLU reached accuracy {test['relu']['test_accuracy']:.4f} and sigmoid "
             f"{test['sigmoid']['test_accuracy']:.4f}: {better} is ahead by {abs(gap) * 100:.1f} points."
         )
+        paired = results.paired.get("test_accuracy")
+        if paired and paired["n"] > 1:
+            lines.append(
+                f"Paired by seed over {paired['n']} seeds (same initial draw for both), ReLU − "
+                f"sigmoid test accuracy is {paired['mean']:+.4f} (std {paired['std']:.4f}, 95% CI "
+                f"[{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}])."
+            )
     for activation, history in results.histories.items():
         first = history.iloc[0]
         escaped = escape_epoch(history["val_accuracy"].tolist())
@@ -92,6 +106,11 @@ def findings(results: RunResults) -> list[str]:
             f"best {history['val_accuracy'].max():.4f} at epoch "
             f"{int(history.loc[history['val_accuracy'].idxmax(), 'epoch'])}."
         )
+        seeds = results.seed_histories[activation]
+        if seeds["seed"].nunique() > 1:
+            escapes = [escape_epoch(g["val_accuracy"].tolist()) for _, g in seeds.groupby("seed")]
+            shown = ", ".join("never" if e is None else str(e) for e in escapes)
+            lines.append(f"{activation}: escape epoch per seed: {shown}.")
         share = results.test[activation]["majority_share"]
         if share > 0.5:
             lines.append(
@@ -133,8 +152,9 @@ def evidence(results: RunResults) -> list[str]:
                 )
     for activation, frame in diags.items():
         first, last = frame.iloc[0], frame.iloc[-1]
-        inner, outer = "grad_norm/conv2d/kernel", "grad_norm/dense_1/kernel"
-        if inner in frame and outer in frame and first[inner] > 0:
+        kernels = [c for c in frame.columns if c.startswith("grad_norm/") and c.endswith("/kernel")]
+        inner, outer = (kernels[0], kernels[-1]) if kernels else (None, None)
+        if inner and inner != outer and first[inner] > 0:
             lines.append(
                 f"{activation}: at epoch 0 the output layer's kernel gradient was "
                 f"{first[outer] / first[inner]:.3g}× the first layer's; at epoch "
@@ -175,15 +195,44 @@ def comparison_table(results: RunResults) -> str:
         f"| tutorial val accuracy (epoch {TUTORIAL_EPOCH}) | tutorial val loss |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for activation, history in results.histories.items():
+    for activation, history in [(a, h) for a, h in results.histories.items() if a in TUTORIAL]:
         last = history.iloc[-1]
         test = results.test[activation]
         tutorial = TUTORIAL.get(activation, {})
         rows.append(
             f"| {activation} | {int(last['epoch'])} | {last['val_accuracy']:.4f} | "
-            f"{last['val_loss']:.4f} | {test['test_accuracy']:.4f} | {test['test_loss']:.4f} | "
+            f"{last['val_loss']:.4f} | {_with_spread(test, 'test_accuracy')} | "
+            f"{_with_spread(test, 'test_loss')} | "
             f"{tutorial.get('val_accuracy', float('nan')):.4f} | "
             f"{tutorial.get('val_loss', float('nan')):.4f} |"
+        )
+    return "\n".join(rows)
+
+
+def _with_spread(test: dict, key: str) -> str:
+    """'0.6257' for one seed; '0.6257 ± 0.0040 [0.6207, 0.6307]' (std, 95% CI) for several."""
+    if test.get(f"{key}_std") is None:
+        return f"{test[key]:.4f}"
+    return (
+        f"{test[key]:.4f} ± {test[f'{key}_std']:.4f} "
+        f"[{test[f'{key}_ci_low']:.4f}, {test[f'{key}_ci_high']:.4f}]"
+    )
+
+
+def ranking_table(results: RunResults) -> str:
+    """Every activation trained, best mean test accuracy first."""
+    rows = [
+        "| rank | activation | seeds | test accuracy (mean ± std [95% CI]) | test loss | "
+        "escape epoch (mean curve) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    ranked = sorted(results.test.items(), key=lambda item: -item[1]["test_accuracy"])
+    for rank, (activation, test) in enumerate(ranked, start=1):
+        escaped = escape_epoch(results.histories[activation]["val_accuracy"].tolist())
+        rows.append(
+            f"| {rank} | {activation} | {test['seeds']} | "
+            f"{_with_spread(test, 'test_accuracy')} | {_with_spread(test, 'test_loss')} | "
+            f"{escaped or 'never'} |"
         )
     return "\n".join(rows)
 
@@ -211,12 +260,18 @@ def build_figures(
     return {
         "activations.png": plots.activation_figure(),
         "samples.png": plots.sample_grid(*train_data, results.class_names),
-        "curves.png": plots.curves_figure(results.histories),
+        "curves.png": plots.curves_figure(results.histories, results.seed_histories),
         "examples.png": plots.examples_figure(test_images, results.examples, activations),
         "gradients.png": plots.gradient_figure(results.diagnostics),
         "units.png": plots.units_figure(results.diagnostics),
         "confusion.png": plots.confusion_figure(
             {a: np.array(results.details[a]["confusion"]) for a in activations}, results.class_names
+        ),
+        "seeds.png": plots.seed_strip_figure(
+            {
+                a: [d["test_accuracy"] for d in results.details[a]["per_seed"].values()]
+                for a in activations
+            }
         ),
     }
 
@@ -238,6 +293,11 @@ def render_markdown(results: RunResults, params: Params) -> str:
         "## This run beside the tutorial",
         f"Validation here is {validation}. The tutorial's columns are its published numbers.",
         comparison_table(results),
+        "## All activations, ranked",
+        "Mean over seeds; ± is the standard deviation across seeds, brackets the 95% t-interval "
+        "of the mean (shown when there is more than one seed).",
+        ranking_table(results),
+        "![Test accuracy of every seed](figures/seeds.png)",
         "## Why: gradients, saturation, dead units",
         "Measured during training on a fixed probe batch of "
         "training images (the same every epoch), at initialisation and after every epoch.",
@@ -275,14 +335,13 @@ def write_report(output: Path, markdown: str, figures: Mapping[str, Figure]) -> 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--activations", nargs="+", default=["sigmoid", "relu"])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", type=Path, default=Path("data/processed"))
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--output", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
-    activations = [check_activation(a) for a in args.activations]
     params = load_params(args.params)
+    activations = [*MAIN_ACTIVATIONS, *params.train.extra_activations]
     results = read_results(args.results, args.data, activations)
     logged = {}
     for field in dataclasses.fields(params):

@@ -193,12 +193,38 @@ def stage_run(
             "check that it is running and MLFLOW_TRACKING_URI"
         ) from None
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    run = mlflow.start_run(
-        experiment_id=experiment_id, run_name=stage, tags=stage_tags(stage, activation)
-    )
     try:
-        mlflow.log_params(dict(params))
+        run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=stage, tags=stage_tags(stage, activation)
+        )
+        with _ending_honestly(run):
+            mlflow.log_params(dict(params))
+            yield run
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def child_run(name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
+    """A run nested in the active stage run (e.g. one per seed), ended like the stage's."""
+    parent = mlflow.active_run()
+    inherited = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
+    run = mlflow.start_run(
+        run_name=name,
+        nested=True,
+        tags=inherited | dict(tags),
+        experiment_id=parent.info.experiment_id,
+    )
+    with _ending_honestly(run):
         yield run
+
+
+@contextlib.contextmanager
+def _ending_honestly(run: mlflow.ActiveRun) -> Iterator[None]:
+    """End `run` FINISHED on success, KILLED on an interrupt, FAILED on any other exception."""
+    try:
+        yield
     except KeyboardInterrupt:
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
@@ -207,6 +233,3 @@ def stage_run(
         raise
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,15 @@ from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path, write_json
 from pipeline.manifest import collect_manifest
 from pipeline.model import IMAGE_SHAPE, N_CLASSES, build_cnn, compile_model
-from pipeline.params import ModelParams, TrainParams, check_activation, flatten, load_params
+from pipeline.params import (
+    MAIN_ACTIVATIONS,
+    ModelParams,
+    Params,
+    TrainParams,
+    check_activation,
+    flatten,
+    load_params,
+)
 from pipeline.preprocess import load_split
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
@@ -93,13 +102,15 @@ def train(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     diagnose: Callable[[keras.Model], keras.callbacks.Callback] | None = None,
     verbose: int = 2,
+    seed: int | None = None,
 ) -> tuple[keras.Model, pd.DataFrame]:
     """Build, compile and fit the network; return it with its per-epoch history.
 
     `diagnose(model)`, when given, makes a callback that watches the model as it trains.
+    `seed` defaults to the first of `train_params.seeds`.
     """
     check_activation(activation)
-    seed_everything(train_params.seed)
+    seed_everything(train_params.seeds[0] if seed is None else seed)
     # Keras 3.15's multi-step loop fails under MirroredStrategy (InvalidArgumentError at
     # while/cond/Placeholder), so mirrored training runs one step per call.
     steps = STEPS_PER_EXECUTION if train_params.distribution == "none" else 1
@@ -151,22 +162,105 @@ def model_signature() -> ModelSignature:
     )
 
 
-def write_outputs(
-    model: keras.Model,
-    history: pd.DataFrame,
-    diagnostics: pd.DataFrame,
-    summary: dict,
+@dataclass
+class SeedResult:
+    seed: int
+    history: pd.DataFrame  # per epoch
+    diagnostics: pd.DataFrame  # per epoch, from 0
+    seconds: float  # training wall time, diagnostics included
+    diagnostics_seconds: float  # the diagnostics' own share of it
+    replicas: int  # devices the training ran on
+
+
+def train_seed(
+    activation: str,
+    seed: int,
+    params: Params,
+    train_data: tuple[np.ndarray, np.ndarray],
+    val_data: tuple[np.ndarray, np.ndarray],
     model_path: Path,
-    results_dir: Path,
-) -> None:
-    """Save the model and the results folder, each atomically."""
+) -> SeedResult:
+    """Train one model in the active (child) run: metrics per epoch, diagnostics, the model."""
+    recorder = DiagnosticsRecorder(sink=lambda step, m: mlflow.log_metrics(m, step=step))
+    probe = probe_indices(train_data[1], PROBE_SIZE, seed)
+    probe_data = (train_data[0][probe], train_data[1][probe])
+    watchers: list[keras.callbacks.Callback] = []
+
+    def diagnose(model: keras.Model) -> keras.callbacks.Callback:
+        probe_fn = make_probe(model, activation)
+        watchers.append(diagnostics_callback(probe_fn, probe_data, val_data[0], recorder.record))
+        return watchers[-1]
+
+    start = time.perf_counter()
+    with tracking.deferred_stop() as stop:
+        model, history = train(
+            activation,
+            params.model,
+            params.train,
+            train_data,
+            val_data,
+            callbacks=[StopWhenAsked(stop), MlflowEpochLogger()],
+            diagnose=diagnose,
+            seed=seed,
+        )
+    seconds = time.perf_counter() - start
+    strategy = getattr(model, "distribute_strategy", None)
+    result = SeedResult(
+        seed,
+        history,
+        recorder.frame(),
+        seconds,
+        sum(w.seconds for w in watchers),
+        strategy.num_replicas_in_sync if strategy else 1,
+    )
+    mlflow.log_params({"seed": seed, "replicas": result.replicas})
+    mlflow.log_metrics(
+        {"train_seconds": seconds, "diagnostics_seconds": result.diagnostics_seconds}
+    )
+    mlflow.keras.log_model(
+        model, name="model", signature=model_signature(), pip_requirements=pip_requirements()
+    )
+    model.save(model_path)
+    return result
+
+
+def mean_over_seeds(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Per-epoch mean of per-seed frames (with one seed: that seed's frame)."""
+    return pd.concat(frames).groupby("epoch", as_index=False).mean()
+
+
+def long_format(results: Sequence[SeedResult], attribute: str) -> pd.DataFrame:
+    """Per-seed frames stacked, with a `seed` column first."""
+    return pd.concat([getattr(r, attribute).assign(seed=r.seed) for r in results])[
+        ["seed", *getattr(results[0], attribute).columns]
+    ]
+
+
+def write_results(results: Sequence[SeedResult], summary: dict, results_dir: Path) -> None:
+    """The results folder, atomically: mean curves for DVC plots, per-seed curves, summary."""
     with atomic_path(results_dir) as tmp:
         tmp.mkdir()
-        history.to_csv(tmp / "history.csv", index=False, float_format="%.6f")
-        diagnostics.to_csv(tmp / "diagnostics.csv", index=False, float_format="%.6g")
+        mean_over_seeds([r.history for r in results]).to_csv(
+            tmp / "history.csv", index=False, float_format="%.6f"
+        )
+        long_format(results, "history").to_csv(
+            tmp / "history_seeds.csv", index=False, float_format="%.6f"
+        )
+        mean_over_seeds([r.diagnostics for r in results]).to_csv(
+            tmp / "diagnostics.csv", index=False, float_format="%.6g"
+        )
+        long_format(results, "diagnostics").to_csv(
+            tmp / "diagnostics_seeds.csv", index=False, float_format="%.6g"
+        )
         write_json(tmp / "train.json", summary)
-    with atomic_path(model_path) as tmp:
-        model.save(tmp)
+
+
+def log_means(history: pd.DataFrame, diagnostics: pd.DataFrame) -> None:
+    """The stage run carries the seed-mean curves under the same keys the seed runs use."""
+    for frame in (history, diagnostics):
+        for _, row in frame.iterrows():
+            values = {k: float(v) for k, v in row.items() if k != "epoch"}
+            mlflow.log_metrics(values, step=int(row["epoch"]))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -184,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(train_data[1]) == 0:
         raise PipelineError("the training split is empty; check data.train_limit and data.val_size")
     logged = flatten("model", params.model) | flatten("train", params.train)
-    stage = f"train_{activation}"
+    stage = f"train_{activation}" if activation in MAIN_ACTIVATIONS else f"train_extra@{activation}"
     with tracking.stage_run(stage, params.mlflow.experiment, logged, activation=activation):
         mlflow.log_params(
             {
@@ -195,71 +289,57 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
         )
         mlflow.log_dict(
-            run_manifest(params.train.seed, params.data.seed, args.data), "manifest.json"
+            run_manifest(params.train.seeds, params.data.seed, args.data), "manifest.json"
         )
-        recorder = DiagnosticsRecorder(sink=lambda step, m: mlflow.log_metrics(m, step=step))
-        probe = probe_indices(train_data[1], PROBE_SIZE, params.train.seed)
-        probe_data = (train_data[0][probe], train_data[1][probe])
-
-        watchers: list[keras.callbacks.Callback] = []
-
-        def diagnose(model: keras.Model) -> keras.callbacks.Callback:
-            probe_fn = make_probe(model, activation)
-            watchers.append(
-                diagnostics_callback(probe_fn, probe_data, val_data[0], recorder.record)
-            )
-            return watchers[-1]
-
-        start = time.perf_counter()
-        with tracking.deferred_stop() as stop:
-            model, history = train(
-                activation,
-                params.model,
-                params.train,
-                train_data,
-                val_data,
-                callbacks=[StopWhenAsked(stop), MlflowEpochLogger()],
-                diagnose=diagnose,
-            )
-        seconds = time.perf_counter() - start
-        diagnostics_seconds = sum(w.seconds for w in watchers)
-        strategy = getattr(model, "distribute_strategy", None)
-        mlflow.log_param("replicas", strategy.num_replicas_in_sync if strategy else 1)
+        results = []
+        with atomic_path(args.models / activation) as models_tmp:
+            models_tmp.mkdir()
+            for seed in params.train.seeds:
+                with tracking.child_run(f"{stage}/seed{seed}", {"seed": str(seed)}):
+                    results.append(
+                        train_seed(
+                            activation,
+                            seed,
+                            params,
+                            train_data,
+                            val_data,
+                            models_tmp / f"seed{seed}.keras",
+                        )
+                    )
+        history = mean_over_seeds([r.history for r in results])
+        diagnostics = mean_over_seeds([r.diagnostics for r in results])
+        seconds = sum(r.seconds for r in results)
         summary = summarize(history) | {
-            "parameters": int(model.count_params()),
+            "seeds": len(results),
+            "parameters": int(build_cnn(activation, params.model).count_params()),
             "train_seconds": round(seconds, 1),
-            "diagnostics_seconds": round(diagnostics_seconds, 1),
+            "diagnostics_seconds": round(sum(r.diagnostics_seconds for r in results), 1),
         }
+        log_means(history, diagnostics)
+        mlflow.log_param("replicas", results[0].replicas)
+        mlflow.log_metrics(
+            {"train_seconds": seconds, "diagnostics_seconds": summary["diagnostics_seconds"]}
+        )
         if summary["escape_epoch"] is not None:
             mlflow.log_metric("escape_epoch", summary["escape_epoch"])
-        mlflow.set_tag("escape_epoch", str(summary["escape_epoch"] or "never"))
-        mlflow.log_metrics(
-            {
-                "train_seconds": seconds,
-                "diagnostics_seconds": diagnostics_seconds,
-                "parameters": summary["parameters"],
-            }
-        )
-        mlflow.keras.log_model(
-            model, name="model", signature=model_signature(), pip_requirements=pip_requirements()
-        )
-        model_path = args.models / f"{activation}.keras"
         results_dir = args.results / activation
-        write_outputs(model, history, recorder.frame(), summary, model_path, results_dir)
+        write_results(results, summary, results_dir)
         mlflow.log_artifacts(str(results_dir), artifact_path="results")
     print(
-        f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, "
-        f"val_loss {summary['val_loss']:.4f} after {summary['epochs']} epochs ({seconds:.0f} s)"
+        f"{stage}: mean over {len(results)} seed(s): val_accuracy "
+        f"{summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} after "
+        f"{summary['epochs']} epochs ({seconds:.0f} s)"
     )
 
 
-def run_manifest(train_seed: int, data_seed: int, data_dir: Path) -> dict:
+def run_manifest(train_seeds: Sequence[int], data_seed: int, data_dir: Path) -> dict:
     threads = {
         "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
         "note": "0 = TensorFlow's default (one per core)",
     }
-    return collect_manifest({"train.seed": train_seed, "data.seed": data_seed}, data_dir, threads)
+    seeds = {"train.seeds": list(train_seeds), "data.seed": data_seed}
+    return collect_manifest(seeds, data_dir, threads)
 
 
 def pip_requirements() -> list[str]:

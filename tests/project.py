@@ -72,3 +72,8 @@ def make_repo(root: Path, archive: Path, sha256: str, env: dict[str, str]) -> Pa
 def commit(root: Path, env: dict[str, str], message: str) -> None:
     run([*GIT, "add", "-A"], root, env)
     run([*GIT, "commit", "-qm", message], root, env)
+
+
+def stage_runs(runs: list) -> list:
+    """The stage-level runs among MLflow runs (seed runs are nested under them)."""
+    return [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

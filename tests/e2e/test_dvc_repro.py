@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from project import clean_env, commit, make_repo, run, set_params
+from project import clean_env, commit, make_repo, run, set_params, stage_runs
 from tiny_cifar import batches, write_archive
 
 STAGES = ["download", "preprocess", "train_sigmoid", "train_relu", "evaluate", "report"]
@@ -46,8 +46,8 @@ def test_all_six_stages_ran_and_wrote_their_outputs(repo):
     for path in [
         "data/raw/cifar-10-python.tar.gz",
         "data/processed/train.npz",
-        "models/sigmoid.keras",
-        "models/relu.keras",
+        "models/sigmoid/seed42.keras",
+        "models/relu/seed42.keras",
         "results/relu/history.csv",
         "results/test_metrics.json",
         "reports/report.md",
@@ -69,11 +69,15 @@ def test_mlflow_store_has_a_finished_run_per_stage(repo):
     root, _, _ = repo
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
-    by_name = {r.info.run_name: r for r in runs}
+    by_name = {r.info.run_name: r for r in stage_runs(runs)}
     assert sorted(by_name) == sorted(STAGES)
     assert all(r.info.status == "FINISHED" for r in runs)
     assert by_name["download"].data.params["data.url"].startswith("file://")
-    assert by_name["evaluate"].data.params == {"evaluate.n_examples": "4"}
+    assert by_name["evaluate"].data.params == {
+        "evaluate.n_examples": "4",
+        "train.seeds": "42",
+        "activations": "sigmoid,relu",
+    }
     client = mlflow.MlflowClient()
     for activation in ("sigmoid", "relu"):
         run = by_name[f"train_{activation}"]
@@ -85,9 +89,12 @@ def test_mlflow_store_has_a_finished_run_per_stage(repo):
     models = mlflow.search_logged_models(
         experiment_ids=[runs[0].info.experiment_id], output_format="list"
     )
-    assert sorted(m.source_run_id for m in models) == sorted(
-        by_name[f"train_{a}"].info.run_id for a in ("sigmoid", "relu")
-    )
+    # One model per seed, logged in the seed's run nested under its stage's run.
+    seed_runs = {r.info.run_id: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert sorted(seed_runs[m.source_run_id].info.run_name for m in models) == [
+        "train_relu/seed42",
+        "train_sigmoid/seed42",
+    ]
     report_files = {a.path for a in client.list_artifacts(by_name["report"].info.run_id, "report")}
     assert "report/report.md" in report_files
 
@@ -152,7 +159,7 @@ def test_interrupted_repro_leaves_no_model_and_next_repro_completes(repo):
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     proc.communicate(timeout=120)
     assert proc.returncode != 0
-    assert not (root / "models/relu.keras").exists()
+    assert not (root / "models/relu/seed42.keras").exists()
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
     latest = max(
@@ -162,4 +169,4 @@ def test_interrupted_repro_leaves_no_model_and_next_repro_completes(repo):
     set_params(root, train__epochs=1)
     run(["dvc", "repro"], root, env)
     assert "up to date" in run(["dvc", "status"], root, env)
-    assert (root / "models/relu.keras").exists()
+    assert (root / "models/relu/seed42.keras").exists()

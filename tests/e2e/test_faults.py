@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from project import PROJECT
+from project import PROJECT, stage_runs
 
 from pipeline import preprocess
 
@@ -101,9 +101,10 @@ def test_signal_during_training_ends_the_run_killed_and_writes_nothing(workspace
     assert proc.returncode == 130, output[-2000:]
     assert "Traceback" not in output
     assert "error: interrupted" in output
-    (run,) = runs_in(uri)
-    assert run.info.status == "KILLED"
-    assert not (tmp_path / "models" / "relu.keras").exists()
+    runs = runs_in(uri)  # the stage's run and its seed's run
+    assert sorted(r.info.run_name for r in runs) == ["train_relu", "train_relu/seed42"]
+    assert {r.info.status for r in runs} == {"KILLED"}
+    assert not (tmp_path / "models" / "relu").exists()
     assert not (tmp_path / "results" / "relu").exists()
     leftovers = list((tmp_path / "models").glob("*")) if (tmp_path / "models").exists() else []
     assert leftovers == []
@@ -182,7 +183,7 @@ def test_two_stages_logging_to_one_sqlite_store_at_once(workspace, tmp_path):
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-2000:]
         assert "database is locked" not in output
-    runs = runs_in(uri)
+    runs = stage_runs(runs_in(uri))
     assert sorted(r.info.run_name for r in runs) == ["train_relu", "train_sigmoid"]
     client = mlflow.MlflowClient()
     for run in runs:

@@ -76,3 +76,66 @@ def test_plateau_share_counts_the_top_class():
     metric.reset_state()
     metric.update_state(None, np.eye(3))
     assert float(metric.result()) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "leaky_relu", "elu", "gelu", "swish"])
+def test_more_activations_build_the_same_network(activation):
+    model = build_cnn(activation)
+    assert model.count_params() == 923_914
+    assert model.get_layer("dense").activation is keras.activations.get(activation)
+
+
+def test_depth_and_batch_norm():
+    deep = ModelParams(
+        conv_filters=8,
+        kernel_size=3,
+        pool_size=2,
+        dense_units=16,
+        conv_blocks=2,
+        dense_layers=2,
+        batch_norm=True,
+    )
+    model = build_cnn("sigmoid", deep)
+    names = [layer.name for layer in model.layers]
+    assert names == [
+        "to_unit_range",
+        "conv2d",
+        "conv2d_bn",
+        "conv2d_act",
+        "max_pooling2d",
+        "conv2d_1",
+        "conv2d_1_bn",
+        "conv2d_1_act",
+        "max_pooling2d_1",
+        "flatten",
+        "dense",
+        "dense_bn",
+        "dense_act",
+        "dense_1",
+        "dense_1_bn",
+        "dense_1_act",
+        "dense_2",
+    ]
+    assert model.get_layer("conv2d").activation is keras.activations.linear
+    # 32 → conv 30 → pool 15 → conv 13 → pool 6: 6·6·8 = 288 features into the dense layers.
+    assert model.get_layer("flatten").output.shape[-1] == 288
+    plain = build_cnn(
+        "sigmoid",
+        ModelParams(
+            conv_filters=8,
+            kernel_size=3,
+            pool_size=2,
+            dense_units=16,
+            conv_blocks=2,
+            dense_layers=2,
+        ),
+    )
+    assert [type(layer).__name__ for layer in plain.layers].count("BatchNormalization") == 0
+
+
+def test_too_many_blocks_for_the_image_is_a_clear_error():
+    with pytest.raises(ValueError, match="fewer blocks"):
+        build_cnn(
+            "relu",
+            ModelParams(conv_filters=4, kernel_size=3, pool_size=2, dense_units=4, conv_blocks=4),
+        )

@@ -17,7 +17,7 @@ def test_default_params_are_the_tutorials():
     assert params.train.epochs == 10
     assert params.train.batch_size == 64
     assert params.train.learning_rate == pytest.approx(1e-3)
-    assert params.train.seed == 42
+    assert params.train.seeds == (42,)
     assert params.model.dense_units == 128
     assert params.data.url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     assert params.data.sha256 == "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
@@ -96,6 +96,48 @@ def test_flatten_prefixes_the_section():
         "train.epochs",
         "train.batch_size",
         "train.learning_rate",
-        "train.seed",
+        "train.seeds",
+        "train.extra_activations",
         "train.distribution",
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("seeds", [], "non-empty list of distinct seeds"),
+        ("seeds", [1, 1], "non-empty list of distinct seeds"),
+        ("seeds", [1, -2], "non-empty list of distinct seeds"),
+        ("seeds", 42, "list of integers"),
+        ("seeds", ["a"], "list of integers"),
+        ("extra_activations", ["relu"], "distinct activations from tanh"),
+        ("extra_activations", ["softsign"], "distinct activations from tanh"),
+        ("extra_activations", "tanh", "list of names"),
+    ],
+)
+def test_seed_and_activation_lists_are_checked(key, value, message):
+    raw = default_raw()
+    raw["train"][key] = value
+    with pytest.raises(ParamsError, match=message):
+        parse_params(raw)
+
+
+def test_lists_become_tuples_and_flatten_readably():
+    raw = default_raw()
+    raw["train"]["seeds"] = [42, 43, 44]
+    raw["train"]["extra_activations"] = ["tanh", "gelu"]
+    params = parse_params(raw)
+    assert params.train.seeds == (42, 43, 44)
+    assert flatten("train", params.train)["train.seeds"] == "42,43,44"
+    assert flatten("train", params.train)["train.extra_activations"] == "tanh,gelu"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("conv_blocks", 0), ("dense_layers", 9), ("batch_norm", "yes"), ("batch_norm", 1)],
+)
+def test_depth_params_are_checked(key, value):
+    raw = default_raw()
+    raw["model"][key] = value
+    with pytest.raises(ParamsError, match=f"model\\.{key}"):
+        parse_params(raw)

@@ -4,7 +4,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from pipeline import plots
-from pipeline.report import RunResults, comparison_table, evidence, findings
+from pipeline.report import RunResults, comparison_table, evidence, findings, ranking_table
 
 
 def history(val_acc):
@@ -53,6 +53,11 @@ def results(sig, relu, sig_share=0.2):
     return RunResults(
         histories={"sigmoid": history(sig), "relu": history(relu)},
         diagnostics=diags,
+        seed_histories={
+            "sigmoid": history(sig).assign(seed=42),
+            "relu": history(relu).assign(seed=42),
+        },
+        paired={},
         test=test,
         details=details,
         examples=pd.DataFrame(),
@@ -129,3 +134,38 @@ def test_curves_figure_has_both_models_on_each_chart():
     for ax in fig.axes:
         labels = [line.get_label() for line in ax.get_lines()]
         assert "sigmoid validation" in labels and "relu validation" in labels
+
+
+def test_several_seeds_add_spread_paired_difference_and_ranking():
+    res = results([0.1, 0.4], [0.6, 0.63])
+    for activation in ("sigmoid", "relu"):
+        res.test[activation] |= {
+            "seeds": 3,
+            "test_accuracy_std": 0.01,
+            "test_accuracy_ci_low": 0.3,
+            "test_accuracy_ci_high": 0.5,
+            "test_loss_std": None,
+        }
+    res.seed_histories["sigmoid"] = pd.concat(
+        [
+            history([0.1, 0.4]).assign(seed=1),
+            history([0.2, 0.5]).assign(seed=2),
+            history([0.1, 0.1]).assign(seed=3),
+        ]
+    )
+    res.paired["test_accuracy"] = {
+        "n": 3,
+        "mean": 0.2,
+        "std": 0.01,
+        "ci_low": 0.175,
+        "ci_high": 0.225,
+    }
+    lines = findings(res)
+    assert (
+        "Paired by seed over 3 seeds (same initial draw for both), ReLU − sigmoid test "
+        "accuracy is +0.2000 (std 0.0100, 95% CI [+0.1750, +0.2250])."
+    ) in lines
+    assert "sigmoid: escape epoch per seed: 2, 1, never." in lines
+    table = ranking_table(res).splitlines()
+    assert table[2].startswith("| 1 | relu | 3 | 0.6300 ± 0.0100 [0.3000, 0.5000]")
+    assert table[3].startswith("| 2 | sigmoid |")

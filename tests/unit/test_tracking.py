@@ -81,3 +81,16 @@ def test_unreachable_server_is_named(monkeypatch):
         tracking.stage_run("download", "exp", {}),
     ):
         pass
+
+
+def test_child_runs_nest_in_the_stage_run_and_its_experiment():
+    with (
+        tracking.stage_run("train_relu", "exp", {}, activation="relu") as parent,
+        tracking.child_run("train_relu/seed7", {"seed": "7"}),
+    ):
+        mlflow.log_metric("val_accuracy", 0.5, step=1)
+    runs = finished_runs()
+    child = next(r for r in runs if r.info.run_name == "train_relu/seed7")
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert child.data.tags["seed"] == "7" and child.data.tags["activation"] == "relu"
+    assert {r.info.status for r in runs} == {"FINISHED"}
