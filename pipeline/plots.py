@@ -212,22 +212,15 @@ def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
     styles = ["o-", "s--", "^:"]
     for activation, frame in diagnostics.items():
         color = _color(activation)
-        for style, layer in zip(styles, _layers(frame, "saturated_fraction/"), strict=False):
-            ax_sat.plot(
-                frame["epoch"],
-                frame[f"saturated_fraction/{layer}"],
-                style,
-                color=color,
-                label=f"{activation} {layer}",
-            )
-        for style, layer in zip(styles, _layers(frame, "dead_fraction/"), strict=False):
-            ax_dead.plot(
-                frame["epoch"],
-                frame[f"dead_fraction/{layer}"],
-                style,
-                color=color,
-                label=f"{activation} {layer}",
-            )
+        for ax, prefix in ((ax_sat, "saturated_fraction/"), (ax_dead, "dead_fraction/")):
+            for style, layer in zip(styles, _layers(frame, prefix), strict=False):
+                ax.plot(
+                    frame["epoch"],
+                    frame[prefix + layer],
+                    style,
+                    color=color,
+                    label=f"{activation} {layer}",
+                )
         ax_plateau.plot(frame["epoch"], frame["plateau_share"], "o-", color=color, label=activation)
     ax_sat.set(title="Saturated outputs (<0.01 or >0.99)", ylabel="fraction")
     ax_dead.set(title="Dead units (0 for every probe image)", ylabel="fraction")

@@ -132,6 +132,10 @@ def _ratio_sentence(what: str, a_name: str, a: float, b_name: str, b: float) -> 
     )
 
 
+# Diagnostics columns that count units in a state, and how a sentence names that state.
+UNIT_STATES = {"saturated_fraction/": "outputs were saturated", "dead_fraction/": "units were dead"}
+
+
 def evidence(results: RunResults) -> list[str]:
     """Why the two differ, as measured on the probe batch: each sentence computed from the files."""
     diags = results.diagnostics
@@ -160,19 +164,14 @@ def evidence(results: RunResults) -> list[str]:
                 f"{first[outer] / first[inner]:.3g}× the first layer's; at epoch "
                 f"{int(last['epoch'])}, {last[outer] / last[inner]:.3g}×."
             )
-        for column in [c for c in frame.columns if c.startswith("saturated_fraction/")]:
-            layer = column.split("/", 1)[1]
-            lines.append(
-                f"{activation}: {first[column]:.1%} of {layer} outputs were saturated at "
-                f"epoch 0 and {last[column]:.1%} at epoch {int(last['epoch'])} "
-                f"(peak {frame[column].max():.1%}, epoch {int(frame.loc[frame[column].idxmax(), 'epoch'])})."
-            )
-        for column in [c for c in frame.columns if c.startswith("dead_fraction/")]:
-            layer = column.split("/", 1)[1]
-            lines.append(
-                f"{activation}: {first[column]:.1%} of {layer} units were dead at epoch 0 and "
-                f"{last[column]:.1%} at epoch {int(last['epoch'])}."
-            )
+        for prefix, what in UNIT_STATES.items():
+            for column in [c for c in frame.columns if c.startswith(prefix)]:
+                peak_epoch = int(frame.loc[frame[column].idxmax(), "epoch"])
+                lines.append(
+                    f"{activation}: {first[column]:.1%} of {column.removeprefix(prefix)} {what} "
+                    f"at epoch 0 and {last[column]:.1%} at epoch {int(last['epoch'])} "
+                    f"(peak {frame[column].max():.1%}, epoch {peak_epoch})."
+                )
         plateau = frame["plateau_share"]
         lines.append(
             f"{activation}: the most-predicted class took {plateau.iloc[0]:.0%} of validation "
@@ -311,6 +310,8 @@ def render_markdown(results: RunResults, params: Params) -> str:
         "## The data",
         "![CIFAR-10 training images, one column per class](figures/samples.png)",
         "## Learning curves",
+        "Lines are means over seeds; with several seeds, shaded bands span the lowest to the "
+        "highest seed.",
         "![Validation accuracy and loss per epoch](figures/curves.png)",
         "## Predictions on test images",
         f"The first {len(results.examples)} test images, the same on every run.",

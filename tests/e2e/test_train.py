@@ -48,22 +48,27 @@ def test_same_params_give_identical_history_and_weights(processed):
     assert weights_digest(model_a) == weights_digest(model_b)
 
 
-def test_main_writes_outputs_and_logs_each_epoch(processed, tmp_path):
+def run_stage(processed, activation: str, out) -> None:
+    """The train stage's main() on the tiny data, writing under `out`."""
     data, params_path = processed
     train.main(
         [
             "--activation",
-            "sigmoid",
+            activation,
             "--params",
             str(params_path),
             "--data",
             str(data),
             "--models",
-            str(tmp_path / "models"),
+            str(out / "models"),
             "--results",
-            str(tmp_path / "results"),
+            str(out / "results"),
         ]
     )
+
+
+def test_main_writes_outputs_and_logs_each_epoch(processed, tmp_path):
+    run_stage(processed, "sigmoid", tmp_path)
     history = pd.read_csv(tmp_path / "results/sigmoid/history.csv")
     assert list(history.columns) == list(train.HISTORY_COLUMNS)
     assert history["epoch"].tolist() == [1, 2]
@@ -81,21 +86,7 @@ def test_main_writes_outputs_and_logs_each_epoch(processed, tmp_path):
 
 
 def test_main_records_diagnostics_from_epoch_zero(processed, tmp_path):
-    data, params_path = processed
-    train.main(
-        [
-            "--activation",
-            "relu",
-            "--params",
-            str(params_path),
-            "--data",
-            str(data),
-            "--models",
-            str(tmp_path / "models"),
-            "--results",
-            str(tmp_path / "results"),
-        ]
-    )
+    run_stage(processed, "relu", tmp_path)
     diagnostics = pd.read_csv(tmp_path / "results/relu/diagnostics.csv")
     assert diagnostics["epoch"].tolist() == [0, 1, 2]
     for column in (

@@ -1,3 +1,5 @@
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -97,40 +99,16 @@ def test_depth_and_batch_norm():
     )
     model = build_cnn("sigmoid", deep)
     names = [layer.name for layer in model.layers]
-    assert names == [
-        "to_unit_range",
-        "conv2d",
-        "conv2d_bn",
-        "conv2d_act",
-        "max_pooling2d",
-        "conv2d_1",
-        "conv2d_1_bn",
-        "conv2d_1_act",
-        "max_pooling2d_1",
-        "flatten",
-        "dense",
-        "dense_bn",
-        "dense_act",
-        "dense_1",
-        "dense_1_bn",
-        "dense_1_act",
-        "dense_2",
-    ]
+    assert names == ["to_unit_range", "conv2d", "conv2d_bn", "conv2d_act", "max_pooling2d",
+                     "conv2d_1", "conv2d_1_bn", "conv2d_1_act", "max_pooling2d_1", "flatten",
+                     "dense", "dense_bn", "dense_act", "dense_1", "dense_1_bn", "dense_1_act",
+                     "dense_2"]  # fmt: skip
     assert model.get_layer("conv2d").activation is keras.activations.linear
     # 32 → conv 30 → pool 15 → conv 13 → pool 6: 6·6·8 = 288 features into the dense layers.
     assert model.get_layer("flatten").output.shape[-1] == 288
-    plain = build_cnn(
-        "sigmoid",
-        ModelParams(
-            conv_filters=8,
-            kernel_size=3,
-            pool_size=2,
-            dense_units=16,
-            conv_blocks=2,
-            dense_layers=2,
-        ),
-    )
+    plain = build_cnn("sigmoid", dataclasses.replace(deep, batch_norm=False))
     assert [type(layer).__name__ for layer in plain.layers].count("BatchNormalization") == 0
+    assert plain.get_layer("conv2d_1").activation is keras.activations.sigmoid
 
 
 def test_too_many_blocks_for_the_image_is_a_clear_error():

@@ -94,7 +94,10 @@ def test_evidence_is_computed_from_the_diagnostics():
         line.startswith("sigmoid: 50.0% of dense outputs were saturated at epoch 0 and 25.0%")
         for line in lines
     )
-    assert "relu: 50.0% of dense units were dead at epoch 0 and 25.0% at epoch 3." in lines
+    assert (
+        "relu: 50.0% of dense units were dead at epoch 0 and 25.0% at epoch 3 (peak 50.0%, epoch 0)."
+        in lines
+    )
     assert any(
         "sigmoid: the most-predicted class took 100% of validation predictions at epoch 0" in line
         for line in lines
