@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError, run_cli
+from pipeline.manifest import cpu_model
 
 PATHS = ("tutorial", "ours", "ours+diagnostics")
 
@@ -239,16 +241,7 @@ def round_3(run: dict) -> dict[str, list[float]]:
 
 
 def describe_machine() -> str:
-    cpu = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import os
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
