@@ -48,7 +48,7 @@ from pipeline.preprocess import load_split
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 # Several batches per call into TensorFlow: measured here ~1.5x faster on a 2-core CPU, same numbers.
 STEPS_PER_EXECUTION = 32
-# Training images the diagnostics probe every epoch (fixed by train.seed).
+# Training images the diagnostics probe every epoch (chosen by the seed being trained).
 PROBE_SIZE = 256
 
 
