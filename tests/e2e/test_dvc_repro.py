@@ -170,3 +170,19 @@ def test_interrupted_repro_leaves_no_model_and_next_repro_completes(repo):
     run(["dvc", "repro"], root, env)
     assert "up to date" in run(["dvc", "status"], root, env)
     assert (root / "models/relu/seed42.keras").exists()
+
+
+def test_extra_activation_trains_in_its_own_stage_and_joins_the_report(repo):
+    root, env, _ = repo
+    set_params(root, train__extra_activations=["tanh"])
+    status = json.loads(run(["dvc", "status", "--json"], root, env))
+    # The main models are untouched by adding an activation.
+    assert sorted(status) == ["evaluate", "report", "train_extra@tanh"]
+    rerun = run(["dvc", "repro"], root, env)
+    assert "Running stage 'train_extra@tanh'" in rerun
+    assert "Running stage 'train_relu'" not in rerun
+    metrics = json.loads((root / "results/test_metrics.json").read_text())
+    assert set(metrics) == {"sigmoid", "relu", "tanh"}
+    report = (root / "reports/report.md").read_text()
+    assert "| tanh | 1 |" in report  # in the ranking table
+    assert (root / "models/tanh/seed42.keras").exists()
