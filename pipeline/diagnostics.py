@@ -11,9 +11,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from pipeline.cifar import N_CLASSES
 from pipeline.metrics import majority_share
-
-N_CLASSES = 10
 
 # An output counts as saturated where the activation's slope is nearly zero.
 SATURATION_BOUNDS = {"sigmoid": (0.01, 0.99), "tanh": (-0.99, 0.99)}
@@ -49,7 +48,7 @@ def escape_epoch(val_accuracy: list[float], threshold: float = ESCAPE_THRESHOLD)
 
 
 def probe_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """A fixed, seeded, class-balanced-as-possible choice of probe images."""
+    """A fixed choice of `size` probe images, drawn uniformly at random by `seed`."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(len(labels), size=min(size, len(labels)), replace=False))
 

@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     images, labels = load_split(args.data, "test")
     class_names = json.loads((args.data / "meta.json").read_text())["class_names"]
     logged = flatten("evaluate", params.evaluate) | {
-        "train.seeds": ",".join(map(str, seeds)),
+        "train.seeds": flatten("train", params.train)["train.seeds"],
         "activations": ",".join(activations),
     }
     with tracking.stage_run("evaluate", params.mlflow.experiment, logged):

@@ -5,10 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from pipeline.cifar import IMAGE_SHAPE, N_CLASSES
 from pipeline.params import ModelParams, check_activation
-
-IMAGE_SHAPE = (32, 32, 3)
-N_CLASSES = 10
 
 # The tutorial's network: with these settings it has 923,914 trainable parameters.
 TUTORIAL = ModelParams(conv_filters=32, kernel_size=3, pool_size=2, dense_units=128)

@@ -170,6 +170,7 @@ class SeedResult:
     seconds: float  # training wall time, diagnostics included
     diagnostics_seconds: float  # the diagnostics' own share of it
     replicas: int  # devices the training ran on
+    parameters: int  # the model's parameter count
 
 
 def train_seed(
@@ -212,6 +213,7 @@ def train_seed(
         seconds,
         sum(w.seconds for w in watchers),
         strategy.num_replicas_in_sync if strategy else 1,
+        int(model.count_params()),
     )
     mlflow.log_params({"seed": seed, "replicas": result.replicas})
     mlflow.log_metrics(
@@ -236,19 +238,22 @@ def long_format(results: Sequence[SeedResult], attribute: str) -> pd.DataFrame:
     ]
 
 
-def write_results(results: Sequence[SeedResult], summary: dict, results_dir: Path) -> None:
-    """The results folder, atomically: mean curves for DVC plots, per-seed curves, summary."""
+def write_results(
+    results: Sequence[SeedResult],
+    history: pd.DataFrame,
+    diagnostics: pd.DataFrame,
+    summary: dict,
+    results_dir: Path,
+) -> None:
+    """The results folder, atomically: seed-mean curves (`history`, `diagnostics`) for DVC
+    plots, per-seed curves, and the summary."""
     with atomic_path(results_dir) as tmp:
         tmp.mkdir()
-        mean_over_seeds([r.history for r in results]).to_csv(
-            tmp / "history.csv", index=False, float_format="%.6f"
-        )
+        history.to_csv(tmp / "history.csv", index=False, float_format="%.6f")
         long_format(results, "history").to_csv(
             tmp / "history_seeds.csv", index=False, float_format="%.6f"
         )
-        mean_over_seeds([r.diagnostics for r in results]).to_csv(
-            tmp / "diagnostics.csv", index=False, float_format="%.6g"
-        )
+        diagnostics.to_csv(tmp / "diagnostics.csv", index=False, float_format="%.6g")
         long_format(results, "diagnostics").to_csv(
             tmp / "diagnostics_seeds.csv", index=False, float_format="%.6g"
         )
@@ -311,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seconds = sum(r.seconds for r in results)
         summary = summarize(history) | {
             "seeds": len(results),
-            "parameters": int(build_cnn(activation, params.model).count_params()),
+            "parameters": results[0].parameters,
             "train_seconds": round(seconds, 1),
             "diagnostics_seconds": round(sum(r.diagnostics_seconds for r in results), 1),
         }
@@ -323,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if summary["escape_epoch"] is not None:
             mlflow.log_metric("escape_epoch", summary["escape_epoch"])
         results_dir = args.results / activation
-        write_results(results, summary, results_dir)
+        write_results(results, history, diagnostics, summary, results_dir)
         mlflow.log_artifacts(str(results_dir), artifact_path="results")
     print(
         f"{stage}: mean over {len(results)} seed(s): val_accuracy "
