@@ -75,47 +75,28 @@ def curves_figure(
     for activation, history in histories.items():
         color = _color(activation)
         seeds = (seed_histories or {}).get(activation)
-        if seeds is not None and seeds["seed"].nunique() > 1:
-            spread = seeds.groupby("epoch").agg(["min", "max"])
-            for ax, key in ((ax_acc, "val_accuracy"), (ax_loss, "val_loss")):
-                ax.fill_between(
-                    spread.index,
-                    spread[key]["min"],
-                    spread[key]["max"],
-                    color=color,
-                    alpha=0.2,
-                    linewidth=0,
-                )
-        ax_acc.plot(
-            history["epoch"],
-            history["val_accuracy"],
-            "o-",
-            color=color,
-            label=f"{activation} validation",
-        )
-        ax_acc.plot(
-            history["epoch"],
-            history["accuracy"],
-            "--",
-            color=color,
-            alpha=0.6,
-            label=f"{activation} training",
-        )
-        ax_loss.plot(
-            history["epoch"],
-            history["val_loss"],
-            "o-",
-            color=color,
-            label=f"{activation} validation",
-        )
-        ax_loss.plot(
-            history["epoch"],
-            history["loss"],
-            "--",
-            color=color,
-            alpha=0.6,
-            label=f"{activation} training",
-        )
+        several = seeds is not None and seeds["seed"].nunique() > 1
+        spread = seeds.groupby("epoch").agg(["min", "max"]) if several else None
+        epochs = history["epoch"]
+        for ax, metric in ((ax_acc, "accuracy"), (ax_loss, "loss")):
+            if spread is not None:
+                low, high = spread[f"val_{metric}"]["min"], spread[f"val_{metric}"]["max"]
+                ax.fill_between(spread.index, low, high, color=color, alpha=0.2, linewidth=0)
+            ax.plot(
+                epochs,
+                history[f"val_{metric}"],
+                "o-",
+                color=color,
+                label=f"{activation} validation",
+            )
+            ax.plot(
+                epochs,
+                history[metric],
+                "--",
+                color=color,
+                alpha=0.6,
+                label=f"{activation} training",
+            )
     ax_acc.axhline(0.1, color="grey", linestyle=":", label="chance (10 classes)")
     ax_acc.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy")
     ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")

@@ -139,6 +139,17 @@ def test_curves_figure_has_both_models_on_each_chart():
         assert "sigmoid validation" in labels and "relu validation" in labels
 
 
+def test_curves_figure_shades_the_seed_spread_only_with_several_seeds():
+    seeds = pd.concat([history([0.1, 0.2]).assign(seed=1), history([0.3, 0.4]).assign(seed=2)])
+    means = {"sigmoid": history([0.2, 0.3]), "relu": history([0.5, 0.6])}
+    fig = plots.curves_figure(means, {"sigmoid": seeds, "relu": seeds[seeds["seed"] == 1]})
+    accuracy_ax = fig.axes[0]
+    for ax in fig.axes:
+        assert len(ax.collections) == 1  # sigmoid's two seeds; relu has one seed, so no band
+    band = accuracy_ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert (band.min(), band.max()) == pytest.approx((0.1, 0.4))
+
+
 def test_several_seeds_add_spread_paired_difference_and_ranking():
     res = results([0.1, 0.4], [0.6, 0.63])
     for activation in ("sigmoid", "relu"):
