@@ -53,9 +53,14 @@ def test_impossible_geometry_is_a_clear_error():
     assert TUTORIAL.dense_units == 128
 
 
-def test_scaling_matches_float64_division_bit_for_bit():
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_scaling_matches_float64_division_bit_for_bit(mode):
     pixels = np.arange(256, dtype=np.uint8).reshape(1, 1, 256, 1)
-    scaled = keras.ops.convert_to_numpy(ToUnitRange()(pixels)).ravel()
+    if mode == "eager":
+        scaled = keras.ops.convert_to_numpy(ToUnitRange()(pixels)).ravel()
+    else:  # compiled as in training, where TensorFlow's graph optimiser rewrites arithmetic
+        scale = keras.Sequential([keras.Input((1, 256, 1), dtype="uint8"), ToUnitRange()])
+        scaled = scale.predict(pixels, verbose=0).ravel()
     assert scaled.dtype == np.float32
     assert np.array_equal(scaled, (np.arange(256) / 255.0).astype(np.float32))
 
