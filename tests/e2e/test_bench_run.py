@@ -13,9 +13,9 @@ from project import PROJECT, clean_env
 @pytest.mark.slow
 def test_bench_runs_both_paths_and_finds_the_same_metrics(tiny_archive):
     archive, _ = tiny_archive
-    cmd = [sys.executable, "-m", "pipeline.bench", "--archive", str(archive), "--epochs", "2"]
+    options = ["--archive", str(archive), "--epochs", "2", "--rounds", "1"]
     result = subprocess.run(
-        [*cmd, "--rounds", "1"],
+        [sys.executable, "-m", "pipeline.bench", *options],
         cwd=PROJECT,
         env=clean_env(),
         capture_output=True,
