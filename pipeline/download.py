@@ -67,26 +67,26 @@ def open_url(
         raise DownloadError(
             f"{url} answered HTTP {exc.code} {exc.reason}; check data.url"
         ) from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, ssl.SSLCertVerificationError):
-            raise DownloadError(
-                f"the certificate of {url} could not be verified ({exc.reason.verify_message}); "
-                "refusing to download, check data.url or the system's CA certificates"
-            ) from None
-        if isinstance(exc.reason, TimeoutError):
-            raise DownloadError(
-                f"{url} did not answer within {timeout:.0f} s; try again later"
-            ) from None
-        raise DownloadError(
-            f"cannot reach {url} ({exc.reason}); check data.url, or point it at a local copy "
-            "with file:///absolute/path/cifar-10-python.tar.gz"
-        ) from None
-    except TimeoutError:
-        raise DownloadError(
-            f"{url} did not answer within {timeout:.0f} s; try again later"
-        ) from None
     except (OSError, http.client.HTTPException) as exc:
-        raise DownloadError(f"opening {url} failed ({exc}); try again") from None
+        raise _open_error(url, timeout, exc) from None
+
+
+def _open_error(url: str, timeout: float, exc: Exception) -> DownloadError:
+    """The one-line error for `url` failing to open; URLError carries the cause as `reason`."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return DownloadError(
+            f"the certificate of {url} could not be verified ({reason.verify_message}); "
+            "refusing to download, check data.url or the system's CA certificates"
+        )
+    if isinstance(reason, TimeoutError):
+        return DownloadError(f"{url} did not answer within {timeout:.0f} s; try again later")
+    if isinstance(exc, urllib.error.URLError):
+        return DownloadError(
+            f"cannot reach {url} ({reason}); check data.url, or point it at a local copy "
+            "with file:///absolute/path/cifar-10-python.tar.gz"
+        )
+    return DownloadError(f"opening {url} failed ({exc}); try again")
 
 
 def copy_with_hash(source: IO[bytes], target: IO[bytes], total: int | None, label: str) -> str:
