@@ -23,7 +23,7 @@ from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path, write_json
 from pipeline.metrics import classification_metrics, cross_entropy, majority_share
 from pipeline.model import CUSTOM_OBJECTS
-from pipeline.params import MAIN_ACTIVATIONS, flatten, load_params
+from pipeline.params import flatten, load_params
 from pipeline.preprocess import load_split
 from pipeline.stats import paired_difference, summarize_values
 
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    activations = [*MAIN_ACTIVATIONS, *params.train.extra_activations]
+    activations = params.train.activations
     seeds = params.train.seeds
     images, labels = load_split(args.data, "test")
     class_names = json.loads((args.data / "meta.json").read_text())["class_names"]

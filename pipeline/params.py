@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +86,8 @@ class DataParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    conv_filters: int  # filters of the one convolution (tutorial: 32)
-    kernel_size: int  # its square kernel side (tutorial: 3)
+    conv_filters: int  # filters of each convolution (tutorial: 32, one convolution)
+    kernel_size: int  # their square kernel side (tutorial: 3)
     pool_size: int  # max-pooling window side (tutorial: 2)
     dense_units: int  # units of each hidden dense layer (tutorial: 128)
     conv_blocks: int = 1  # convolution + max-pooling blocks (tutorial: 1)
@@ -131,6 +132,11 @@ class TrainParams:
         ),
         "distribution": (lambda v: v in DISTRIBUTIONS, f"one of {', '.join(DISTRIBUTIONS)}"),
     }
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """Every activation a run trains: the main two, then the extras."""
+        return (*MAIN_ACTIVATIONS, *self.extra_activations)
 
 
 @dataclass(frozen=True)
@@ -215,17 +221,17 @@ def parse_params(raw: Any) -> Params:
     """Validate a params mapping (as loaded from YAML) and return it as dataclasses."""
     if not isinstance(raw, dict):
         raise ParamsError("params.yaml must be a mapping with the sections " + _section_names())
-    sections = {f.name: f for f in dataclasses.fields(Params)}
+    sections = typing.get_type_hints(Params)  # section name → its dataclass
     unknown = sorted(set(raw) - set(sections))
     if unknown:
         raise ParamsError(
             f"unknown params section {unknown[0]!r}; known sections: {_section_names()}"
         )
     built = {}
-    for name in sections:
+    for name, section_type in sections.items():
         if name not in raw:
             raise ParamsError(f"missing params section {name!r}; add it to params.yaml")
-        built[name] = _build_section(name, _SECTION_TYPES[name], raw[name])
+        built[name] = _build_section(name, section_type, raw[name])
     return Params(**built)
 
 
@@ -251,14 +257,5 @@ def flatten(section: str, values: Any) -> dict[str, Any]:
     return flat
 
 
-_SECTION_TYPES = {
-    "data": DataParams,
-    "model": ModelParams,
-    "train": TrainParams,
-    "evaluate": EvaluateParams,
-    "mlflow": MlflowParams,
-}
-
-
 def _section_names() -> str:
-    return ", ".join(_SECTION_TYPES)
+    return ", ".join(f.name for f in dataclasses.fields(Params))

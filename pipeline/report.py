@@ -23,7 +23,7 @@ from pipeline import plots, tracking
 from pipeline.diagnostics import ESCAPE_THRESHOLD, escape_epoch
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path
-from pipeline.params import MAIN_ACTIVATIONS, Params, flatten, load_params
+from pipeline.params import Params, flatten, load_params
 from pipeline.preprocess import load_split
 
 # The tutorial's published validation numbers after 10 epochs (it validated on the test set).
@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    activations = [*MAIN_ACTIVATIONS, *params.train.extra_activations]
+    activations = params.train.activations
     results = read_results(args.results, args.data, activations)
     logged = {}
     for field in dataclasses.fields(params):

@@ -130,6 +130,7 @@ def test_lists_become_tuples_and_flatten_readably():
     assert params.train.seeds == (42, 43, 44)
     assert flatten("train", params.train)["train.seeds"] == "42,43,44"
     assert flatten("train", params.train)["train.extra_activations"] == "tanh,gelu"
+    assert params.train.activations == ("sigmoid", "relu", "tanh", "gelu")
 
 
 @pytest.mark.parametrize(
