@@ -6,6 +6,7 @@ import os
 import platform
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from pipeline.files import sha256_file
 
@@ -38,7 +39,7 @@ def data_checksums(directory: Path) -> dict[str, str]:
 
 
 def collect_manifest(
-    seeds: dict[str, int], data_dir: Path | None = None, threads: dict[str, int] | None = None
+    seeds: dict[str, Any], data_dir: Path | None = None, threads: dict[str, int] | None = None
 ) -> dict:
     """Everything needed to tell whether two runs could have given the same numbers."""
     manifest = {
