@@ -78,7 +78,7 @@ def train_ours(
     data: tuple[np.ndarray, ...], activation: str, epochs: int, seed: int, diagnostics: bool
 ):
     """The train stage's own `train()`, validating on the test set as the tutorial did."""
-    from pipeline.diagnostics import diagnostics_callback, make_probe, probe_indices
+    from pipeline.diagnostics import Diagnoser
     from pipeline.model import TUTORIAL
     from pipeline.params import TrainParams
     from pipeline.train import PROBE_SIZE, train
@@ -88,19 +88,9 @@ def train_ours(
     params = TrainParams(
         epochs=epochs, batch_size=64, learning_rate=1e-3, seeds=(seed,), distribution="none"
     )
-    probe = probe_indices(y_train, PROBE_SIZE, seed)
-
-    callbacks = []
-
-    def diagnose(model):
-        probe_data = (x_train[probe], y_train[probe])
-        callbacks.append(
-            diagnostics_callback(
-                make_probe(model, activation), probe_data, x_test, lambda epoch, metrics: None
-            )
-        )
-        return callbacks[-1]
-
+    diagnose = Diagnoser(
+        activation, seed, (x_train, y_train), x_test, lambda epoch, metrics: None, PROBE_SIZE
+    )
     _, history = train(
         activation,
         TUTORIAL,
@@ -112,7 +102,7 @@ def train_ours(
         verbose=0,
     )
     history = {k: history[k].tolist() for k in history.columns if k != "epoch"}
-    return history, timer.seconds, sum(c.seconds for c in callbacks)
+    return history, timer.seconds, diagnose.seconds
 
 
 def make_epoch_timer():

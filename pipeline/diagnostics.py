@@ -149,3 +149,37 @@ def diagnostics_callback(
             self._measure(epoch + 1, float((logs or {})["val_plateau_share"]))
 
     return DiagnosticsCallback()
+
+
+class Diagnoser:
+    """`diagnose(model)` for `train()`: the diagnostics callback on the seed's probe images.
+
+    Keeps every callback it made, so the diagnostics' own time can be reported.
+    """
+
+    def __init__(
+        self,
+        activation: str,
+        seed: int,
+        train_data: tuple[np.ndarray, np.ndarray],
+        val_images: np.ndarray,
+        record: Callable[[int, Mapping[str, float]], None],
+        probe_size: int,
+    ) -> None:
+        probe = probe_indices(train_data[1], probe_size, seed)
+        self.probe_data = (train_data[0][probe], train_data[1][probe])
+        self.activation = activation
+        self.val_images = val_images
+        self.record = record
+        self.callbacks: list = []
+
+    def __call__(self, model):
+        callback = diagnostics_callback(
+            make_probe(model, self.activation), self.probe_data, self.val_images, self.record
+        )
+        self.callbacks.append(callback)
+        return callback
+
+    @property
+    def seconds(self) -> float:
+        return sum(callback.seconds for callback in self.callbacks)

@@ -1,7 +1,10 @@
-"""Stages `train_sigmoid` and `train_relu`: one module, the activation given by `--activation`.
+"""Stages `train_sigmoid`, `train_relu` and `train_extra@<name>`: one module, the activation
+given by `--activation`.
 
-Writes the model (`models/<activation>.keras`), its per-epoch history (a DVC plots file) and its
-final metrics, and logs them all to one MLflow run with the metrics per epoch (step = epoch).
+For each seed in `train.seeds`, writes `models/<activation>/seed<N>.keras` and logs a nested
+MLflow run (metrics and diagnostics per epoch, step = epoch; the model). `results/<activation>/`
+gets the seed-mean history and diagnostics (DVC plots files), the per-seed curves and the final
+metrics; the stage's own MLflow run carries the seed means.
 """
 
 from __future__ import annotations
@@ -23,17 +26,12 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from pipeline import tracking
-from pipeline.diagnostics import (
-    DiagnosticsRecorder,
-    diagnostics_callback,
-    escape_epoch,
-    make_probe,
-    probe_indices,
-)
+from pipeline.cifar import IMAGE_SHAPE, N_CLASSES
+from pipeline.diagnostics import Diagnoser, DiagnosticsRecorder, escape_epoch
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path, write_json
 from pipeline.manifest import collect_manifest
-from pipeline.model import IMAGE_SHAPE, N_CLASSES, build_cnn, compile_model
+from pipeline.model import build_cnn, compile_model
 from pipeline.params import (
     MAIN_ACTIVATIONS,
     ModelParams,
@@ -183,15 +181,7 @@ def train_seed(
 ) -> SeedResult:
     """Train one model in the active (child) run: metrics per epoch, diagnostics, the model."""
     recorder = DiagnosticsRecorder(sink=lambda step, m: mlflow.log_metrics(m, step=step))
-    probe = probe_indices(train_data[1], PROBE_SIZE, seed)
-    probe_data = (train_data[0][probe], train_data[1][probe])
-    watchers: list[keras.callbacks.Callback] = []
-
-    def diagnose(model: keras.Model) -> keras.callbacks.Callback:
-        probe_fn = make_probe(model, activation)
-        watchers.append(diagnostics_callback(probe_fn, probe_data, val_data[0], recorder.record))
-        return watchers[-1]
-
+    diagnose = Diagnoser(activation, seed, train_data, val_data[0], recorder.record, PROBE_SIZE)
     start = time.perf_counter()
     with tracking.deferred_stop() as stop:
         model, history = train(
@@ -211,7 +201,7 @@ def train_seed(
         history,
         recorder.frame(),
         seconds,
-        sum(w.seconds for w in watchers),
+        diagnose.seconds,
         strategy.num_replicas_in_sync if strategy else 1,
         int(model.count_params()),
     )
