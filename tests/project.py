@@ -74,6 +74,15 @@ def commit(root: Path, env: dict[str, str], message: str) -> None:
     run([*GIT, "commit", "-qm", message], root, env)
 
 
+def logged_runs(uri: str | None = None) -> list:
+    """Every run of the project's MLflow experiment, in the store at `uri` (default: current)."""
+    import mlflow
+
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
+
+
 def stage_runs(runs: list) -> list:
     """The stage-level runs among MLflow runs (seed runs are nested under them)."""
     return [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

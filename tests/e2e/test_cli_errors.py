@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from project import PROJECT
+from project import PROJECT, set_params
 
 
 def write_params(tmp_path: Path, **overrides) -> Path:
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    for dotted, value in overrides.items():
-        section, key = dotted.split("__")
-        params[section][key] = value
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+    """The project's params.yaml in `tmp_path`, with set_params-style overrides."""
+    shutil.copy2(PROJECT / "params.yaml", tmp_path / "params.yaml")
+    set_params(tmp_path, **overrides)
+    return tmp_path / "params.yaml"
 
 
 def run_stage(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -28,7 +26,7 @@ def run_stage(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
         capture_output=True,
         text=True,
         timeout=300,
-        env={**__import__("os").environ, "PYTHONPATH": str(PROJECT)},
+        env={**os.environ, "PYTHONPATH": str(PROJECT)},
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from project import clean_env, commit, make_repo, run, set_params, stage_runs
+from project import clean_env, commit, logged_runs, make_repo, run, set_params, stage_runs
 from tiny_cifar import batches, write_archive
 
 STAGES = ["download", "preprocess", "train_sigmoid", "train_relu", "evaluate", "report"]
@@ -67,8 +67,7 @@ def test_metrics_file_is_nested_per_activation(repo):
 
 def test_mlflow_store_has_a_finished_run_per_stage(repo):
     root, _, _ = repo
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
+    runs = logged_runs(f"sqlite:///{root / 'mlflow.db'}")
     by_name = {r.info.run_name: r for r in stage_runs(runs)}
     assert sorted(by_name) == sorted(STAGES)
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -160,8 +159,7 @@ def test_interrupted_repro_leaves_no_model_and_next_repro_completes(repo):
     proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert not (root / "models/relu/seed42.keras").exists()
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
+    runs = logged_runs(f"sqlite:///{root / 'mlflow.db'}")
     latest = max(
         (r for r in runs if r.info.run_name == "train_relu"), key=lambda r: r.info.start_time
     )

@@ -6,9 +6,8 @@ import json
 import subprocess
 import time
 
-import mlflow
 import pytest
-from project import clean_env, commit, make_repo, run, stage_runs
+from project import clean_env, commit, logged_runs, make_repo, run, stage_runs
 
 pytestmark = pytest.mark.slow
 
@@ -61,10 +60,7 @@ def test_two_queued_experiments_run_in_parallel_and_log_to_the_main_store(tmp_pa
     assert status.count("Success") == 2, status
     # Both landed in the main store, not in DVC's temporary copies.
     assert not list((root / ".dvc" / "tmp" / "exps").rglob("mlflow.db"))
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    runs = stage_runs(
-        mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
-    )
+    runs = stage_runs(logged_runs(f"sqlite:///{root / 'mlflow.db'}"))
     tagged = {r.data.tags.get("dvc_experiment") for r in runs if r.info.run_name == "train_relu"}
     assert {"seed-1", "seed-2"} <= tagged
     for name in ("seed-1", "seed-2"):

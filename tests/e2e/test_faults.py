@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from project import PROJECT, stage_runs
+from project import PROJECT, logged_runs, stage_runs
 
 from pipeline import preprocess
 
@@ -73,11 +73,6 @@ def env_with(uri: str) -> dict[str, str]:
     return {**env, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(PROJECT)}
 
 
-def runs_in(uri: str) -> list:
-    mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_training_ends_the_run_killed_and_writes_nothing(workspace, tmp_path, signum):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -101,7 +96,7 @@ def test_signal_during_training_ends_the_run_killed_and_writes_nothing(workspace
     assert proc.returncode == 130, output[-2000:]
     assert "Traceback" not in output
     assert "error: interrupted" in output
-    runs = runs_in(uri)  # the stage's run and its seed's run
+    runs = logged_runs(uri)  # the stage's run and its seed's run
     assert sorted(r.info.run_name for r in runs) == ["train_relu", "train_relu/seed42"]
     assert {r.info.status for r in runs} == {"KILLED"}
     assert not (tmp_path / "models" / "relu").exists()
@@ -183,7 +178,7 @@ def test_two_stages_logging_to_one_sqlite_store_at_once(workspace, tmp_path):
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-2000:]
         assert "database is locked" not in output
-    runs = stage_runs(runs_in(uri))
+    runs = stage_runs(logged_runs(uri))
     assert sorted(r.info.run_name for r in runs) == ["train_relu", "train_sigmoid"]
     client = mlflow.MlflowClient()
     for run in runs:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from project import PROJECT, clean_env, commit, make_repo, run, stage_runs
+from project import PROJECT, clean_env, commit, logged_runs, make_repo, run, stage_runs
 
 pytestmark = pytest.mark.slow
 
@@ -209,8 +209,7 @@ def test_mirrored_training_over_two_logical_cpus(tmp_path, tiny_archive):
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[distribution] = pd.read_csv(out / "results/relu/history.csv")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    all_runs = mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
+    all_runs = logged_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = {
         r.data.params["train.distribution"]: r for r in all_runs if r.info.run_name == "train_relu"
     }

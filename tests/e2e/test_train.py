@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from project import PROJECT, stage_runs
+from project import PROJECT, logged_runs, stage_runs
 
 from pipeline import preprocess, train
 from pipeline.params import load_params
@@ -76,9 +76,7 @@ def test_main_writes_outputs_and_logs_each_epoch(processed, tmp_path):
     assert summary["parameters"] == 923_914
     assert summary["val_accuracy"] == pytest.approx(history["val_accuracy"].iloc[-1])
     assert (tmp_path / "models/sigmoid/seed42.keras").is_file()
-    (run,) = stage_runs(
-        mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
-    )
+    (run,) = stage_runs(logged_runs())
     assert run.info.status == "FINISHED" and run.info.run_name == "train_sigmoid"
     steps = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
     assert [m.step for m in steps] == [1, 2]
@@ -101,9 +99,7 @@ def test_main_records_diagnostics_from_epoch_zero(processed, tmp_path):
     assert (diagnostics["grad_norm/conv2d/kernel"] > 0).all()
     assert diagnostics["plateau_share"].between(0.1, 1.0).all()
     client = mlflow.MlflowClient()
-    (run,) = stage_runs(
-        mlflow.search_runs(experiment_names=["cifar10-activations"], output_format="list")
-    )
+    (run,) = stage_runs(logged_runs())
     steps = client.get_metric_history(run.info.run_id, "grad_norm/dense/kernel")
     assert [m.step for m in steps] == [0, 1, 2]
     manifest = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/manifest.json")
