@@ -18,8 +18,6 @@ from pipeline.metrics import majority_share
 SATURATION_BOUNDS = {"sigmoid": (0.01, 0.99), "tanh": (-0.99, 0.99)}
 # Activations that output exactly zero for all negative inputs: their units can die.
 ZERO_FLOOR = ("relu",)
-# Validation accuracy above this counts as having left chance (10 classes → 0.10).
-ESCAPE_THRESHOLD = 0.15
 
 
 def activation_stats(outputs: np.ndarray, activation: str) -> dict[str, float]:
@@ -37,14 +35,6 @@ def activation_stats(outputs: np.ndarray, activation: str) -> dict[str, float]:
         per_unit = outputs.reshape(len(outputs), -1)
         stats["dead_fraction"] = float(np.mean(np.all(per_unit <= 0, axis=0)))
     return stats
-
-
-def escape_epoch(val_accuracy: list[float], threshold: float = ESCAPE_THRESHOLD) -> int | None:
-    """First epoch (1-based) whose validation accuracy exceeds `threshold`; None if none does."""
-    for epoch, accuracy in enumerate(val_accuracy, start=1):
-        if accuracy > threshold:
-            return epoch
-    return None
 
 
 def probe_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:

@@ -146,6 +146,17 @@ def download(
     return size
 
 
+def source_url(url: str, root: Path) -> str:
+    """`data.url` as a URL: a plain path (relative ones from the repository root) → file://.
+
+    A relative path keeps params.yaml and dvc.lock free of this machine's folders, so a clone
+    laid out the same way elsewhere reproduces the run.
+    """
+    if "://" in url:
+        return url
+    return (root / Path(url).expanduser()).resolve().as_uri()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -156,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         k: v for k, v in flatten("data", params.data).items() if k in ("data.url", "data.sha256")
     }
     with tracking.stage_run("download", params.mlflow.experiment, logged):
-        size = download(params.data.url, params.data.sha256, args.output)
+        url = source_url(params.data.url, tracking.repo_root())
+        size = download(url, params.data.sha256, args.output)
         mlflow.log_metric("archive_bytes", size)
     print(f"downloaded {size:,} bytes to {args.output}, sha256 verified")
 

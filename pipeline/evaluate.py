@@ -1,8 +1,11 @@
-"""Stage `evaluate`: every trained model on the test set.
+"""Stage `evaluate`: every selected model on the test set, and the seed means of training.
 
-Writes `results/test_metrics.json` (what `dvc metrics show` reads, one block per activation),
-`results/evaluation.json` (per-class precision/recall/F1 and confusion matrices) and
-`results/examples.csv` (each model's prediction for `evaluate.n_examples` fixed test images).
+Reads the models and per-model results of the (activation, seed) pairs that `train.seeds` and
+`train.extra_activations` select. Writes `results/test_metrics.json` (what `dvc metrics show`
+reads, one block per activation), `results/evaluation.json` (per-class precision/recall/F1 and
+confusion matrices), `results/examples.csv` (each model's prediction for `evaluate.n_examples`
+fixed test images) and `results/curves/<activation>/` (seed-mean history and diagnostics for DVC
+plots, every seed's curves, and the training summary).
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ import pandas as pd
 from pipeline import tracking
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path, write_json
-from pipeline.metrics import classification_metrics, cross_entropy, majority_share
+from pipeline.metrics import (
+    classification_metrics,
+    cross_entropy,
+    escape_epoch,
+    majority_share,
+)
 from pipeline.model import CUSTOM_OBJECTS
 from pipeline.params import flatten, load_params
 from pipeline.preprocess import load_split
@@ -75,6 +83,79 @@ def load_model(path: Path) -> keras.Model:
     return keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS)
 
 
+def read_trained(results: Path, activation: str, seed: int) -> dict:
+    """What one train stage wrote: its history, diagnostics and summary."""
+    folder = results / activation / f"seed{seed}"
+    try:
+        return {
+            "history": pd.read_csv(folder / "history.csv"),
+            "diagnostics": pd.read_csv(folder / "diagnostics.csv"),
+            "summary": json.loads((folder / "train.json").read_text()),
+        }
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{exc.filename} not found; run `dvc repro` to train it") from None
+
+
+def mean_over_seeds(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Per-epoch mean of per-seed frames (with one seed: that seed's frame)."""
+    return pd.concat(frames).groupby("epoch", as_index=False).mean()
+
+
+def long_format(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
+    """Per-seed frames stacked, with a `seed` column first."""
+    first = next(iter(frames.values()))
+    return pd.concat([f.assign(seed=s) for s, f in frames.items()])[["seed", *first.columns]]
+
+
+def training_summary(trained: dict[int, dict]) -> dict:
+    """The seed-mean curve's final and best epoch, and each seed's own escape epoch."""
+    history = mean_over_seeds([t["history"] for t in trained.values()])
+    last = history.iloc[-1]
+    best = history.loc[history["val_accuracy"].idxmax()]
+    summaries = [t["summary"] for t in trained.values()]
+    return {
+        "epochs": int(last["epoch"]),
+        "loss": float(last["loss"]),
+        "accuracy": float(last["accuracy"]),
+        "val_loss": float(last["val_loss"]),
+        "val_accuracy": float(last["val_accuracy"]),
+        "best_val_accuracy": float(best["val_accuracy"]),
+        "best_epoch": int(best["epoch"]),
+        "escape_epoch": escape_epoch(history["val_accuracy"].tolist()),
+        "escape_epoch_per_seed": {str(s): t["summary"]["escape_epoch"] for s, t in trained.items()},
+        "seeds": len(trained),
+        "parameters": summaries[0]["parameters"],
+        "train_seconds": round(sum(s["train_seconds"] for s in summaries), 1),
+        "diagnostics_seconds": round(sum(s["diagnostics_seconds"] for s in summaries), 1),
+    }
+
+
+def write_curves(output: Path, trained: dict[str, dict[int, dict]]) -> None:
+    """Per activation: seed-mean curves (DVC plots), every seed's curves, the summary."""
+    with atomic_path(output) as tmp:
+        for activation, per_seed in trained.items():
+            folder = tmp / activation
+            folder.mkdir(parents=True)
+            for kind, fmt in (("history", "%.6f"), ("diagnostics", "%.6g")):
+                frames = {seed: t[kind] for seed, t in per_seed.items()}
+                mean_over_seeds(list(frames.values())).to_csv(
+                    folder / f"{kind}.csv", index=False, float_format=fmt
+                )
+                long_format(frames).to_csv(
+                    folder / f"{kind}_seeds.csv", index=False, float_format=fmt
+                )
+            write_json(folder / "train.json", training_summary(per_seed))
+
+
+def unselected(
+    models: Path, trained: Path, activations: Sequence[str], seeds: Sequence[int]
+) -> list[Path]:
+    """Models and train results left from pairs the params no longer select (a removed seed)."""
+    pairs = {(a, f"seed{s}") for a in activations for s in seeds}
+    found = [*models.glob("*/seed*.keras"), *trained.glob("*/seed*")]
+    return sorted(p for p in found if (p.parent.name, p.name.removesuffix(".keras")) not in pairs)
+
+
 def summarize_seeds(per_seed: dict[int, dict]) -> dict:
     """Mean over seeds of the headline numbers, with spread and 95% t-intervals."""
     first = next(iter(per_seed.values()))
@@ -94,11 +175,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", type=Path, default=Path("data/processed"))
     parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--trained", type=Path, default=Path("results/train"))
     parser.add_argument("--results", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
     activations = params.train.activations
     seeds = params.train.seeds
+    trained = {a: {s: read_trained(args.trained, a, s) for s in seeds} for a in activations}
     images, labels = load_split(args.data, "test")
     class_names = json.loads((args.data / "meta.json").read_text())["class_names"]
     logged = flatten("evaluate", params.evaluate) | {
@@ -129,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         examples = example_table(
             labels, primary_probabilities, params.evaluate.n_examples, class_names
         )
+        write_curves(args.results / "curves", trained)
         write_json(args.results / "test_metrics.json", metrics)
         write_json(
             args.results / "evaluation.json",
@@ -148,6 +232,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         mlflow.log_metrics({f"relu_minus_sigmoid.{k}": v["mean"] for k, v in paired.items()})
         for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
             mlflow.log_artifact(str(args.results / name))
+        mlflow.log_artifacts(str(args.results / "curves"), artifact_path="curves")
+    for path in unselected(args.models, args.trained, activations, seeds):
+        print(
+            f"note: {path} is from a seed or activation the params no longer select and was not "
+            "evaluated; remove it and run `dvc repro` (nothing retrains) so that dvc.lock matches "
+            "a fresh checkout. DVC's cache keeps every model."
+        )
     for activation, numbers in metrics.items():
         print(
             f"{activation}: test accuracy {numbers['test_accuracy']:.4f}, "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+# Validation accuracy above this counts as having left chance (10 classes → 0.10).
+ESCAPE_THRESHOLD = 0.15
 # Keras clips probabilities to [eps, 1 - eps] before the log; so do we, to match its loss.
 EPSILON = 1e-7
 
@@ -50,3 +52,11 @@ def cross_entropy(y_true: np.ndarray, probabilities: np.ndarray) -> float:
 def majority_share(y_pred: np.ndarray, n_classes: int) -> float:
     """Share of predictions on the most-predicted class (1.0 = the model answers one class)."""
     return float(np.bincount(y_pred, minlength=n_classes).max() / max(len(y_pred), 1))
+
+
+def escape_epoch(val_accuracy: list[float], threshold: float = ESCAPE_THRESHOLD) -> int | None:
+    """First epoch (1-based) whose validation accuracy exceeds `threshold`; None if none does."""
+    for epoch, accuracy in enumerate(val_accuracy, start=1):
+        if accuracy > threshold:
+            return epoch
+    return None

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from pipeline.cifar import IMAGE_SHAPE
 from pipeline.errors import PipelineError
 
 # Activations the network can be built with; names are Keras activation identifiers.
@@ -27,6 +28,9 @@ MAIN_ACTIVATIONS = ("sigmoid", "relu")
 DISTRIBUTIONS = ("none", "mirrored")
 
 _URL_SCHEMES = ("https://", "http://", "file://")
+# The real archive always has this many training images (the tiny test archives have fewer,
+# which preprocess checks against the archive itself).
+CIFAR10_TRAIN_IMAGES = 50_000
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -49,8 +53,9 @@ def _non_negative(value: float) -> bool:
     return value >= 0
 
 
-def _is_url(value: str) -> bool:
-    return value.startswith(_URL_SCHEMES)
+def _is_url_or_path(value: str) -> bool:
+    """A URL of a scheme we fetch, or a local path (no scheme at all)."""
+    return value.startswith(_URL_SCHEMES) or (bool(value.strip()) and "://" not in value)
 
 
 def _is_sha256(value: str) -> bool:
@@ -69,14 +74,17 @@ NON_NEGATIVE: Rule = (_non_negative, "0 or more")
 
 @dataclass(frozen=True)
 class DataParams:
-    url: str  # where the python-batch archive comes from: https://, http:// or file://
+    url: str  # where the archive comes from: https://, http://, file:// or a path (relative: to the repo)
     sha256: str  # expected sha256 of that archive, 64 lowercase hex digits
     val_size: int  # training images held out for validation; 0 = validate on the test set
     train_limit: int  # stratified subset of the remaining training images; 0 = all of them
     seed: int  # seed of the validation split and the subset
 
     RULES: ClassVar[dict[str, Rule]] = {
-        "url": (_is_url, "a URL starting with https://, http:// or file://"),
+        "url": (
+            _is_url_or_path,
+            "a URL starting with https://, http:// or file://, or a path to a local file",
+        ),
         "sha256": (_is_sha256, "64 lowercase hex digits"),
         "val_size": NON_NEGATIVE,
         "train_limit": NON_NEGATIVE,
@@ -217,6 +225,34 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
     return cls(**values)
 
 
+def check_consistency(params: Params) -> None:
+    """Rules that span several keys, checked before any stage runs (so before DVC deletes any
+    output): the split must fit CIFAR-10's training set, and the network must fit the image."""
+    data = params.data
+    if data.val_size >= CIFAR10_TRAIN_IMAGES:
+        raise ParamsError(
+            f"param 'data.val_size' must be less than {CIFAR10_TRAIN_IMAGES:,} (CIFAR-10's "
+            f"training images), got {data.val_size}; " + _FIX.format(key="data.val_size")
+        )
+    if data.train_limit > CIFAR10_TRAIN_IMAGES - data.val_size:
+        raise ParamsError(
+            f"param 'data.train_limit' is {data.train_limit}, but only "
+            f"{CIFAR10_TRAIN_IMAGES - data.val_size:,} training images remain after data.val_size; "
+            "choose a smaller value or 0 for all"
+        )
+    model = params.model
+    side = IMAGE_SHAPE[0]
+    for _ in range(model.conv_blocks):
+        side -= model.kernel_size - 1
+        if side < model.pool_size:
+            raise ParamsError(
+                f"model.kernel_size {model.kernel_size}, model.pool_size {model.pool_size} and "
+                f"model.conv_blocks {model.conv_blocks} leave nothing of a {IMAGE_SHAPE[0]}-pixel "
+                "image; use smaller values or fewer blocks"
+            )
+        side //= model.pool_size
+
+
 def parse_params(raw: Any) -> Params:
     """Validate a params mapping (as loaded from YAML) and return it as dataclasses."""
     if not isinstance(raw, dict):
@@ -232,7 +268,9 @@ def parse_params(raw: Any) -> Params:
         if name not in raw:
             raise ParamsError(f"missing params section {name!r}; add it to params.yaml")
         built[name] = _build_section(name, section_type, raw[name])
-    return Params(**built)
+    params = Params(**built)
+    check_consistency(params)
+    return params
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:

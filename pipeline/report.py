@@ -20,9 +20,9 @@ import yaml
 from matplotlib.figure import Figure
 
 from pipeline import plots, tracking
-from pipeline.diagnostics import ESCAPE_THRESHOLD, escape_epoch
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path
+from pipeline.metrics import ESCAPE_THRESHOLD, escape_epoch
 from pipeline.params import Params, flatten, load_params
 from pipeline.preprocess import load_split
 
@@ -54,9 +54,10 @@ class RunResults:
 def read_results(results: Path, data: Path, activations: Sequence[str]) -> RunResults:
     """Load what the train and evaluate stages wrote."""
     try:
-        histories = {a: pd.read_csv(results / a / "history.csv") for a in activations}
-        diagnostics = {a: pd.read_csv(results / a / "diagnostics.csv") for a in activations}
-        seed_histories = {a: pd.read_csv(results / a / "history_seeds.csv") for a in activations}
+        curves = results / "curves"
+        histories = {a: pd.read_csv(curves / a / "history.csv") for a in activations}
+        diagnostics = {a: pd.read_csv(curves / a / "diagnostics.csv") for a in activations}
+        seed_histories = {a: pd.read_csv(curves / a / "history_seeds.csv") for a in activations}
         evaluation = json.loads((results / "evaluation.json").read_text())
         meta = json.loads((data / "meta.json").read_text())
         return RunResults(

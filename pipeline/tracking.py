@@ -10,6 +10,7 @@ import fcntl
 import os
 import signal
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -120,15 +121,30 @@ def ensure_experiment(name: str) -> str:
 
 
 def stage_tags(stage: str, activation: str | None = None) -> dict[str, str]:
-    """Tags that let a run be found by stage, activation, commit and DVC experiment."""
-    root = repo_root()
-    tags = {"stage": stage, "git_commit": git_commit(Path.cwd())}
+    """Tags that let a run be found by stage, activation, commit and DVC experiment.
+
+    No local path: a run on a shared server must not reveal (or depend on) this machine's folders.
+    """
+    tags = {
+        "stage": stage,
+        "git_commit": git_commit(Path.cwd()),
+        # MLflow would record the script's absolute path here.
+        "mlflow.source.name": _relative_source(sys.argv[0]),
+    }
     if activation:
         tags["activation"] = activation
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
-    tags["repo_root"] = str(root)
     return tags
+
+
+def _relative_source(script: str) -> str:
+    """`pipeline/train.py` for a script inside the working directory, else its file name."""
+    path = Path(script).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path.name
 
 
 class _Stop:
@@ -174,6 +190,7 @@ def stage_run(
     experiment: str,
     params: Mapping[str, Any],
     activation: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Open the stage's MLflow run, log its params, and end it FINISHED, KILLED or FAILED."""
     uri = tracking_uri()
@@ -195,7 +212,9 @@ def stage_run(
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         run = mlflow.start_run(
-            experiment_id=experiment_id, run_name=stage, tags=stage_tags(stage, activation)
+            experiment_id=experiment_id,
+            run_name=stage,
+            tags=stage_tags(stage, activation) | dict(tags or {}),
         )
         with _ending_honestly(run):
             mlflow.log_params(dict(params))
@@ -203,21 +222,6 @@ def stage_run(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
-def child_run(name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
-    """A run nested in the active stage run (e.g. one per seed), ended like the stage's."""
-    parent = mlflow.active_run()
-    inherited = {k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")}
-    run = mlflow.start_run(
-        run_name=name,
-        nested=True,
-        tags=inherited | dict(tags),
-        experiment_id=parent.info.experiment_id,
-    )
-    with _ending_honestly(run):
-        yield run
 
 
 @contextlib.contextmanager

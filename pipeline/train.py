@@ -1,10 +1,9 @@
-"""Stages `train_sigmoid`, `train_relu` and `train_extra@<name>`: one module, the activation
-given by `--activation`.
+"""Stages `train_sigmoid@<seed>`, `train_relu@<seed>` and `train_extra@<activation>-<seed>`: one
+model per stage, the activation and seed given by `--activation` and `--seed`.
 
-For each seed in `train.seeds`, writes `models/<activation>/seed<N>.keras` and logs a nested
-MLflow run (metrics and diagnostics per epoch, step = epoch; the model). `results/<activation>/`
-gets the seed-mean history and diagnostics (DVC plots files), the per-seed curves and the final
-metrics; the stage's own MLflow run carries the seed means.
+Writes `models/<activation>/seed<N>.keras` and `results/train/<activation>/seed<N>/` (history,
+diagnostics from epoch 0, and `train.json`), and logs one MLflow run per model: params, metrics and
+diagnostics per epoch (step = epoch), the manifest and the model. Seed means are evaluate's job.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +25,15 @@ from mlflow.types import Schema, TensorSpec
 
 from pipeline import tracking
 from pipeline.cifar import IMAGE_SHAPE, N_CLASSES
-from pipeline.diagnostics import Diagnoser, DiagnosticsRecorder, escape_epoch
+from pipeline.diagnostics import Diagnoser, DiagnosticsRecorder
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path, write_json
 from pipeline.manifest import collect_manifest
+from pipeline.metrics import escape_epoch
 from pipeline.model import build_cnn, compile_model
 from pipeline.params import (
     MAIN_ACTIVATIONS,
     ModelParams,
-    Params,
     TrainParams,
     check_activation,
     flatten,
@@ -44,6 +42,9 @@ from pipeline.params import (
 from pipeline.preprocess import load_split
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+# Train params a train stage does not read: its seed comes from the command line, and the
+# extra activations only decide which stages exist.
+UNREAD_TRAIN_KEYS = ("train.seeds", "train.extra_activations")
 # Several batches per call into TensorFlow: measured here ~1.5x faster on a 2-core CPU, same numbers.
 STEPS_PER_EXECUTION = 32
 # Training images the diagnostics probe every epoch (chosen by the seed being trained).
@@ -160,180 +161,107 @@ def model_signature() -> ModelSignature:
     )
 
 
-@dataclass
-class SeedResult:
-    seed: int
-    history: pd.DataFrame  # per epoch
-    diagnostics: pd.DataFrame  # per epoch, from 0
-    seconds: float  # training wall time, diagnostics included
-    diagnostics_seconds: float  # the diagnostics' own share of it
-    replicas: int  # devices the training ran on
-    parameters: int  # the model's parameter count
-
-
-def train_seed(
-    activation: str,
-    seed: int,
-    params: Params,
-    train_data: tuple[np.ndarray, np.ndarray],
-    val_data: tuple[np.ndarray, np.ndarray],
-    model_path: Path,
-) -> SeedResult:
-    """Train one model in the active (child) run: metrics per epoch, diagnostics, the model."""
-    recorder = DiagnosticsRecorder(sink=lambda step, m: mlflow.log_metrics(m, step=step))
-    diagnose = Diagnoser(activation, seed, train_data, val_data[0], recorder.record, PROBE_SIZE)
-    start = time.perf_counter()
-    with tracking.deferred_stop() as stop:
-        model, history = train(
-            activation,
-            params.model,
-            params.train,
-            train_data,
-            val_data,
-            callbacks=[StopWhenAsked(stop), MlflowEpochLogger()],
-            diagnose=diagnose,
-            seed=seed,
-        )
-    seconds = time.perf_counter() - start
-    strategy = getattr(model, "distribute_strategy", None)
-    result = SeedResult(
-        seed,
-        history,
-        recorder.frame(),
-        seconds,
-        diagnose.seconds,
-        strategy.num_replicas_in_sync if strategy else 1,
-        int(model.count_params()),
-    )
-    mlflow.log_params({"seed": seed, "replicas": result.replicas})
-    mlflow.log_metrics(
-        {"train_seconds": seconds, "diagnostics_seconds": result.diagnostics_seconds}
-    )
-    mlflow.keras.log_model(
-        model, name="model", signature=model_signature(), pip_requirements=pip_requirements()
-    )
-    model.save(model_path)
-    return result
-
-
-def mean_over_seeds(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Per-epoch mean of per-seed frames (with one seed: that seed's frame)."""
-    return pd.concat(frames).groupby("epoch", as_index=False).mean()
-
-
-def long_format(results: Sequence[SeedResult], attribute: str) -> pd.DataFrame:
-    """Per-seed frames stacked, with a `seed` column first."""
-    return pd.concat([getattr(r, attribute).assign(seed=r.seed) for r in results])[
-        ["seed", *getattr(results[0], attribute).columns]
-    ]
+def stage_name(activation: str, seed: int) -> str:
+    """The DVC stage that trains this (activation, seed) pair, as `dvc repro` names it."""
+    if activation in MAIN_ACTIVATIONS:
+        return f"train_{activation}@{seed}"
+    return f"train_extra@{activation}-{seed}"
 
 
 def write_results(
-    results: Sequence[SeedResult],
-    history: pd.DataFrame,
-    diagnostics: pd.DataFrame,
-    summary: dict,
-    results_dir: Path,
+    history: pd.DataFrame, diagnostics: pd.DataFrame, summary: dict, results_dir: Path
 ) -> None:
-    """The results folder, atomically: seed-mean curves (`history`, `diagnostics`) for DVC
-    plots, per-seed curves, and the summary."""
+    """One model's results folder, atomically: its curves and its summary."""
     with atomic_path(results_dir) as tmp:
         tmp.mkdir()
         history.to_csv(tmp / "history.csv", index=False, float_format="%.6f")
-        long_format(results, "history").to_csv(
-            tmp / "history_seeds.csv", index=False, float_format="%.6f"
-        )
         diagnostics.to_csv(tmp / "diagnostics.csv", index=False, float_format="%.6g")
-        long_format(results, "diagnostics").to_csv(
-            tmp / "diagnostics_seeds.csv", index=False, float_format="%.6g"
-        )
         write_json(tmp / "train.json", summary)
-
-
-def log_means(history: pd.DataFrame, diagnostics: pd.DataFrame) -> None:
-    """The stage run carries the seed-mean curves under the same keys the seed runs use."""
-    for frame in (history, diagnostics):
-        for _, row in frame.iterrows():
-            values = {k: float(v) for k, v in row.items() if k != "epoch"}
-            mlflow.log_metrics(values, step=int(row["epoch"]))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--activation", required=True)
+    parser.add_argument("--seed", type=int, help="default: the first of train.seeds")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", type=Path, default=Path("data/processed"))
     parser.add_argument("--models", type=Path, default=Path("models"))
-    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--results", type=Path, default=Path("results/train"))
     args = parser.parse_args(argv)
     activation = check_activation(args.activation)
     params = load_params(args.params)
+    seed = params.train.seeds[0] if args.seed is None else args.seed
+    if seed < 0:
+        raise PipelineError(f"--seed must be 0 or more, got {seed}")
     train_data = load_split(args.data, "train")
     val_data = load_split(args.data, "validation")
     if len(train_data[1]) == 0:
         raise PipelineError("the training split is empty; check data.train_limit and data.val_size")
-    logged = flatten("model", params.model) | flatten("train", params.train)
-    stage = f"train_{activation}" if activation in MAIN_ACTIVATIONS else f"train_extra@{activation}"
-    with tracking.stage_run(stage, params.mlflow.experiment, logged, activation=activation):
+    logged = flatten("model", params.model) | {
+        k: v for k, v in flatten("train", params.train).items() if k not in UNREAD_TRAIN_KEYS
+    }
+    stage = stage_name(activation, seed)
+    model_path = args.models / activation / f"seed{seed}.keras"
+    tags = {"seed": str(seed)}
+    with tracking.stage_run(stage, params.mlflow.experiment, logged, activation, tags):
         mlflow.log_params(
             {
                 "activation": activation,
+                "seed": seed,
                 "train_images": len(train_data[1]),
                 "val_images": len(val_data[1]),
                 "probe_images": PROBE_SIZE,
             }
         )
-        mlflow.log_dict(
-            run_manifest(params.train.seeds, params.data.seed, args.data), "manifest.json"
-        )
-        results = []
-        with atomic_path(args.models / activation) as models_tmp:
-            models_tmp.mkdir()
-            for seed in params.train.seeds:
-                with tracking.child_run(f"{stage}/seed{seed}", {"seed": str(seed)}):
-                    results.append(
-                        train_seed(
-                            activation,
-                            seed,
-                            params,
-                            train_data,
-                            val_data,
-                            models_tmp / f"seed{seed}.keras",
-                        )
-                    )
-        history = mean_over_seeds([r.history for r in results])
-        diagnostics = mean_over_seeds([r.diagnostics for r in results])
-        seconds = sum(r.seconds for r in results)
+        mlflow.log_dict(run_manifest(seed, params.data.seed, args.data), "manifest.json")
+        recorder = DiagnosticsRecorder(sink=lambda step, m: mlflow.log_metrics(m, step=step))
+        diagnose = Diagnoser(activation, seed, train_data, val_data[0], recorder.record, PROBE_SIZE)
+        start = time.perf_counter()
+        with tracking.deferred_stop() as stop:
+            model, history = train(
+                activation,
+                params.model,
+                params.train,
+                train_data,
+                val_data,
+                callbacks=[StopWhenAsked(stop), MlflowEpochLogger()],
+                diagnose=diagnose,
+                seed=seed,
+            )
+        seconds = time.perf_counter() - start
+        strategy = getattr(model, "distribute_strategy", None)
+        replicas = strategy.num_replicas_in_sync if strategy else 1
         summary = summarize(history) | {
-            "seeds": len(results),
-            "parameters": results[0].parameters,
+            "seed": seed,
+            "parameters": int(model.count_params()),
             "train_seconds": round(seconds, 1),
-            "diagnostics_seconds": round(sum(r.diagnostics_seconds for r in results), 1),
+            "diagnostics_seconds": round(diagnose.seconds, 1),
         }
-        log_means(history, diagnostics)
-        mlflow.log_param("replicas", results[0].replicas)
-        mlflow.log_metrics(
-            {"train_seconds": seconds, "diagnostics_seconds": summary["diagnostics_seconds"]}
-        )
+        mlflow.log_param("replicas", replicas)
+        mlflow.log_metrics({"train_seconds": seconds, "diagnostics_seconds": diagnose.seconds})
         if summary["escape_epoch"] is not None:
             mlflow.log_metric("escape_epoch", summary["escape_epoch"])
-        results_dir = args.results / activation
-        write_results(results, history, diagnostics, summary, results_dir)
+        mlflow.keras.log_model(
+            model, name="model", signature=model_signature(), pip_requirements=pip_requirements()
+        )
+        results_dir = args.results / activation / f"seed{seed}"
+        with atomic_path(model_path) as tmp:
+            model.save(tmp)
+        write_results(history, recorder.frame(), summary, results_dir)
         mlflow.log_artifacts(str(results_dir), artifact_path="results")
     print(
-        f"{stage}: mean over {len(results)} seed(s): val_accuracy "
-        f"{summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} after "
-        f"{summary['epochs']} epochs ({seconds:.0f} s)"
+        f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} "
+        f"after {summary['epochs']} epochs ({seconds:.0f} s)"
     )
 
 
-def run_manifest(train_seeds: Sequence[int], data_seed: int, data_dir: Path) -> dict:
+def run_manifest(seed: int, data_seed: int, data_dir: Path) -> dict:
     threads = {
         "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
         "note": "0 = TensorFlow's default (one per core)",
     }
-    seeds = {"train.seeds": list(train_seeds), "data.seed": data_seed}
+    seeds = {"seed": seed, "data.seed": data_seed}
     return collect_manifest(seeds, data_dir, threads)
 
 

@@ -30,14 +30,23 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 900) -> s
     return output
 
 
-def set_params(repo: Path, **overrides: object) -> None:
-    """set_params(repo, train__epochs=1) sets train.epochs in repo/params.yaml."""
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
+def write_params(path: Path, base: Path | None = None, **overrides: object) -> Path:
+    """`base` (default: the project's params.yaml) with overrides, written to `path`.
+
+    write_params(path, train__epochs=1) sets train.epochs.
+    """
+    params = yaml.safe_load((base or PROJECT / "params.yaml").read_text())
     for dotted, value in overrides.items():
         section, key = dotted.split("__")
         params[section][key] = value
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def set_params(repo: Path, **overrides: object) -> None:
+    """set_params(repo, train__epochs=1) sets train.epochs in repo/params.yaml."""
+    path = repo / "params.yaml"
+    write_params(path, path, **overrides)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -71,7 +80,7 @@ def make_repo(root: Path, archive: Path, sha256: str, env: dict[str, str]) -> Pa
 
 def commit(root: Path, env: dict[str, str], message: str) -> None:
     run([*GIT, "add", "-A"], root, env)
-    run([*GIT, "commit", "-qm", message], root, env)
+    run([*GIT, "commit", "-q", "--allow-empty", "-m", message], root, env)
 
 
 def logged_runs(uri: str | None = None) -> list:

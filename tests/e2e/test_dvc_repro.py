@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -12,10 +14,20 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from project import clean_env, commit, logged_runs, make_repo, run, set_params, stage_runs
+from project import clean_env, commit, logged_runs, make_repo, run, set_params
 from tiny_cifar import batches, write_archive
 
-STAGES = ["download", "preprocess", "train_sigmoid", "train_relu", "evaluate", "report"]
+STAGES = [
+    "check_params",
+    "download",
+    "preprocess",
+    "train_sigmoid@42",
+    "train_relu@42",
+    "evaluate",
+    "report",
+]
+# Every stage but check_params, which computes nothing to track, logs an MLflow run.
+LOGGED = STAGES[1:]
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +49,11 @@ def repo(tmp_path_factory, tiny_archive):
 
 
 def stages_run(output: str) -> list[str]:
-    return [s for s in STAGES if f"Running stage '{s}'" in output]
+    """The stages `dvc repro` ran, in order."""
+    return re.findall(r"Running stage '([^']+)'", output)
 
 
-def test_all_six_stages_ran_and_wrote_their_outputs(repo):
+def test_every_stage_ran_and_wrote_its_outputs(repo):
     root, _, first = repo
     assert stages_run(first) == STAGES
     for path in [
@@ -48,7 +61,8 @@ def test_all_six_stages_ran_and_wrote_their_outputs(repo):
         "data/processed/train.npz",
         "models/sigmoid/seed42.keras",
         "models/relu/seed42.keras",
-        "results/relu/history.csv",
+        "results/train/relu/seed42/history.csv",
+        "results/curves/relu/history.csv",
         "results/test_metrics.json",
         "reports/report.md",
         "reports/figures/curves.png",
@@ -68,8 +82,8 @@ def test_metrics_file_is_nested_per_activation(repo):
 def test_mlflow_store_has_a_finished_run_per_stage(repo):
     root, _, _ = repo
     runs = logged_runs(f"sqlite:///{root / 'mlflow.db'}")
-    by_name = {r.info.run_name: r for r in stage_runs(runs)}
-    assert sorted(by_name) == sorted(STAGES)
+    by_name = {r.info.run_name: r for r in runs}
+    assert sorted(by_name) == sorted(LOGGED)
     assert all(r.info.status == "FINISHED" for r in runs)
     assert by_name["download"].data.params["data.url"].startswith("file://")
     assert by_name["evaluate"].data.params == {
@@ -79,20 +93,20 @@ def test_mlflow_store_has_a_finished_run_per_stage(repo):
     }
     client = mlflow.MlflowClient()
     for activation in ("sigmoid", "relu"):
-        run = by_name[f"train_{activation}"]
+        run = by_name[f"train_{activation}@42"]
         assert run.data.params["train.epochs"] == "1"
-        assert run.data.tags["activation"] == activation
+        assert run.data.tags["activation"] == activation and run.data.tags["seed"] == "42"
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             history = client.get_metric_history(run.info.run_id, key)
             assert [m.step for m in history] == [1], key
     models = mlflow.search_logged_models(
         experiment_ids=[runs[0].info.experiment_id], output_format="list"
     )
-    # One model per seed, logged in the seed's run nested under its stage's run.
-    seed_runs = {r.info.run_id: r for r in runs if "mlflow.parentRunId" in r.data.tags}
-    assert sorted(seed_runs[m.source_run_id].info.run_name for m in models) == [
-        "train_relu/seed42",
-        "train_sigmoid/seed42",
+    # One model per run of a train stage.
+    run_names = {r.info.run_id: r.info.run_name for r in runs}
+    assert sorted(run_names[m.source_run_id] for m in models) == [
+        "train_relu@42",
+        "train_sigmoid@42",
     ]
     report_files = {a.path for a in client.list_artifacts(by_name["report"].info.run_id, "report")}
     assert "report/report.md" in report_files
@@ -109,10 +123,20 @@ def test_changing_n_examples_reruns_only_evaluate_and_report(repo):
     root, env, _ = repo
     set_params(root, evaluate__n_examples=6)
     status = json.loads(run(["dvc", "status", "--json"], root, env))
-    assert sorted(status) == ["evaluate", "report"]
+    assert sorted(status) == ["check_params", "evaluate", "report"]
     rerun = run(["dvc", "repro"], root, env)
-    assert stages_run(rerun) == ["evaluate", "report"]
+    assert stages_run(rerun) == ["check_params", "evaluate", "report"]
     assert len((root / "results/examples.csv").read_text().splitlines()) == 1 + 6
+
+
+def snapshot(root: Path, *folders: str) -> dict[str, bytes]:
+    """Every file under `folders`, by path: to tell that nothing was deleted or changed."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for folder in folders
+        for p in sorted((root / folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def lock_entry(root: Path, stage: str) -> dict:
@@ -128,6 +152,7 @@ def test_hostile_archive_stops_at_preprocess_and_checkout_restores(repo, tmp_pat
     evil_sha = write_archive(evil, members)
     set_params(root, data__url=evil.as_uri(), data__sha256=evil_sha)
     before = lock_entry(root, "preprocess")
+    good = snapshot(root, "results", "reports", "models", "data/processed")
     result = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "error: a batch pickle tries to build builtins.exec" in result.stdout + result.stderr
@@ -137,7 +162,7 @@ def test_hostile_archive_stops_at_preprocess_and_checkout_restores(repo, tmp_pat
     run(["git", "checkout", "--", "params.yaml", "dvc.lock"], root, env)
     run(["dvc", "checkout", "--force"], root, env)
     assert "up to date" in run(["dvc", "status"], root, env)
-    assert (root / "data/processed/train.npz").exists()
+    assert snapshot(root, "results", "reports", "models", "data/processed") == good
 
 
 def test_interrupted_repro_leaves_no_model_and_next_repro_completes(repo):
@@ -161,7 +186,7 @@ def test_interrupted_repro_leaves_no_model_and_next_repro_completes(repo):
     assert not (root / "models/relu/seed42.keras").exists()
     runs = logged_runs(f"sqlite:///{root / 'mlflow.db'}")
     latest = max(
-        (r for r in runs if r.info.run_name == "train_relu"), key=lambda r: r.info.start_time
+        (r for r in runs if r.info.run_name == "train_relu@42"), key=lambda r: r.info.start_time
     )
     assert latest.info.status == "KILLED"
     set_params(root, train__epochs=1)
@@ -175,12 +200,64 @@ def test_extra_activation_trains_in_its_own_stage_and_joins_the_report(repo):
     set_params(root, train__extra_activations=["tanh"])
     status = json.loads(run(["dvc", "status", "--json"], root, env))
     # The main models are untouched by adding an activation.
-    assert sorted(status) == ["evaluate", "report", "train_extra@tanh"]
+    assert sorted(status) == ["check_params", "evaluate", "report", "train_extra@tanh-42"]
     rerun = run(["dvc", "repro"], root, env)
-    assert "Running stage 'train_extra@tanh'" in rerun
-    assert "Running stage 'train_relu'" not in rerun
+    assert stages_run(rerun) == ["check_params", "train_extra@tanh-42", "evaluate", "report"]
     metrics = json.loads((root / "results/test_metrics.json").read_text())
     assert set(metrics) == {"sigmoid", "relu", "tanh"}
     report = (root / "reports/report.md").read_text()
     assert "| tanh | 1 |" in report  # in the ranking table
     assert (root / "models/tanh/seed42.keras").exists()
+
+
+def test_growing_seeds_trains_only_the_new_models_and_shrinking_trains_none(repo):
+    root, env, _ = repo
+    set_params(root, train__seeds=[42, 43], train__extra_activations=[])
+    models = {p: p.read_bytes() for p in (root / "models").rglob("seed42.keras")}
+    grown = run(["dvc", "repro"], root, env)
+    assert sorted(stages_run(grown)) == sorted(
+        ["check_params", "train_sigmoid@43", "train_relu@43", "evaluate", "report"]
+    )
+    assert {p: p.read_bytes() for p in models} == models  # seed 42's models were not retrained
+    metrics = json.loads((root / "results/test_metrics.json").read_text())
+    assert metrics["relu"]["seeds"] == 2 and metrics["relu"]["test_accuracy_std"] is not None
+    seeds_csv = (root / "results/curves/relu/history_seeds.csv").read_text()
+    assert {line.split(",")[0] for line in seeds_csv.splitlines()[1:]} == {"42", "43"}
+    set_params(root, train__seeds=[42])
+    shrunk = run(["dvc", "repro"], root, env)
+    assert stages_run(shrunk) == ["check_params", "evaluate", "report"]
+    metrics = json.loads((root / "results/test_metrics.json").read_text())
+    assert metrics["relu"]["seeds"] == 1
+    assert "note: results/train/relu/seed43 is from a seed" in shrunk
+    # Doing what the note says: the leftovers go, evaluate's inputs change, nothing retrains,
+    # and evaluate's outputs come out the same, so the report is not rebuilt.
+    for leftover in [*root.glob("models/*/seed43.keras"), *root.glob("results/train/*/seed43")]:
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    assert stages_run(run(["dvc", "repro"], root, env)) == ["evaluate"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=-3", "param 'train.epochs' must be greater than 0"),
+        ("model.kernel_size=32", "leave nothing of a 32-pixel image"),
+        ("data.val_size=60000", "param 'data.val_size' must be less than 50,000"),
+        ("data.url=ftp://example.org/x.tar.gz", "param 'data.url' must be a URL"),
+        ("train.extra_activations=[softmax]", "param 'train.extra_activations' must be"),
+    ],
+)
+def test_a_refused_param_deletes_nothing(repo, override, message):
+    root, env, _ = repo
+    commit(root, env, "a good state")
+    good = snapshot(root, "results", "reports", "models", "data")
+    result = subprocess.run(
+        ["dvc", "exp", "run", "-S", override], cwd=root, env=env, capture_output=True, text=True
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], output[-2000:]
+    assert "Traceback" not in output
+    assert snapshot(root, "results", "reports", "models", "data") == good
+    run(["git", "checkout", "params.yaml"], root, env)
+    assert "up to date" in run(["dvc", "status"], root, env)

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from project import clean_env, commit, logged_runs, make_repo, run, stage_runs
+from project import clean_env, commit, logged_runs, make_repo, run
 
 pytestmark = pytest.mark.slow
 
@@ -60,13 +60,14 @@ def test_two_queued_experiments_run_in_parallel_and_log_to_the_main_store(tmp_pa
     assert status.count("Success") == 2, status
     # Both landed in the main store, not in DVC's temporary copies.
     assert not list((root / ".dvc" / "tmp" / "exps").rglob("mlflow.db"))
-    runs = stage_runs(logged_runs(f"sqlite:///{root / 'mlflow.db'}"))
-    tagged = {r.data.tags.get("dvc_experiment") for r in runs if r.info.run_name == "train_relu"}
-    assert {"seed-1", "seed-2"} <= tagged
-    for name in ("seed-1", "seed-2"):
+    runs = logged_runs(f"sqlite:///{root / 'mlflow.db'}")
+    for seed, name in ((1, "seed-1"), (2, "seed-2")):
         stages = sorted(r.info.run_name for r in runs if r.data.tags.get("dvc_experiment") == name)
         # download and preprocess did not change: DVC restored them instead of running them.
-        assert stages == ["evaluate", "report", "train_relu", "train_sigmoid"], (name, stages)
+        assert stages == ["evaluate", "report", f"train_relu@{seed}", f"train_sigmoid@{seed}"], (
+            name,
+            stages,
+        )
     # dvc exp show lists the test metrics of each experiment.
     shown = json.loads(run(["dvc", "exp", "show", "--json"], root, env))
     experiments = {
@@ -97,7 +98,7 @@ def test_two_queued_experiments_run_in_parallel_and_log_to_the_main_store(tmp_pa
     (plot,) = diff["data"]["validation_accuracy"]
     points = plot["content"]["data"]["values"]
     assert {(p["rev"], p["filename"]) for p in points} == {
-        (rev, f"{activation}/history.csv")
+        (rev, f"curves/{activation}/history.csv")
         for rev in ("seed-1", "seed-2")
         for activation in ("sigmoid", "relu")
     }

@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from project import PROJECT, logged_runs, stage_runs
+from project import PROJECT, logged_runs
 
 from pipeline import preprocess
 
@@ -96,9 +96,8 @@ def test_signal_during_training_ends_the_run_killed_and_writes_nothing(workspace
     assert proc.returncode == 130, output[-2000:]
     assert "Traceback" not in output
     assert "error: interrupted" in output
-    runs = logged_runs(uri)  # the stage's run and its seed's run
-    assert sorted(r.info.run_name for r in runs) == ["train_relu", "train_relu/seed42"]
-    assert {r.info.status for r in runs} == {"KILLED"}
+    (killed,) = logged_runs(uri)
+    assert killed.info.run_name == "train_relu@42" and killed.info.status == "KILLED"
     assert not (tmp_path / "models" / "relu").exists()
     assert not (tmp_path / "results" / "relu").exists()
     leftovers = list((tmp_path / "models").glob("*")) if (tmp_path / "models").exists() else []
@@ -178,8 +177,8 @@ def test_two_stages_logging_to_one_sqlite_store_at_once(workspace, tmp_path):
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-2000:]
         assert "database is locked" not in output
-    runs = stage_runs(logged_runs(uri))
-    assert sorted(r.info.run_name for r in runs) == ["train_relu", "train_sigmoid"]
+    runs = logged_runs(uri)
+    assert sorted(r.info.run_name for r in runs) == ["train_relu@42", "train_sigmoid@42"]
     client = mlflow.MlflowClient()
     for run in runs:
         assert run.info.status == "FINISHED"

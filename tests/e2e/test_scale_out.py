@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from project import PROJECT, clean_env, commit, logged_runs, make_repo, run, stage_runs
+from project import PROJECT, clean_env, commit, logged_runs, make_repo, run
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["download", "preprocess", "train_sigmoid", "train_relu", "evaluate", "report"]
+# Stages that log an MLflow run (check_params computes nothing to track).
+STAGES = ["download", "preprocess", "train_sigmoid@42", "train_relu@42", "evaluate", "report"]
 
 
 def free_port() -> int:
@@ -85,12 +86,12 @@ def test_every_stage_logs_to_the_server(served_repo, tracking_server):
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("cifar10-activations")
     runs = client.search_runs([experiment.experiment_id])
-    by_name = {r.info.run_name: r for r in stage_runs(runs)}
+    by_name = {r.info.run_name: r for r in runs}
     assert sorted(by_name) == sorted(STAGES)
-    assert all(r.info.status == "FINISHED" for r in runs)  # seed runs included
+    assert all(r.info.status == "FINISHED" for r in runs)
     assert not (root / "mlflow.db").exists()  # nothing went to a local store
     for activation in ("sigmoid", "relu"):
-        run_id = by_name[f"train_{activation}"].info.run_id
+        run_id = by_name[f"train_{activation}@42"].info.run_id
         assert [m.step for m in client.get_metric_history(run_id, "val_accuracy")] == [1]
         assert [m.step for m in client.get_metric_history(run_id, "grad_norm/conv2d/kernel")] == [
             0,
@@ -208,10 +209,12 @@ def test_mirrored_training_over_two_logical_cpus(tmp_path, tiny_archive):
             timeout=600,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        results[distribution] = pd.read_csv(out / "results/relu/history.csv")
+        results[distribution] = pd.read_csv(out / "results/relu/seed42/history.csv")
     all_runs = logged_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = {
-        r.data.params["train.distribution"]: r for r in all_runs if r.info.run_name == "train_relu"
+        r.data.params["train.distribution"]: r
+        for r in all_runs
+        if r.info.run_name == "train_relu@42"
     }
     assert runs["mirrored"].data.params["replicas"] == "2"
     assert runs["none"].data.params["replicas"] == "1"

@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from project import PROJECT, logged_runs, stage_runs
+from project import PROJECT, logged_runs
 
 from pipeline import preprocess, train
 from pipeline.params import load_params
@@ -69,15 +69,16 @@ def run_stage(processed, activation: str, out) -> None:
 
 def test_main_writes_outputs_and_logs_each_epoch(processed, tmp_path):
     run_stage(processed, "sigmoid", tmp_path)
-    history = pd.read_csv(tmp_path / "results/sigmoid/history.csv")
+    history = pd.read_csv(tmp_path / "results/sigmoid/seed42/history.csv")
     assert list(history.columns) == list(train.HISTORY_COLUMNS)
     assert history["epoch"].tolist() == [1, 2]
-    summary = json.loads((tmp_path / "results/sigmoid/train.json").read_text())
+    summary = json.loads((tmp_path / "results/sigmoid/seed42/train.json").read_text())
     assert summary["parameters"] == 923_914
     assert summary["val_accuracy"] == pytest.approx(history["val_accuracy"].iloc[-1])
     assert (tmp_path / "models/sigmoid/seed42.keras").is_file()
-    (run,) = stage_runs(logged_runs())
-    assert run.info.status == "FINISHED" and run.info.run_name == "train_sigmoid"
+    (run,) = logged_runs()
+    assert run.info.status == "FINISHED" and run.info.run_name == "train_sigmoid@42"
+    assert run.data.tags["seed"] == "42" and run.data.params["seed"] == "42"
     steps = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
     assert [m.step for m in steps] == [1, 2]
     assert [m.value for m in steps] == pytest.approx(history["val_accuracy"].tolist(), abs=1e-6)
@@ -85,7 +86,7 @@ def test_main_writes_outputs_and_logs_each_epoch(processed, tmp_path):
 
 def test_main_records_diagnostics_from_epoch_zero(processed, tmp_path):
     run_stage(processed, "relu", tmp_path)
-    diagnostics = pd.read_csv(tmp_path / "results/relu/diagnostics.csv")
+    diagnostics = pd.read_csv(tmp_path / "results/relu/seed42/diagnostics.csv")
     assert diagnostics["epoch"].tolist() == [0, 1, 2]
     for column in (
         "grad_norm/conv2d/kernel",
@@ -99,11 +100,11 @@ def test_main_records_diagnostics_from_epoch_zero(processed, tmp_path):
     assert (diagnostics["grad_norm/conv2d/kernel"] > 0).all()
     assert diagnostics["plateau_share"].between(0.1, 1.0).all()
     client = mlflow.MlflowClient()
-    (run,) = stage_runs(logged_runs())
+    (run,) = logged_runs()
     steps = client.get_metric_history(run.info.run_id, "grad_norm/dense/kernel")
     assert [m.step for m in steps] == [0, 1, 2]
     manifest = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/manifest.json")
-    assert manifest["seeds"] == {"train.seeds": [42], "data.seed": 42}
+    assert manifest["seeds"] == {"seed": 42, "data.seed": 42}
     assert set(manifest["data_sha256"]) >= {"train.npz", "validation.npz", "test.npz"}
     assert {"keras", "mlflow", "dvc", "python"} <= set(manifest["versions"])
     assert manifest["machine"]["cores"] >= 1 and "intra_op" in manifest["threads"]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.diagnostics import activation_stats, escape_epoch, make_probe, probe_indices
+from pipeline.diagnostics import activation_stats, make_probe, probe_indices
 from pipeline.model import build_cnn
 from pipeline.params import ModelParams
 
@@ -27,12 +27,6 @@ def test_dead_units_are_zero_for_every_image():
     stats = activation_stats(outputs, "relu")
     assert stats["dead_fraction"] == pytest.approx(1 / 3)
     assert "saturated_fraction" not in stats
-
-
-def test_escape_epoch_must_exceed_the_threshold():
-    assert escape_epoch([0.1, 0.1, 0.1, 0.1, 0.3]) == 5
-    assert escape_epoch([0.5]) == 1
-    assert escape_epoch([0.1, 0.15]) is None
 
 
 def test_probe_indices_are_fixed_by_seed():

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from pipeline.download import DownloadError, download
+from pipeline.download import DownloadError, download, source_url
 
 
 def test_file_url_is_copied_and_verified(tiny_archive, tmp_path):
@@ -36,3 +36,11 @@ def test_unreachable_host_is_a_clear_error(tmp_path):
     with pytest.raises(DownloadError, match="cannot reach"):
         download("http://127.0.0.1:9/cifar.tar.gz", "0" * 64, tmp_path / "out.tar.gz", timeout=5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_relative_path_is_read_from_the_repository_root(tmp_path):
+    assert (
+        source_url("../data/x.tar.gz", tmp_path / "repo") == (tmp_path / "data/x.tar.gz").as_uri()
+    )
+    assert source_url("/srv/x.tar.gz", tmp_path) == "file:///srv/x.tar.gz"
+    assert source_url("https://example.org/x.tar.gz", tmp_path) == "https://example.org/x.tar.gz"

@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from pipeline.metrics import classification_metrics, confusion_matrix, cross_entropy, majority_share
+from pipeline.metrics import (
+    classification_metrics,
+    confusion_matrix,
+    cross_entropy,
+    escape_epoch,
+    majority_share,
+)
 
 
 def test_confusion_matrix_counts_pairs():
@@ -27,3 +33,9 @@ def test_cross_entropy_matches_hand_computation():
 
 def test_majority_share():
     assert majority_share(np.array([3, 3, 3, 1]), 10) == pytest.approx(0.75)
+
+
+def test_escape_epoch_must_exceed_the_threshold():
+    assert escape_epoch([0.1, 0.1, 0.1, 0.1, 0.3]) == 5
+    assert escape_epoch([0.5]) == 1
+    assert escape_epoch([0.1, 0.15]) is None

@@ -36,6 +36,10 @@ def test_default_params_are_the_tutorials():
         ("train", "learning_rate", -0.1, "train.learning_rate"),
         ("data", "val_size", -1, "data.val_size"),
         ("data", "url", "ftp://example.org/x.tar.gz", "data.url"),
+        ("data", "url", "", "data.url"),
+        ("data", "val_size", 50_000, "data.val_size"),
+        ("data", "train_limit", 45_001, "data.train_limit"),
+        ("model", "kernel_size", 32, "model.kernel_size"),
         ("data", "sha256", "abc", "data.sha256"),
         ("evaluate", "n_examples", 1000, "evaluate.n_examples"),
         ("mlflow", "experiment", "  ", "mlflow.experiment"),
@@ -141,4 +145,28 @@ def test_depth_params_are_checked(key, value):
     raw = default_raw()
     raw["model"][key] = value
     with pytest.raises(ParamsError, match=f"model\\.{key}"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.org/cifar-10-python.tar.gz",
+        "file:///absolute/path/to/cifar-10-python.tar.gz",
+        "../shared/data/cifar-10-python.tar.gz",
+        "/absolute/path/to/cifar-10-python.tar.gz",
+    ],
+)
+def test_url_may_be_a_url_or_a_local_path(url):
+    raw = default_raw()
+    raw["data"]["url"] = url
+    assert parse_params(raw).data.url == url
+
+
+def test_deeper_network_that_still_fits_is_accepted():
+    raw = default_raw()
+    raw["model"]["conv_blocks"] = 3  # 32 → 15 → 6 → 2 pixels
+    assert parse_params(raw).model.conv_blocks == 3
+    raw["model"]["conv_blocks"] = 4  # 2 - 2 = 0: nothing left
+    with pytest.raises(ParamsError, match="leave nothing"):
         parse_params(raw)

@@ -83,14 +83,12 @@ def test_unreachable_server_is_named(monkeypatch):
         pass
 
 
-def test_child_runs_nest_in_the_stage_run_and_its_experiment():
-    with (
-        tracking.stage_run("train_relu", "exp", {}, activation="relu") as parent,
-        tracking.child_run("train_relu/seed7", {"seed": "7"}),
-    ):
+def test_stage_run_carries_extra_tags_and_no_local_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    with tracking.stage_run("train_relu@7", "exp", {}, activation="relu", tags={"seed": "7"}):
         mlflow.log_metric("val_accuracy", 0.5, step=1)
-    runs = finished_runs()
-    child = next(r for r in runs if r.info.run_name == "train_relu/seed7")
-    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert child.data.tags["seed"] == "7" and child.data.tags["activation"] == "relu"
-    assert {r.info.status for r in runs} == {"FINISHED"}
+    (run,) = finished_runs()
+    assert run.data.tags["seed"] == "7" and run.data.tags["activation"] == "relu"
+    assert run.data.tags["stage"] == "train_relu@7"
+    values = [*run.data.tags.values(), *run.data.params.values()]
+    assert not [v for v in values if str(tmp_path) in v or v.startswith("/")]

@@ -1,0 +1,41 @@
+"""Stage `check_params`: every param validated before any other stage runs.
+
+DVC deletes a stage's outputs just before it runs the stage, so a wrong value found by the
+stage itself would cost the outputs of the last good run (models, and the committed results
+that `dvc checkout` cannot restore). Every other stage depends on this one's output, so DVC
+runs it first whenever any param changes, and a refused value stops `dvc repro` before anything
+is deleted. The output's content never changes, so passing the check reruns nothing downstream;
+it is `persist`ed, so a failed check does not delete it either. It logs no MLflow run: it
+computes nothing to track.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.errors import run_cli
+from pipeline.files import atomic_path
+from pipeline.params import load_params
+
+OUTPUT = Path("results/params.ok")
+# Constant on purpose: stages downstream see an unchanged dependency.
+STAMP = "params.yaml passed every check (stage check_params)\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    load_params(args.params)
+    if not (args.output.is_file() and args.output.read_text() == STAMP):
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(STAMP)
+    print(f"{args.params}: every param is valid")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
