@@ -1,18 +1,24 @@
 # `make run` and `make test` each do their own set-up: a .venv is created when missing and the
-# project installed into it (again whenever pyproject.toml changes).
+# pinned environment of requirements.lock installed into it, hashes checked (again whenever the
+# lock or pyproject.toml changes). `make lock` regenerates the lock from pyproject.toml.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+# The lock: every package pinned with its hashes, resolved for CPython 3.11+ on every platform.
+UV := uv==0.13.9
+LOCK_ARGS := --extra dev --universal --python-version 3.11 --generate-hashes
 # Stage commands call `python` and `dvc`; they must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast bench lint format ui clean
+.PHONY: install run test test-fast bench lint format ui clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet 'pip==26.3'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -42,6 +48,11 @@ format: $(STAMP)
 
 ui: $(STAMP)
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet '$(UV)'
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) --quiet -o $(LOCK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
