@@ -327,12 +327,16 @@ def render_markdown(results: RunResults, params: Params) -> str:
 
 
 def write_report(output: Path, markdown: str, figures: Mapping[str, Figure]) -> None:
-    """Write report.md and figures/ into `output`, replacing it only once all are written."""
-    with atomic_path(output) as tmp:
-        (tmp / "figures").mkdir(parents=True)
+    """Write figures/ and report.md into `output`, each replaced only once it is complete.
+
+    Only those two: the folder also keeps the studies' reports (reports/studies/).
+    """
+    with atomic_path(output / "figures") as tmp:
+        tmp.mkdir()
         for name, figure in figures.items():
-            figure.savefig(tmp / "figures" / name, dpi=100)
-        (tmp / "report.md").write_text(markdown)
+            figure.savefig(tmp / name, dpi=100)
+    with atomic_path(output / "report.md") as tmp:
+        tmp.write_text(markdown)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -355,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         figures = build_figures(results, train_data, test_images)
         markdown = render_markdown(results, params)
         write_report(args.output, markdown, figures)
-        mlflow.log_artifacts(str(args.output), artifact_path="report")
+        mlflow.log_artifact(str(args.output / "report.md"), artifact_path="report")
+        mlflow.log_artifacts(str(args.output / "figures"), artifact_path="report/figures")
     print(f"wrote {args.output / 'report.md'} with {len(figures)} figures")
 
 

@@ -183,3 +183,19 @@ def test_several_seeds_add_spread_paired_difference_and_ranking():
     table = ranking_table(res).splitlines()
     assert table[2].startswith("| 1 | relu | 3 | 0.6300 ± 0.0100 [0.3000, 0.5000]")
     assert table[3].startswith("| 2 | sigmoid |")
+
+
+def test_writing_the_report_keeps_the_studies_beside_it(tmp_path):
+    from matplotlib.figure import Figure
+
+    from pipeline.report import write_report
+
+    study = tmp_path / "studies" / "five-seeds" / "report.md"
+    study.parent.mkdir(parents=True)
+    study.write_text("a study")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "old.png").write_bytes(b"stale")
+    write_report(tmp_path, "# report\n", {"curves.png": Figure()})
+    assert (tmp_path / "report.md").read_text() == "# report\n"
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["curves.png"]
+    assert study.read_text() == "a study"
