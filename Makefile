@@ -46,8 +46,9 @@ format: $(STAMP)
 	ruff format pipeline tests
 	ruff check --fix pipeline tests
 
+# The MLflow UI on this repository's store, on 127.0.0.1 only; prints the link to the charts.
 ui: $(STAMP)
-	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	python -m pipeline.ui
 
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

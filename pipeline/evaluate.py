@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -21,9 +21,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import tracking
+from pipeline import serving, tracking
 from pipeline.errors import PipelineError, run_cli
-from pipeline.files import atomic_path, write_json
+from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.metrics import (
     classification_metrics,
     cross_entropy,
@@ -170,6 +170,49 @@ def summarize_seeds(per_seed: dict[int, dict]) -> dict:
     return summary | {"seeds": len(per_seed)}
 
 
+def log_test_metrics_to_train_runs(
+    models: Path, per_seed: Mapping[str, Mapping[int, dict]], experiment_id: str
+) -> int:
+    """Add each model's test accuracy and loss to the run that trained it, so the runs table
+    ranks activations by them. The run is found by the model file's sha256, which train tagged;
+    a model trained against another store has no run here and is left out. Returns how many runs
+    got metrics."""
+    client = mlflow.MlflowClient()
+    linked = 0
+    for activation, seeds in per_seed.items():
+        for seed, numbers in seeds.items():
+            digest = sha256_file(models / activation / f"seed{seed}.keras")
+            runs = client.search_runs(
+                [experiment_id], filter_string=f"tags.model_sha256 = '{digest}'"
+            )
+            for run in runs:
+                for key in ("test_accuracy", "test_loss"):
+                    client.log_metric(run.info.run_id, key, numbers[key])
+                linked += 1
+    return linked
+
+
+def register_primary_models(
+    models: Path, experiment: str, seed: int, metrics: Mapping[str, dict], tags: dict[str, str]
+) -> dict[str, str]:
+    """Each activation's primary-seed model as a new registered version; the best activation's
+    (by mean test accuracy) becomes the champion. Returns {registered name: version}."""
+    versions = {}
+    for activation, numbers in metrics.items():
+        name = serving.registered_name(experiment, activation)
+        model = load_model(models / activation / f"seed{seed}.keras")
+        versions[name] = serving.register(
+            model,
+            name,
+            activation,
+            tags | {"activation": activation, "seed": str(seed)},
+            {k: numbers[k] for k in ("test_accuracy", "test_loss")},
+        )
+    best = max(metrics, key=lambda a: metrics[a]["test_accuracy"])
+    serving.crown(versions, serving.registered_name(experiment, best))
+    return versions
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -188,7 +231,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "train.seeds": flatten("train", params.train)["train.seeds"],
         "activations": ",".join(activations),
     }
-    with tracking.stage_run("evaluate", params.mlflow.experiment, logged):
+    with tracking.stage_run("evaluate", params.mlflow.experiment, logged) as run:
+        tracking.log_split(
+            "cifar10-test", "test", images, labels, params.data.url, args.data / "test.npz"
+        )
         primary_probabilities, details, metrics = {}, {}, {}
         for activation in activations:
             per_seed = {}
@@ -233,12 +279,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
             mlflow.log_artifact(str(args.results / name))
         mlflow.log_artifacts(str(args.results / "curves"), artifact_path="curves")
+        per_seed_numbers = {
+            a: {s: details[a]["per_seed"][str(s)] for s in seeds} for a in activations
+        }
+        linked = log_test_metrics_to_train_runs(
+            args.models, per_seed_numbers, run.info.experiment_id
+        )
+        versions = register_primary_models(
+            args.models,
+            params.mlflow.experiment,
+            seeds[0],
+            metrics,
+            {k: v for k, v in run.data.tags.items() if k in ("git_commit", "dvc_experiment")},
+        )
     for path in unselected(args.models, args.trained, activations, seeds):
         print(
             f"note: {path} is from a seed or activation the params no longer select and was not "
             "evaluated; remove it and run `dvc repro` (nothing retrains) so that dvc.lock matches "
             "a fresh checkout. DVC's cache keeps every model."
         )
+    champion = max(metrics, key=lambda a: metrics[a]["test_accuracy"])
+    print(
+        f"registered {', '.join(f'{n} v{v}' for n, v in versions.items())}; champion: "
+        f"models:/{serving.registered_name(params.mlflow.experiment, champion)}@"
+        f"{serving.CHAMPION}; test metrics added to {linked} training run(s)"
+    )
     for activation, numbers in metrics.items():
         print(
             f"{activation}: test accuracy {numbers['test_accuracy']:.4f}, "

@@ -119,6 +119,25 @@ def build_cnn(
     return keras.Sequential(stack, name=f"cnn_{activation}")
 
 
+def export_model(model: keras.Model) -> keras.Model:
+    """The trained network with only Keras' own layers, to serve where this package is not.
+
+    The same layers and weights behind a built-in `Rescaling(1/255)` instead of `ToUnitRange`, as
+    a functional model whose input is named `image` (MLflow's pyfunc passes a named input as a
+    dict, which a Sequential model rejects). Rescaling multiplies by 1/255, which rounds a few
+    pixel values one float32 step away from training's exact division; the predictions differ
+    from the trained model's by far less than 1e-5 (a test checks). Uncompiled: serving needs
+    no loss or metrics, and the plateau metric is ours.
+    """
+    if not isinstance(model.layers[0], ToUnitRange):
+        raise ValueError("export_model takes a network made by build_cnn (ToUnitRange first)")
+    inputs = keras.Input(shape=model.input_shape[1:], dtype="uint8", name="image")
+    outputs = layers.Rescaling(1 / 255, name="to_unit_range")(inputs)
+    for layer in model.layers[1:]:
+        outputs = layer(outputs)
+    return keras.Model(inputs, outputs, name=model.name)
+
+
 def compile_model(model: keras.Model, learning_rate: float, steps_per_execution: int = 1) -> None:
     """Adam + categorical cross-entropy on one-hot labels, as the tutorial compiled it.
 

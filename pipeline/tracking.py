@@ -14,6 +14,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import mlflow
 from mlflow.entities import RunStatus
 
 from pipeline.errors import PipelineError
+from pipeline.files import sha256_file
 
 # MLflow's own defaults (7 retries, 120 s per request) can hang a stage for many minutes on a
 # server that went away mid-run; these bound that, and users can override each.
@@ -30,6 +32,11 @@ HTTP_CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
+# MLflow stores a dataset digest in at most 36 characters; 32 hex digits are 128 bits.
+DIGEST_LENGTH = 32
+# Seconds between samples of CPU and memory in runs that record them (MLflow's default is 10,
+# longer than a whole training on small data).
+SYSTEM_METRICS_INTERVAL_S = 2
 # Seconds a tracking server gets to answer its health check before the stage gives up.
 HEALTH_TIMEOUT_S = 10
 
@@ -191,8 +198,12 @@ def stage_run(
     params: Mapping[str, Any],
     activation: str | None = None,
     tags: Mapping[str, str] | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
-    """Open the stage's MLflow run, log its params, and end it FINISHED, KILLED or FAILED."""
+    """Open the stage's MLflow run, log its params, and end it FINISHED, KILLED or FAILED.
+
+    With `system_metrics`, MLflow samples the machine's CPU and memory into the run (`system/…`).
+    """
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
         for key, value in HTTP_CLIENT_DEFAULTS.items():
@@ -209,12 +220,16 @@ def stage_run(
             f"cannot use the MLflow tracking store {uri} ({first_line}); "
             "check that it is running and MLFLOW_TRACKING_URI"
         ) from None
+    if system_metrics:
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+        mlflow.set_system_metrics_samples_before_logging(1)
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         run = mlflow.start_run(
             experiment_id=experiment_id,
             run_name=stage,
             tags=stage_tags(stage, activation) | dict(tags or {}),
+            log_system_metrics=system_metrics,
         )
         with _ending_honestly(run):
             mlflow.log_params(dict(params))
@@ -222,6 +237,24 @@ def stage_run(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def log_split(
+    name: str, context: str, images: Any, labels: Any, source: str, split_file: Path
+) -> None:
+    """Log a data split as the run's input: the runs table's Dataset column names it.
+
+    The digest comes from the split file's own sha256: MLflow's default hashes only the first
+    10,000 array values (about three images). The source is `data.url` as given.
+    """
+    from mlflow.data import from_numpy
+
+    digest = sha256_file(split_file)[:DIGEST_LENGTH]
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source twice and warns that a path matches both.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        dataset = from_numpy(images, targets=labels, source=source, name=name, digest=digest)
+    mlflow.log_input(dataset, context=context)
 
 
 @contextlib.contextmanager

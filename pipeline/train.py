@@ -20,14 +20,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
 
 from pipeline import tracking
-from pipeline.cifar import IMAGE_SHAPE, N_CLASSES
+from pipeline.cifar import N_CLASSES
 from pipeline.diagnostics import Diagnoser, DiagnosticsRecorder
 from pipeline.errors import PipelineError, run_cli
-from pipeline.files import atomic_path, write_json
+from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.manifest import collect_manifest
 from pipeline.metrics import escape_epoch
 from pipeline.model import build_cnn, compile_model
@@ -40,6 +38,7 @@ from pipeline.params import (
     load_params,
 )
 from pipeline.preprocess import load_split
+from pipeline.serving import log_served_model
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 # Train params a train stage does not read: its seed comes from the command line, and the
@@ -153,14 +152,6 @@ def summarize(history: pd.DataFrame) -> dict[str, float | int | None]:
     }
 
 
-def model_signature() -> ModelSignature:
-    """uint8 images in, class probabilities out."""
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *IMAGE_SHAPE), "image")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_CLASSES), "probabilities")]),
-    )
-
-
 def stage_name(activation: str, seed: int) -> str:
     """The DVC stage that trains this (activation, seed) pair, as `dvc repro` names it."""
     if activation in MAIN_ACTIVATIONS:
@@ -203,7 +194,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     stage = stage_name(activation, seed)
     model_path = args.models / activation / f"seed{seed}.keras"
     tags = {"seed": str(seed)}
-    with tracking.stage_run(stage, params.mlflow.experiment, logged, activation, tags):
+    with tracking.stage_run(
+        stage, params.mlflow.experiment, logged, activation, tags, system_metrics=True
+    ):
+        for split, context, (images, labels) in (
+            ("train", "training", train_data),
+            ("validation", "validation", val_data),
+        ):
+            tracking.log_split(
+                f"cifar10-{split}",
+                context,
+                images,
+                labels,
+                params.data.url,
+                args.data / f"{split}.npz",
+            )
         mlflow.log_params(
             {
                 "activation": activation,
@@ -241,12 +246,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         mlflow.log_metrics({"train_seconds": seconds, "diagnostics_seconds": diagnose.seconds})
         if summary["escape_epoch"] is not None:
             mlflow.log_metric("escape_epoch", summary["escape_epoch"])
-        mlflow.keras.log_model(
-            model, name="model", signature=model_signature(), pip_requirements=pip_requirements()
-        )
         results_dir = args.results / activation / f"seed{seed}"
         with atomic_path(model_path) as tmp:
             model.save(tmp)
+            # Lets evaluate find this run from the model file alone, in any store.
+            mlflow.set_tag("model_sha256", sha256_file(tmp))
+        log_served_model(model, name=activation)
         write_results(history, recorder.frame(), summary, results_dir)
         mlflow.log_artifacts(str(results_dir), artifact_path="results")
     print(
@@ -263,11 +268,6 @@ def run_manifest(seed: int, data_seed: int, data_dir: Path) -> dict:
     }
     seeds = {"seed": seed, "data.seed": data_seed}
     return collect_manifest(seeds, data_dir, threads)
-
-
-def pip_requirements() -> list[str]:
-    """Stated, so MLflow need not load the model in a subprocess to infer them."""
-    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,13 @@ def make_repo(root: Path, archive: Path, sha256: str, env: dict[str, str]) -> Pa
 def commit(root: Path, env: dict[str, str], message: str) -> None:
     run([*GIT, "add", "-A"], root, env)
     run([*GIT, "commit", "-q", "--allow-empty", "-m", message], root, env)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def logged_runs(uri: str | None = None) -> list:

@@ -11,6 +11,7 @@ from pipeline.model import (
     ToUnitRange,
     build_cnn,
     compile_model,
+    export_model,
 )
 from pipeline.params import ModelParams, ParamsError
 
@@ -123,3 +124,18 @@ def test_too_many_blocks_for_the_image_is_a_clear_error():
             "relu",
             ModelParams(conv_filters=4, kernel_size=3, pool_size=2, dense_units=4, conv_blocks=4),
         )
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_exported_model_uses_only_keras_layers_and_predicts_the_same(tmp_path, batch_norm):
+    params = dataclasses.replace(TUTORIAL, batch_norm=batch_norm)
+    model = build_cnn("relu", params)
+    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    exported = export_model(model)
+    assert all(type(layer).__module__.startswith("keras.") for layer in exported.layers)
+    assert exported.input.dtype == "uint8" and exported.inputs[0].name == "image"
+    exported.save(tmp_path / "exported.keras")
+    loaded = keras.saving.load_model(tmp_path / "exported.keras")  # no custom objects needed
+    expected = model.predict(images, verbose=0)
+    assert np.abs(loaded.predict({"image": images}, verbose=0) - expected).max() <= 1e-5
+    assert np.abs(loaded.predict(images, verbose=0) - expected).max() <= 1e-5

@@ -1,8 +1,11 @@
+import hashlib
+import json
 import os
 import signal
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 
 from pipeline import tracking
@@ -92,3 +95,19 @@ def test_stage_run_carries_extra_tags_and_no_local_path(tmp_path, monkeypatch):
     assert run.data.tags["stage"] == "train_relu@7"
     values = [*run.data.tags.values(), *run.data.params.values()]
     assert not [v for v in values if str(tmp_path) in v or v.startswith("/")]
+
+
+def test_logged_splits_carry_the_files_digest_and_the_source_as_given(tmp_path):
+    digests = {}
+    with tracking.stage_run("train_relu@1", "exp", {}):
+        for name, fill in (("a", 0), ("b", 1)):
+            images = np.full((4, 2), fill, dtype=np.uint8)
+            path = tmp_path / f"{name}.npz"
+            np.savez(path, images=images)
+            tracking.log_split(name, "training", images, np.zeros(4), "../data/x.tar.gz", path)
+            digests[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+    (run,) = finished_runs()
+    logged = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    assert {n: d.digest for n, d in logged.items()} == digests
+    assert digests["a"] != digests["b"]
+    assert json.loads(logged["a"].source)["uri"] == "../data/x.tar.gz"

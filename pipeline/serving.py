@@ -1,0 +1,85 @@
+"""Models as MLflow serves them: the logged form, the registry and the champion alias.
+
+A logged model holds only Keras' own layers (pipeline.model.export_model), so it loads with
+`mlflow.pyfunc.load_model` or `mlflow.keras.load_model` where this package is not installed, and
+`mlflow models serve` answers `{"inputs": <uint8 images (n, 32, 32, 3)>}` with n × 10
+probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
+
+from pipeline.cifar import IMAGE_SHAPE, N_CLASSES
+from pipeline.model import export_model
+
+# The alias the best activation's registered model carries; moved on every evaluate run.
+CHAMPION = "champion"
+
+
+def model_signature() -> ModelSignature:
+    """uint8 images in, class probabilities out."""
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *IMAGE_SHAPE), "image")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_CLASSES), "probabilities")]),
+    )
+
+
+def pip_requirements() -> list[str]:
+    """Stated, so MLflow need not load the model in a subprocess to infer them."""
+    return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
+
+
+def log_served_model(model: keras.Model, name: str = "model", **kwargs: Any):
+    """Log the trained `model` in its servable form to the active run; returns MLflow's ModelInfo.
+
+    No input example: with Keras 3 in MLflow 3.17, `input_example` fails while saving
+    (FileNotFoundError on input_example.json, the folder is made only afterwards).
+    """
+    return mlflow.keras.log_model(
+        export_model(model),
+        name=name,
+        signature=model_signature(),
+        pip_requirements=pip_requirements(),
+        **kwargs,
+    )
+
+
+def registered_name(experiment: str, activation: str) -> str:
+    """One registered model per activation, e.g. `cifar10-activations-relu`."""
+    return f"{experiment}-{activation}"
+
+
+def register(
+    model: keras.Model,
+    name: str,
+    activation: str,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+) -> str:
+    """Log `model` to the active run as a new version of registered model `name`; return it."""
+    info = log_served_model(model, name=activation, registered_model_name=name)
+    mlflow.log_metrics(dict(metrics), model_id=info.model_id)
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    for key, value in {**tags, **{k: f"{v:.4f}" for k, v in metrics.items()}}.items():
+        client.set_model_version_tag(name, version, key, value)
+    return version
+
+
+def crown(versions: Mapping[str, str], champion: str) -> None:
+    """Give `champion`'s version the champion alias and take it from every other name."""
+    client = mlflow.MlflowClient()
+    for name, version in versions.items():
+        if name == champion:
+            client.set_registered_model_alias(name, CHAMPION, version)
+        elif CHAMPION in client.get_registered_model(name).aliases:
+            client.delete_registered_model_alias(name, CHAMPION)

@@ -1,0 +1,268 @@
+"""What an MLflow user does with the pipeline's runs, against the real tracking server the tiny
+pipeline logged to: load a logged model where this package is not, serve the champion from the
+registry, read which data and machine a run used, rank runs by test accuracy, and compare runs
+in the UI in a real browser."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from project import clean_env, free_port
+
+pytestmark = pytest.mark.slow
+
+EXPERIMENT = "cifar10-activations"
+CHROMIUM = Path("/usr/bin/chromium")
+# What works for Debian's Chromium here, as root, on a machine with no outside network.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Runs in a fresh interpreter, in a folder with no copy of the project: loads every model both
+# ways and reports whether anything imported this package.
+FRESH_LOAD = """
+import json, sys
+import mlflow, numpy as np
+images = np.load(sys.argv[1])
+out = {}
+for uri in sys.argv[2:]:
+    out[uri] = {
+        "pyfunc": np.asarray(mlflow.pyfunc.load_model(uri).predict(images)).tolist(),
+        "keras": np.asarray(mlflow.keras.load_model(uri).predict(images, verbose=0)).tolist(),
+    }
+out["pipeline imported"] = sorted(m for m in sys.modules if m.split(".")[0] == "pipeline")
+print("RESULT " + json.dumps(out))
+"""
+
+
+def experiment_id(uri: str) -> str:
+    return mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(EXPERIMENT).experiment_id
+
+
+def runs_by_name(uri: str) -> dict:
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    return {r.info.run_name: r for r in client.search_runs([experiment_id(uri)])}
+
+
+def first_test_images(root: Path, n: int = 16) -> np.ndarray:
+    with np.load(root / "data/processed/test.npz") as arrays:
+        return arrays["images"][:n]
+
+
+def stage_predictions(root: Path, activation: str, images: np.ndarray) -> np.ndarray:
+    """What the train stage's saved .keras model predicts (loaded the project's way)."""
+    import keras
+
+    from pipeline.model import CUSTOM_OBJECTS
+
+    model = keras.saving.load_model(
+        root / f"models/{activation}/seed42.keras", custom_objects=CUSTOM_OBJECTS
+    )
+    return model.predict(images, verbose=0)
+
+
+def fresh_env(uri: str) -> dict[str, str]:
+    env = clean_env(MLFLOW_TRACKING_URI=uri)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def test_every_logged_model_loads_and_predicts_where_the_project_is_not(
+    served_repo, tracking_server, tmp_path
+):
+    root, _ = served_repo
+    uri, _ = tracking_server
+    models = mlflow.MlflowClient(tracking_uri=uri).search_logged_models([experiment_id(uri)])
+    # One per train run, one per activation registered by evaluate.
+    assert sorted(m.name for m in models) == ["relu", "relu", "sigmoid", "sigmoid"]
+    images = first_test_images(root)
+    np.save(tmp_path / "images.npy", images)
+    (tmp_path / "load.py").write_text(FRESH_LOAD)
+    result = subprocess.run(
+        [sys.executable, "load.py", "images.npy", *[m.model_uri for m in models]],
+        cwd=tmp_path,
+        env=fresh_env(uri),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.split("RESULT ", 1)[1])
+    assert found.pop("pipeline imported") == []
+    for model in models:
+        expected = stage_predictions(root, model.name, images)
+        for how in ("pyfunc", "keras"):
+            got = np.asarray(found[model.model_uri][how])
+            assert got.shape == (len(images), 10)
+            assert np.abs(got - expected).max() <= 1e-5, (model.name, how)
+
+
+def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_the_registry_has_a_champion_that_serves(served_repo, tracking_server, tmp_path):
+    root, _ = served_repo
+    uri, _ = tracking_server
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    test = json.loads((root / "results/test_metrics.json").read_text())
+    best = max(test, key=lambda a: test[a]["test_accuracy"])
+    for activation in ("sigmoid", "relu"):
+        name = f"{EXPERIMENT}-{activation}"
+        (version,) = client.search_model_versions(f"name = '{name}'")
+        assert version.tags["test_accuracy"] == f"{test[activation]['test_accuracy']:.4f}"
+        assert version.tags["test_loss"] == f"{test[activation]['test_loss']:.4f}"
+        assert version.tags["seed"] == "42" and len(version.tags["git_commit"]) == 40
+        aliases = client.get_registered_model(name).aliases
+        assert ("champion" in aliases) == (activation == best), (activation, aliases)
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                f"models:/{EXPERIMENT}-{best}@champion",
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=tmp_path,
+            env=fresh_env(uri),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/ping", proc, log)
+        images = first_test_images(root)
+        status, body = post(f"http://127.0.0.1:{port}/invocations", {"inputs": images.tolist()})
+        assert status == 200, body
+        served = np.asarray(body["predictions"])
+        difference = np.abs(served - stage_predictions(root, best, images)).max()
+        print(f"served vs the stage's .keras model: max difference {difference:.3g}")
+        assert difference <= 1e-5
+        # Wrong shape, values no uint8 holds, text: MLflow's schema error, not a crash.
+        wrong_shape = images[:, :, :, 0].tolist()
+        too_large = (images.astype(int) + 300).tolist()
+        text = np.full(images.shape, "x").tolist()
+        for bad, says in (
+            (wrong_shape, "does not match expected shape (-1, 32, 32, 3)"),
+            (too_large, "out of bounds for uint8"),
+            (text, ""),
+        ):
+            status, body = post(f"http://127.0.0.1:{port}/invocations", {"inputs": bad})
+            assert status == 400, body
+            assert says in body.get("message", ""), body
+        assert proc.poll() is None  # still serving
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_runs_say_which_data_and_machine_they_used_and_their_test_scores(
+    served_repo, tracking_server
+):
+    root, _ = served_repo
+    uri, _ = tracking_server
+    runs = runs_by_name(uri)
+    url = runs["download"].data.params["data.url"]
+    digest = {
+        split: hashlib.sha256((root / f"data/processed/{split}.npz").read_bytes()).hexdigest()[:32]
+        for split in ("train", "validation", "test")
+    }
+    test = json.loads((root / "results/test_metrics.json").read_text())
+    for activation in ("sigmoid", "relu"):
+        run = runs[f"train_{activation}@42"]
+        inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+        assert sorted(inputs) == ["cifar10-train", "cifar10-validation"]
+        for split in ("train", "validation"):
+            dataset = inputs[f"cifar10-{split}"].dataset
+            assert dataset.digest == digest[split]
+            assert json.loads(dataset.source)["uri"] == url
+        # MLflow's system metrics: this run's own CPU and memory figures.
+        assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
+            run.data.metrics
+        )
+        # Evaluate put the test numbers where runs are compared.
+        assert run.data.metrics["test_accuracy"] == pytest.approx(test[activation]["test_accuracy"])
+        assert run.data.metrics["test_loss"] == pytest.approx(test[activation]["test_loss"])
+    (test_input,) = runs["evaluate"].inputs.dataset_inputs
+    assert test_input.dataset.name == "cifar10-test"
+    assert test_input.dataset.digest == digest["test"]
+    assert len(set(digest.values())) == 3  # different data, different digests
+
+
+def test_no_tag_or_param_names_a_local_path(served_repo, tracking_server):
+    root, _ = served_repo
+    uri, _ = tracking_server
+    for name, run in runs_by_name(uri).items():
+        values = {**run.data.tags, **run.data.params}
+        local = {k: v for k, v in values.items() if v.startswith("/") or str(root) in v}
+        assert local == {}, name
+
+
+def test_the_ui_lists_both_runs_and_charts_val_accuracy(served_repo, tracking_server, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "Debian's chromium is not installed (apt-get install chromium); .ci/run installs it"
+        )
+    from playwright.sync_api import sync_playwright
+
+    uri, _ = tracking_server
+    base = f"{uri}/#/experiments/{experiment_id(uri)}/runs"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(base)
+            for name in ("train_sigmoid@42", "train_relu@42"):
+                page.get_by_text(name, exact=True).first.wait_for(timeout=90_000)
+            page.screenshot(path=tmp_path / "runs.png")
+            page.goto(f"{base}?compareRunsMode=CHART")
+            # Charts render as they scroll into view: search for the one wanted, as a user would.
+            page.get_by_placeholder("Search metric charts").fill("val_accuracy")
+            page.get_by_text("val_accuracy", exact=True).first.wait_for(timeout=90_000)
+            page.screenshot(path=tmp_path / "charts.png")
+        finally:
+            browser.close()
