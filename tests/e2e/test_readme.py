@@ -1,0 +1,132 @@
+"""The README's shell commands, read from README.md itself, run as written on the tiny archive.
+
+Every ```sh block runs, in order, in one shell, in a copy of the project whose params are shrunk
+to the tiny archive and one epoch (the README's own `-S` overrides still apply on top). A block
+fenced as ```sh no-test is skipped, and the line before it must say why, visibly.
+The venv is not on PATH: the README's own set-up has to put it there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from project import PROJECT, clean_env, logged_runs, make_repo
+
+README = PROJECT / "README.md"
+BLOCK = re.compile(r"^```sh( no-test)?\n(.*?)^```$", re.M | re.S)
+# What the README writes for the user's own copy of the archive.
+ARCHIVE_PLACEHOLDER = "/absolute/path/to/cifar-10-python.tar.gz"
+SHA_PLACEHOLDER = "<sha256 of that file>"
+# What `make install` needs besides the pipeline itself.
+SETUP_FILES = ["Makefile", "pyproject.toml", "requirements.lock", "README.md"]
+
+
+def blocks() -> list[tuple[bool, str, str]]:
+    """(runs in the test?, the block's text, the README line just before it)."""
+    text = README.read_text()
+    found = []
+    for match in BLOCK.finditer(text):
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        found.append((match.group(1) is None, match.group(2), before))
+    return found
+
+
+def test_every_skipped_block_says_why():
+    skipped = [(body, before) for runs, body, before in blocks() if not runs]
+    for body, before in skipped:
+        assert re.search(r"not run (here|by the tests)", before), (
+            f"a no-test block needs a visible reason on the line before it:\n{before}\n{body}"
+        )
+    assert any(runs for runs, _, _ in blocks())
+
+
+def env_without_venv() -> dict[str, str]:
+    """A user's shell: no MLflow or DVC settings, and the project's venv not on PATH."""
+    env = clean_env()
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+@pytest.mark.slow
+def test_readme_commands_run_as_written(tmp_path, tiny_archive):
+    stamp = Path(sys.prefix) / ".installed"
+    newest = max((PROJECT / n).stat().st_mtime for n in ("pyproject.toml", "requirements.lock"))
+    if Path(sys.prefix).resolve() != (PROJECT / ".venv").resolve() or not stamp.exists():
+        pytest.skip("needs the venv `make install` made; run `make test`")
+    if stamp.stat().st_mtime < newest:
+        # The clone's `make install` would reinstall into this very venv, from the clone.
+        pytest.skip(
+            "the venv is older than requirements.lock; run `make test`, which installs first"
+        )
+    archive, sha256 = tiny_archive
+    env = env_without_venv()
+    assert shutil.which("dvc", path=env["PATH"]) is None or "venv" not in shutil.which(
+        "dvc", path=env["PATH"]
+    )
+    root = tmp_path / "clone"
+    root.mkdir()
+    for name in SETUP_FILES:
+        shutil.copy2(PROJECT / name, root / name)  # same times: `make install` sees it is done
+    make_repo(root, archive, sha256, clean_env())
+    # The venv `make install` made, as if it had made it in this clone.
+    (root / ".venv").symlink_to(Path(sys.prefix))
+    script = "\n".join(body for runs, body, _ in blocks() if runs)
+    script = script.replace(ARCHIVE_PLACEHOLDER, str(archive)).replace(SHA_PLACEHOLDER, sha256)
+    log = tmp_path / "readme.log"
+    try:
+        # To a file, not a pipe: DVC's queue workers outlive the script and would hold a pipe open.
+        with open(log, "w") as out:
+            result = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", script],
+                cwd=root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=900,
+            )
+    finally:
+        subprocess.run(
+            ["bash", "-c", "source .venv/bin/activate && dvc queue stop --kill"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+    output = log.read_text()
+    assert result.returncode == 0, output[-5000:]
+    assert "Traceback" not in output
+
+    # The queued experiments ran in DVC's temporary copies but logged to the main store.
+    assert not list((root / ".dvc" / "tmp" / "exps").rglob("mlflow.db"))
+    runs = logged_runs(f"sqlite:///{root / 'mlflow.db'}")
+    for name in ("lr-0.0005", "lr-0.002"):
+        stages = {r.info.run_name for r in runs if r.data.tags.get("dvc_experiment") == name}
+        assert {"train_sigmoid@42", "train_relu@42", "evaluate", "report"} <= stages, name
+    # `dvc exp show --json` lists both with their test metrics.
+    shown = json.loads(
+        subprocess.check_output(
+            ["bash", "-c", "source .venv/bin/activate && dvc exp show --json"],
+            cwd=root,
+            env=env,
+            text=True,
+        )
+    )
+    experiments = {
+        exp["name"]: exp["revs"][0]["data"]
+        for baseline in shown
+        for exp in (baseline.get("experiments") or [])
+    }
+    for name in ("lr-0.0005", "lr-0.002"):
+        metrics = experiments[name]["metrics"]["results/test_metrics.json"]["data"]
+        assert 0.0 <= metrics["relu"]["test_accuracy"] <= 1.0
+    # The commands that grow and shrink the study trained only new models.
+    assert output.count("Running stage 'train_sigmoid@43'") == 1
