@@ -246,12 +246,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         mlflow.log_metrics({"train_seconds": seconds, "diagnostics_seconds": diagnose.seconds})
         if summary["escape_epoch"] is not None:
             mlflow.log_metric("escape_epoch", summary["escape_epoch"])
+        log_served_model(model, name=activation)
         results_dir = args.results / activation / f"seed{seed}"
         with atomic_path(model_path) as tmp:
             model.save(tmp)
             # Lets evaluate find this run from the model file alone, in any store.
             mlflow.set_tag("model_sha256", sha256_file(tmp))
-        log_served_model(model, name=activation)
         write_results(history, recorder.frame(), summary, results_dir)
         mlflow.log_artifacts(str(results_dir), artifact_path="results")
     print(

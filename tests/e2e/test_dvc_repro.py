@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -102,9 +103,11 @@ def test_mlflow_store_has_a_finished_run_per_stage(repo):
     models = mlflow.search_logged_models(
         experiment_ids=[runs[0].info.experiment_id], output_format="list"
     )
-    # One model per run of a train stage.
+    # One model per run of a train stage, and one per activation that evaluate registered.
     run_names = {r.info.run_id: r.info.run_name for r in runs}
     assert sorted(run_names[m.source_run_id] for m in models) == [
+        "evaluate",
+        "evaluate",
         "train_relu@42",
         "train_sigmoid@42",
     ]
@@ -143,26 +146,40 @@ def lock_entry(root: Path, stage: str) -> dict:
     return yaml.safe_load((root / "dvc.lock").read_text())["stages"][stage]
 
 
-def test_hostile_archive_stops_at_preprocess_and_checkout_restores(repo, tmp_path):
+def refused_archive(kind: str, tmp_path: Path) -> tuple[str, str, str]:
+    """(data.url, data.sha256, the error it gets) for an archive the pipeline must refuse."""
+    members = batches(2, 1, seed=0)
+    path = tmp_path / f"{kind}.tar.gz"
+    if kind == "hostile":
+        members["data_batch_2"] = pickle.dumps({b"data": Evil(), b"labels": []})
+        return path.as_uri(), write_archive(path, members), "a batch pickle tries to build"
+    write_archive(path, members)
+    if kind == "checksum":
+        return path.as_uri(), "0" * 64, "checksum mismatch"
+    path.write_bytes(path.read_bytes()[:500])  # corrupt, with its checksum pinned
+    return path.as_uri(), hashlib.sha256(path.read_bytes()).hexdigest(), "corrupt or truncated"
+
+
+@pytest.mark.parametrize("kind", ["hostile", "checksum", "corrupt"])
+def test_refused_archive_and_the_readmes_recovery_restores_everything(repo, tmp_path, kind):
     root, env, _ = repo
     commit(root, env, "a good run")
-    members = batches(2, 1, seed=0)
-    members["data_batch_2"] = pickle.dumps({b"data": Evil(), b"labels": []})
-    evil = tmp_path / "evil.tar.gz"
-    evil_sha = write_archive(evil, members)
-    set_params(root, data__url=evil.as_uri(), data__sha256=evil_sha)
+    url, sha256, message = refused_archive(kind, tmp_path)
+    set_params(root, data__url=url, data__sha256=sha256)
     before = lock_entry(root, "preprocess")
-    good = snapshot(root, "results", "reports", "models", "data/processed")
+    good = snapshot(root, "results", "reports", "models", "data")
     result = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
     assert result.returncode != 0
-    assert "error: a batch pickle tries to build builtins.exec" in result.stdout + result.stderr
-    assert not (tmp_path / "pwned").exists()
+    output = result.stdout + result.stderr
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], output[-3000:]
+    assert not (tmp_path / "pwned").exists() and not (root / "pwned").exists()
     assert lock_entry(root, "preprocess") == before  # nothing downstream was recorded
     # The recovery the README gives: the last good params and lock from git, outputs from cache.
     run(["git", "checkout", "--", "params.yaml", "dvc.lock"], root, env)
     run(["dvc", "checkout", "--force"], root, env)
     assert "up to date" in run(["dvc", "status"], root, env)
-    assert snapshot(root, "results", "reports", "models", "data/processed") == good
+    assert snapshot(root, "results", "reports", "models", "data") == good
 
 
 def test_interrupted_repro_leaves_no_model_and_next_repro_completes(repo):
@@ -229,9 +246,12 @@ def test_growing_seeds_trains_only_the_new_models_and_shrinking_trains_none(repo
     metrics = json.loads((root / "results/test_metrics.json").read_text())
     assert metrics["relu"]["seeds"] == 1
     assert "note: results/train/relu/seed43 is from a seed" in shrunk
-    # Doing what the note says: the leftovers go, evaluate's inputs change, nothing retrains,
-    # and evaluate's outputs come out the same, so the report is not rebuilt.
-    for leftover in [*root.glob("models/*/seed43.keras"), *root.glob("results/train/*/seed43")]:
+    # Doing what the notes say: the leftovers (seed 43's, and tanh's from the test before) go,
+    # evaluate's inputs change, nothing retrains, and evaluate's outputs come out the same, so
+    # the report is not rebuilt.
+    leftovers = re.findall(r"^note: (\S+) is from a seed", shrunk, re.M)
+    assert "models/relu/seed43.keras" in leftovers and "results/train/tanh/seed42" in leftovers
+    for leftover in map(root.joinpath, leftovers):
         shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
     assert stages_run(run(["dvc", "repro"], root, env)) == ["evaluate"]
 

@@ -128,5 +128,22 @@ def test_readme_commands_run_as_written(tmp_path, tiny_archive):
     for name in ("lr-0.0005", "lr-0.002"):
         metrics = experiments[name]["metrics"]["results/test_metrics.json"]["data"]
         assert 0.0 <= metrics["relu"]["test_accuracy"] <= 1.0
+    # `dvc plots diff` overlays both experiments' validation curves, per activation.
+    diff = json.loads(
+        subprocess.check_output(
+            [
+                "bash",
+                "-c",
+                "source .venv/bin/activate && dvc plots diff lr-0.0005 lr-0.002 --json "
+                "--targets validation_accuracy",
+            ],
+            cwd=root,
+            env=env,
+            text=True,
+        )
+    )
+    (plot,) = diff["data"]["validation_accuracy"]
+    revs = {(p["rev"], p["filename"].split("/")[-2]) for p in plot["content"]["data"]["values"]}
+    assert revs == {(r, a) for r in ("lr-0.0005", "lr-0.002") for a in ("sigmoid", "relu")}
     # The commands that grow and shrink the study trained only new models.
     assert output.count("Running stage 'train_sigmoid@43'") == 1

@@ -1,0 +1,75 @@
+"""Main tells the truth: the committed dvc.lock, results and report are what the committed code
+and params.yaml produce, except where the data was read from; and nothing names this machine."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+
+import yaml
+from project import PROJECT
+
+# Where the run here read the archive from is the only thing allowed to differ.
+DATA_LOCATION = {"data.url", "data.sha256"}
+# A folder of a particular machine, as it would appear in a committed file.
+LOCAL_PATH = re.compile(r"(file://)?/(work|tmp|root|home|Users|mnt|srv|opt)/[A-Za-z0-9_.-]+/")
+
+
+def lock() -> dict:
+    return yaml.safe_load((PROJECT / "dvc.lock").read_text())["stages"]
+
+
+def flat(params: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flat(value, f"{name}.")
+        else:
+            out[name] = value
+    return out
+
+
+def test_the_lock_differs_from_params_yaml_only_in_the_data_location():
+    params = flat(yaml.safe_load((PROJECT / "params.yaml").read_text()))
+    differences = set()
+    for stage in lock().values():
+        recorded = flat(stage.get("params", {}).get("params.yaml", {}))
+        differences |= {key for key, value in recorded.items() if params.get(key) != value}
+    assert differences <= DATA_LOCATION, sorted(differences)
+
+
+def test_the_lock_records_the_committed_code_and_results():
+    """Every file dvc.lock names that git tracks has the content the lock records."""
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files"], cwd=PROJECT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    checked, wrong = 0, []
+    for name, stage in lock().items():
+        for entry in [*stage.get("deps", []), *stage.get("outs", [])]:
+            path = entry["path"]
+            if path in tracked and not entry["md5"].endswith(".dir"):
+                checked += 1
+                if hashlib.md5((PROJECT / path).read_bytes()).hexdigest() != entry["md5"]:
+                    wrong.append(f"{name}: {path}")
+    assert checked > 10 and wrong == [], wrong
+
+
+def test_no_committed_result_names_a_folder_of_this_machine():
+    files = subprocess.run(
+        ["git", "ls-files", "dvc.lock", "params.yaml", "results", "reports", "README.md"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    found = [
+        f
+        for f in files
+        if f.endswith((".md", ".json", ".csv", ".lock", ".yaml", ".txt", ".ok"))
+        and LOCAL_PATH.search((PROJECT / f).read_text())
+    ]
+    assert found == []
