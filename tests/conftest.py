@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,14 +10,7 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
-from project import PROJECT  # noqa: E402
 from tiny_cifar import write_tiny_cifar  # noqa: E402
-
-REAL_ARCHIVE = Path(
-    os.environ.get("CIFAR10_ARCHIVE", PROJECT.parent / "shared" / "data" / "cifar-10-python.tar.gz")
-)
-# The shared mirror's sha256 (its README); not the canonical release's.
-REAL_SHA256 = "e52a1ffb853e969fd30e4d8aa4d6f9827e577ef51e73dce9728e662c5dc608a9"
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,12 @@ PROJECT_FILES = [
     ".dvc/config",
     ".dvc/.gitignore",
 ]
+REAL_ARCHIVE = Path(
+    os.environ.get("CIFAR10_ARCHIVE", PROJECT.parent / "shared" / "data" / "cifar-10-python.tar.gz")
+)
+# The shared mirror's sha256 (its README); not the canonical release's.
+REAL_SHA256 = "e52a1ffb853e969fd30e4d8aa4d6f9827e577ef51e73dce9728e662c5dc608a9"
+
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
-from conftest import REAL_ARCHIVE, REAL_SHA256
-from project import PROJECT
+from project import PROJECT, REAL_ARCHIVE, REAL_SHA256
 
 from pipeline import download, preprocess, train
 
