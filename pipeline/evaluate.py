@@ -27,8 +27,8 @@ from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.metrics import (
     classification_metrics,
     cross_entropy,
-    escape_epoch,
     majority_share,
+    summarize_history,
 )
 from pipeline.model import CUSTOM_OBJECTS
 from pipeline.params import flatten, load_params
@@ -110,18 +110,8 @@ def long_format(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
 def training_summary(trained: dict[int, dict]) -> dict:
     """The seed-mean curve's final and best epoch, and each seed's own escape epoch."""
     history = mean_over_seeds([t["history"] for t in trained.values()])
-    last = history.iloc[-1]
-    best = history.loc[history["val_accuracy"].idxmax()]
     summaries = [t["summary"] for t in trained.values()]
-    return {
-        "epochs": int(last["epoch"]),
-        "loss": float(last["loss"]),
-        "accuracy": float(last["accuracy"]),
-        "val_loss": float(last["val_loss"]),
-        "val_accuracy": float(last["val_accuracy"]),
-        "best_val_accuracy": float(best["val_accuracy"]),
-        "best_epoch": int(best["epoch"]),
-        "escape_epoch": escape_epoch(history["val_accuracy"].tolist()),
+    return summarize_history(history) | {
         "escape_epoch_per_seed": {str(s): t["summary"]["escape_epoch"] for s, t in trained.items()},
         "seeds": len(trained),
         "parameters": summaries[0]["parameters"],
@@ -193,14 +183,18 @@ def log_test_metrics_to_train_runs(
 
 
 def register_primary_models(
-    models: Path, experiment: str, seed: int, metrics: Mapping[str, dict], tags: dict[str, str]
+    primary: Mapping[str, keras.Model],
+    experiment: str,
+    seed: int,
+    metrics: Mapping[str, dict],
+    tags: dict[str, str],
 ) -> dict[str, str]:
     """Each activation's primary-seed model as a new registered version; the best activation's
     (by mean test accuracy) becomes the champion. Returns {registered name: version}."""
     versions = {}
-    for activation, numbers in metrics.items():
+    for activation, model in primary.items():
+        numbers = metrics[activation]
         name = serving.registered_name(experiment, activation)
-        model = load_model(models / activation / f"seed{seed}.keras")
         versions[name] = serving.register(
             model,
             name,
@@ -235,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         tracking.log_split(
             "cifar10-test", "test", images, labels, params.data.url, args.data / "test.npz"
         )
-        primary_probabilities, details, metrics = {}, {}, {}
+        primary_models, primary_probabilities, details, metrics = {}, {}, {}, {}
         for activation in activations:
             per_seed = {}
             for seed in seeds:
@@ -243,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 probabilities = predict(model, images)
                 found = evaluate_predictions(labels, probabilities, len(class_names))
                 per_seed[seed] = headline(found)
-                if seed == seeds[0]:  # the primary model: per-class detail and examples
+                if seed == seeds[0]:  # the primary model: per-class detail, examples, registry
+                    primary_models[activation] = model
                     primary_probabilities[activation] = probabilities
                     details[activation] = found
             details[activation]["per_seed"] = {str(s): d for s, d in per_seed.items()}
@@ -286,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.models, per_seed_numbers, run.info.experiment_id
         )
         versions = register_primary_models(
-            args.models,
+            primary_models,
             params.mlflow.experiment,
             seeds[0],
             metrics,

@@ -60,3 +60,20 @@ def escape_epoch(val_accuracy: list[float], threshold: float = ESCAPE_THRESHOLD)
         if accuracy > threshold:
             return epoch
     return None
+
+
+def summarize_history(history) -> dict[str, float | int | None]:
+    """A per-epoch history (a DataFrame with epoch, loss, accuracy, val_loss, val_accuracy) →
+    its final-epoch numbers, its best validation accuracy and epoch, and its escape epoch."""
+    last = history.iloc[-1]
+    best = history.loc[history["val_accuracy"].idxmax()]
+    return {
+        "epochs": int(last["epoch"]),
+        "loss": float(last["loss"]),
+        "accuracy": float(last["accuracy"]),
+        "val_loss": float(last["val_loss"]),
+        "val_accuracy": float(last["val_accuracy"]),
+        "best_val_accuracy": float(best["val_accuracy"]),
+        "best_epoch": int(best["epoch"]),
+        "escape_epoch": escape_epoch(history["val_accuracy"].tolist()),
+    }

@@ -27,7 +27,7 @@ from pipeline.diagnostics import Diagnoser, DiagnosticsRecorder
 from pipeline.errors import PipelineError, run_cli
 from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.manifest import collect_manifest
-from pipeline.metrics import escape_epoch
+from pipeline.metrics import summarize_history
 from pipeline.model import build_cnn, compile_model
 from pipeline.params import (
     MAIN_ACTIVATIONS,
@@ -136,22 +136,6 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(N_CLASSES, dtype=np.float32)[labels]
 
 
-def summarize(history: pd.DataFrame) -> dict[str, float | int | None]:
-    """Final-epoch numbers, the best validation accuracy and the escape epoch."""
-    last = history.iloc[-1]
-    best = history.loc[history["val_accuracy"].idxmax()]
-    return {
-        "epochs": int(last["epoch"]),
-        "loss": float(last["loss"]),
-        "accuracy": float(last["accuracy"]),
-        "val_loss": float(last["val_loss"]),
-        "val_accuracy": float(last["val_accuracy"]),
-        "best_val_accuracy": float(best["val_accuracy"]),
-        "best_epoch": int(best["epoch"]),
-        "escape_epoch": escape_epoch(history["val_accuracy"].tolist()),
-    }
-
-
 def stage_name(activation: str, seed: int) -> str:
     """The DVC stage that trains this (activation, seed) pair, as `dvc repro` names it."""
     if activation in MAIN_ACTIVATIONS:
@@ -236,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seconds = time.perf_counter() - start
         strategy = getattr(model, "distribute_strategy", None)
         replicas = strategy.num_replicas_in_sync if strategy else 1
-        summary = summarize(history) | {
+        summary = summarize_history(history) | {
             "seed": seed,
             "parameters": int(model.count_params()),
             "train_seconds": round(seconds, 1),

@@ -1,0 +1,53 @@
+"""evaluate's aggregation over seeds and its note on models no longer selected."""
+
+import pandas as pd
+import pytest
+
+from pipeline.evaluate import long_format, mean_over_seeds, training_summary, unselected
+
+
+def trained(val_accuracy, seconds=10.0):
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "loss": [2.0, 1.0],
+            "accuracy": [0.2, 0.5],
+            "val_loss": [2.1, 1.2],
+            "val_accuracy": val_accuracy,
+        }
+    )
+    summary = {
+        "escape_epoch": 1 if val_accuracy[0] > 0.15 else 2,
+        "parameters": 7,
+        "train_seconds": seconds,
+        "diagnostics_seconds": 1.0,
+    }
+    return {"history": history, "summary": summary}
+
+
+def test_seed_means_and_the_summary_of_several_seeds():
+    per_seed = {42: trained([0.1, 0.4]), 43: trained([0.3, 0.6], seconds=20.0)}
+    mean = mean_over_seeds([t["history"] for t in per_seed.values()])
+    assert mean["val_accuracy"].tolist() == pytest.approx([0.2, 0.5])
+    summary = training_summary(per_seed)
+    assert summary["val_accuracy"] == pytest.approx(0.5) and summary["seeds"] == 2
+    assert summary["escape_epoch"] == 1  # of the mean curve: 0.2 > 0.15
+    assert summary["escape_epoch_per_seed"] == {"42": 2, "43": 1}
+    assert summary["train_seconds"] == pytest.approx(30.0)
+    stacked = long_format({s: t["history"] for s, t in per_seed.items()})
+    assert stacked.columns[0] == "seed" and stacked["seed"].tolist() == [42, 42, 43, 43]
+
+
+def test_models_the_params_no_longer_select_are_named(tmp_path):
+    models, results = tmp_path / "models", tmp_path / "results"
+    for activation, seed in (("relu", 42), ("relu", 43), ("tanh", 42)):
+        (models / activation).mkdir(parents=True, exist_ok=True)
+        (models / activation / f"seed{seed}.keras").write_bytes(b"")
+        (results / activation / f"seed{seed}").mkdir(parents=True)
+    left = unselected(models, results, ["sigmoid", "relu"], [42])
+    assert [p.relative_to(tmp_path).as_posix() for p in left] == [
+        "models/relu/seed43.keras",
+        "models/tanh/seed42.keras",
+        "results/relu/seed43",
+        "results/tanh/seed42",
+    ]
