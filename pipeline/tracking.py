@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
@@ -92,6 +93,35 @@ def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
             f"the MLflow tracking server {uri} cannot be reached ({reason}); start it or fix "
             "MLFLOW_TRACKING_URI, nothing was run"
         ) from None
+
+
+def store_error(uri: str, exc: Exception) -> str:
+    """One line naming why the store refused and the fix: a server that answers /health can
+    still reject the client's Host header (403, fixed on the server) or its credentials."""
+    text = str(exc)
+    first_line = (text.splitlines() or [type(exc).__name__])[0][:300]
+    if "Invalid Host header" in text:
+        host = urllib.parse.urlsplit(uri).netloc
+        return (
+            f"the MLflow tracking server {uri} rejects the Host header {host!r} (403 Invalid Host "
+            f"header); start the server with --allowed-hosts including {host}, nothing was run"
+        )
+    if "error code 401" in text or "UNAUTHENTICATED" in text:
+        return (
+            f"the MLflow tracking server {uri} asks for credentials (401); set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, nothing was run"
+        )
+    if "error code 403" in text or "PERMISSION_DENIED" in text:
+        return (
+            f"the MLflow tracking server {uri} refused this user (403); check "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD and the user's permissions on "
+            "the experiment, nothing was run"
+        )
+    # MLflow wraps some connection failures and lets others through as requests errors.
+    return (
+        f"cannot use the MLflow tracking store {uri} ({first_line}); "
+        "check that it is running and MLFLOW_TRACKING_URI"
+    )
 
 
 @contextlib.contextmanager
@@ -214,12 +244,7 @@ def stage_run(
         with store_lock(uri):
             experiment_id = ensure_experiment(experiment)
     except Exception as exc:
-        # MLflow wraps some connection failures and lets others through as requests errors.
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-        raise PipelineError(
-            f"cannot use the MLflow tracking store {uri} ({first_line}); "
-            "check that it is running and MLFLOW_TRACKING_URI"
-        ) from None
+        raise PipelineError(store_error(uri, exc)) from None
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.set_system_metrics_samples_before_logging(1)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -95,6 +99,48 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path, *extra: str) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 and a free port (SQLite backend, artifacts proxied to
+    a folder, both under `root`), stopped on exit; yields its URI."""
+    port = free_port()
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'server.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        *extra,
+    ]
+    uri = f"http://127.0.0.1:{port}"
+    with open(root / "server.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                        break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(
+                            "mlflow server did not start:\n"
+                            + (root / "server.log").read_text()[-3000:]
+                        ) from None
+                    time.sleep(0.5)
+            yield uri
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def logged_runs(uri: str | None = None) -> list:

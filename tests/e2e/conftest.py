@@ -4,54 +4,17 @@ run against it once (it is the most expensive thing here, and several modules re
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-from project import clean_env, commit, free_port, make_repo, run, set_params
+from project import clean_env, commit, make_repo, mlflow_server, run, set_params
 
 
 @pytest.fixture(scope="session")
 def tracking_server(tmp_path_factory):
     """A real `mlflow server` on 127.0.0.1: SQLite backend, artifacts proxied to a folder."""
     root = tmp_path_factory.mktemp("server")
-    port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{root / 'server.db'}",
-        "--artifacts-destination",
-        str(root / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.close()
-                pytest.fail(
-                    f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
-    yield uri, root
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with mlflow_server(root) as uri:
+        yield uri, root
 
 
 @pytest.fixture(scope="session")

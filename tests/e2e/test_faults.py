@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from project import PROJECT, logged_runs
+from project import PROJECT, logged_runs, mlflow_server
 
 from pipeline import preprocess
 
@@ -186,3 +186,23 @@ def test_two_stages_logging_to_one_sqlite_store_at_once(workspace, tmp_path):
             assert len(client.get_metric_history(run.info.run_id, key)) == epochs, key
         grads = client.get_metric_history(run.info.run_id, "grad_norm/dense/kernel")
         assert sorted(m.step for m in grads) == list(range(epochs + 1))
+
+
+def test_a_server_that_rejects_the_host_header_gets_an_error_naming_allowed_hosts(
+    workspace, tmp_path
+):
+    """MLflow 3.17 answers /health to any host but the API only to allowed ones: the stage
+    must say so, not blame MLFLOW_TRACKING_URI."""
+    params = params_with_epochs(workspace, tmp_path, 1)
+    with mlflow_server(tmp_path, "--allowed-hosts", "some-other-host:5000") as uri:
+        result = subprocess.run(
+            train_cmd("relu", params, workspace, tmp_path),
+            env=env_with(uri),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert len(errors) == 1 and "--allowed-hosts including 127.0.0.1:" in errors[0], errors
+    assert "Traceback" not in result.stderr and "Epoch 1/" not in result.stdout

@@ -111,3 +111,29 @@ def test_logged_splits_carry_the_files_digest_and_the_source_as_given(tmp_path):
     assert {n: d.digest for n, d in logged.items()} == digests
     assert digests["a"] != digests["b"]
     assert json.loads(logged["a"].source)["uri"] == "../data/x.tar.gz"
+
+
+@pytest.mark.parametrize(
+    ("response", "names"),
+    [
+        (
+            "API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with error "
+            "code 403 != 200. Response body: 'Invalid Host header - possible DNS rebinding attack "
+            "detected'",
+            "--allowed-hosts including tracking-host:5000",
+        ),
+        (
+            "API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with error "
+            "code 401 != 200. Response body: 'You are not authenticated.'",
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
+        ),
+        (
+            "API request to endpoint /api/2.0/mlflow/experiments/create failed with error "
+            "code 403 != 200. Response body: 'Permission denied'",
+            "the user's permissions",
+        ),
+    ],
+)
+def test_a_refusing_server_gets_an_error_that_names_the_fix(response, names):
+    message = tracking.store_error("http://tracking-host:5000", Exception(response))
+    assert names in message and "\n" not in message
