@@ -160,30 +160,48 @@ def summarize_seeds(per_seed: dict[int, dict]) -> dict:
     return summary | {"seeds": len(per_seed)}
 
 
+def training_runs(
+    models: Path, pairs: Sequence[tuple[str, int]], experiment_id: str
+) -> dict[tuple[str, int], list]:
+    """The runs that trained each (activation, seed) model, found by the model file's sha256,
+    which train tagged: that works in any store and for models DVC restored from its cache. A
+    model trained against another store has none here."""
+    client = mlflow.MlflowClient()
+    found = {}
+    for activation, seed in pairs:
+        digest = sha256_file(models / activation / f"seed{seed}.keras")
+        found[activation, seed] = client.search_runs(
+            [experiment_id], filter_string=f"tags.model_sha256 = '{digest}'"
+        )
+    return found
+
+
 def log_test_metrics_to_train_runs(
-    models: Path, per_seed: Mapping[str, Mapping[int, dict]], experiment_id: str
+    runs: Mapping[tuple[str, int], list], numbers: Mapping[tuple[str, int], dict]
 ) -> int:
     """Add each model's test accuracy and loss to the run that trained it, so the runs table
-    ranks activations by them. The run is found by the model file's sha256, which train tagged;
-    a model trained against another store has no run here and is left out. Returns how many runs
-    got metrics."""
+    ranks activations by them. Returns how many runs got metrics."""
     client = mlflow.MlflowClient()
     linked = 0
-    for activation, seeds in per_seed.items():
-        for seed, numbers in seeds.items():
-            digest = sha256_file(models / activation / f"seed{seed}.keras")
-            runs = client.search_runs(
-                [experiment_id], filter_string=f"tags.model_sha256 = '{digest}'"
-            )
-            for run in runs:
-                for key in ("test_accuracy", "test_loss"):
-                    client.log_metric(run.info.run_id, key, numbers[key])
-                linked += 1
+    for pair, pair_runs in runs.items():
+        for run in pair_runs:
+            for key in ("test_accuracy", "test_loss"):
+                client.log_metric(run.info.run_id, key, numbers[pair][key])
+            linked += 1
     return linked
+
+
+def logged_model_id(runs: list) -> str | None:
+    """The model the newest of `runs` logged, if any."""
+    for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):
+        if run.outputs and run.outputs.model_outputs:
+            return run.outputs.model_outputs[0].model_id
+    return None
 
 
 def register_primary_models(
     primary: Mapping[str, keras.Model],
+    runs: Mapping[tuple[str, int], list],
     experiment: str,
     seed: int,
     metrics: Mapping[str, dict],
@@ -197,6 +215,7 @@ def register_primary_models(
         name = serving.registered_name(experiment, activation)
         versions[name] = serving.register(
             model,
+            logged_model_id(runs[activation, seed]),
             name,
             activation,
             tags | {"activation": activation, "seed": str(seed)},
@@ -274,14 +293,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
             mlflow.log_artifact(str(args.results / name))
         mlflow.log_artifacts(str(args.results / "curves"), artifact_path="curves")
-        per_seed_numbers = {
-            a: {s: details[a]["per_seed"][str(s)] for s in seeds} for a in activations
-        }
-        linked = log_test_metrics_to_train_runs(
-            args.models, per_seed_numbers, run.info.experiment_id
-        )
+        numbers = {(a, s): details[a]["per_seed"][str(s)] for a in activations for s in seeds}
+        runs = training_runs(args.models, list(numbers), run.info.experiment_id)
+        linked = log_test_metrics_to_train_runs(runs, numbers)
         versions = register_primary_models(
             primary_models,
+            runs,
             params.mlflow.experiment,
             seeds[0],
             metrics,

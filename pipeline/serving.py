@@ -60,15 +60,20 @@ def registered_name(experiment: str, activation: str) -> str:
 
 def register(
     model: keras.Model,
+    model_id: str | None,
     name: str,
     activation: str,
     tags: Mapping[str, str],
     metrics: Mapping[str, float],
 ) -> str:
-    """Log `model` to the active run as a new version of registered model `name`; return it."""
-    info = log_served_model(model, name=activation, registered_model_name=name)
-    mlflow.log_metrics(dict(metrics), model_id=info.model_id)
-    version = str(info.registered_model_version)
+    """Register a new version of `name`; return it. `model_id` is the model its training run
+    logged, registered as it is (the version then points at the run that trained it); without
+    one (a model DVC restored from a run logged to another store), `model` is logged to the
+    active run first."""
+    if model_id is None:
+        model_id = log_served_model(model, name=activation).model_id
+    version = str(mlflow.register_model(f"models:/{model_id}", name).version)
+    mlflow.log_metrics(dict(metrics), model_id=model_id)
     client = mlflow.MlflowClient()
     for key, value in {**tags, **{k: f"{v:.4f}" for k, v in metrics.items()}}.items():
         client.set_model_version_tag(name, version, key, value)

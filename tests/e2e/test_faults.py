@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from project import PROJECT, logged_runs, mlflow_server
+from project import PROJECT, free_port, logged_runs, mlflow_server
 
 from pipeline import preprocess
 
@@ -104,10 +104,15 @@ def test_signal_during_training_ends_the_run_killed_and_writes_nothing(workspace
     assert leftovers == []
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def train_once(workspace: Path, tmp_path: Path, uri: str, timeout: float):
+    """One epoch of the relu stage logging to `uri`, as a process; its CompletedProcess."""
+    return subprocess.run(
+        train_cmd("relu", params_with_epochs(workspace, tmp_path, 1), workspace, tmp_path),
+        env=env_with(uri),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def silent_server() -> tuple[socket.socket, int]:
@@ -132,20 +137,13 @@ def silent_server() -> tuple[socket.socket, int]:
 def test_unreachable_tracking_server_fails_fast_before_training(workspace, tmp_path, kind):
     server = None
     if kind == "refused":
-        port = closed_port()
+        port = free_port()  # nothing listens there: the connection is refused
     else:
         server, port = silent_server()
     uri = f"http://127.0.0.1:{port}"
-    params = params_with_epochs(workspace, tmp_path, 1)
     start = time.monotonic()
     try:
-        result = subprocess.run(
-            train_cmd("relu", params, workspace, tmp_path),
-            env=env_with(uri),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = train_once(workspace, tmp_path, uri, timeout=120)
     finally:
         if server:
             server.close()
@@ -161,7 +159,7 @@ def test_unreachable_tracking_server_fails_fast_before_training(workspace, tmp_p
 
 def test_two_stages_logging_to_one_sqlite_store_at_once(workspace, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # fresh: both processes race to create it
-    epochs = 5
+    epochs = 2
     params = params_with_epochs(workspace, tmp_path, epochs)
     procs = [
         subprocess.Popen(
@@ -193,15 +191,8 @@ def test_a_server_that_rejects_the_host_header_gets_an_error_naming_allowed_host
 ):
     """MLflow 3.17 answers /health to any host but the API only to allowed ones: the stage
     must say so, not blame MLFLOW_TRACKING_URI."""
-    params = params_with_epochs(workspace, tmp_path, 1)
     with mlflow_server(tmp_path, "--allowed-hosts", "some-other-host:5000") as uri:
-        result = subprocess.run(
-            train_cmd("relu", params, workspace, tmp_path),
-            env=env_with(uri),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = train_once(workspace, tmp_path, uri, timeout=300)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 1, result.stderr[-2000:]
     assert len(errors) == 1 and "--allowed-hosts including 127.0.0.1:" in errors[0], errors

@@ -89,8 +89,8 @@ def test_every_logged_model_loads_and_predicts_where_the_project_is_not(
     root, _ = served_repo
     uri, _ = tracking_server
     models = mlflow.MlflowClient(tracking_uri=uri).search_logged_models([experiment_id(uri)])
-    # One per train run, one per activation registered by evaluate.
-    assert sorted(m.name for m in models) == ["relu", "relu", "sigmoid", "sigmoid"]
+    # One per train run; evaluate registers those, it logs no copies.
+    assert sorted(m.name for m in models) == ["relu", "sigmoid"]
     images = first_test_images(root)
     np.save(tmp_path / "images.npy", images)
     (tmp_path / "load.py").write_text(FRESH_LOAD)
@@ -142,9 +142,12 @@ def test_the_registry_has_a_champion_that_serves(served_repo, tracking_server, t
     client = mlflow.MlflowClient(tracking_uri=uri)
     test = json.loads((root / "results/test_metrics.json").read_text())
     best = max(test, key=lambda a: test[a]["test_accuracy"])
+    runs = runs_by_name(uri)
     for activation in ("sigmoid", "relu"):
         name = f"{EXPERIMENT}-{activation}"
         (version,) = client.search_model_versions(f"name = '{name}'")
+        # The registered version is the model its training run logged.
+        assert version.run_id == runs[f"train_{activation}@42"].info.run_id
         assert version.tags["test_accuracy"] == f"{test[activation]['test_accuracy']:.4f}"
         assert version.tags["test_loss"] == f"{test[activation]['test_loss']:.4f}"
         assert version.tags["seed"] == "42" and len(version.tags["git_commit"]) == 40

@@ -2,7 +2,7 @@
 
 Every ```sh block runs, in order, in one shell, in a copy of the project whose params are shrunk
 to the tiny archive and one epoch (the README's own `-S` overrides still apply on top). A block
-fenced as ```sh no-test is skipped, and the line before it must say why, visibly.
+fenced as ```sh no-test is skipped, and the paragraph right before it must say why, visibly.
 The venv is not on PATH: the README's own set-up has to put it there.
 """
 
@@ -29,11 +29,11 @@ SETUP_FILES = ["Makefile", "pyproject.toml", "requirements.lock", "README.md"]
 
 
 def blocks() -> list[tuple[bool, str, str]]:
-    """(runs in the test?, the block's text, the README line just before it)."""
+    """(runs in the test?, the block's text, the README paragraph just before it)."""
     text = README.read_text()
     found = []
     for match in BLOCK.finditer(text):
-        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        before = text[: match.start()].rstrip("\n").rsplit("\n\n", 1)[-1]
         found.append((match.group(1) is None, match.group(2), before))
     return found
 
@@ -42,7 +42,7 @@ def test_every_skipped_block_says_why():
     skipped = [(body, before) for runs, body, before in blocks() if not runs]
     for body, before in skipped:
         assert re.search(r"not run (here|by the tests)", before), (
-            f"a no-test block needs a visible reason on the line before it:\n{before}\n{body}"
+            f"a no-test block needs a visible reason right before it:\n{before}\n{body}"
         )
     assert any(runs for runs, _, _ in blocks())
 
@@ -145,5 +145,11 @@ def test_readme_commands_run_as_written(tmp_path, tiny_archive):
     (plot,) = diff["data"]["validation_accuracy"]
     revs = {(p["rev"], p["filename"].split("/")[-2]) for p in plot["content"]["data"]["values"]}
     assert revs == {(r, a) for r in ("lr-0.0005", "lr-0.002") for a in ("sigmoid", "relu")}
-    # The commands that grow and shrink the study trained only new models.
-    assert output.count("Running stage 'train_sigmoid@43'") == 1
+    # The commands that grow and shrink the study trained each new model once and nothing else.
+    for stage in (
+        "train_sigmoid@43",
+        "train_relu@43",
+        "train_extra@tanh-42",
+        "train_extra@tanh-43",
+    ):
+        assert output.count(f"Running stage '{stage}'") == 1, stage

@@ -51,3 +51,17 @@ def test_models_the_params_no_longer_select_are_named(tmp_path):
         "results/relu/seed43",
         "results/tanh/seed42",
     ]
+
+
+def test_the_newest_training_run_names_the_model_to_register():
+    from types import SimpleNamespace as Run
+
+    def run(start, model_ids):
+        outputs = Run(model_outputs=[Run(model_id=m) for m in model_ids])
+        return Run(info=Run(start_time=start), outputs=outputs)
+
+    from pipeline.evaluate import logged_model_id
+
+    assert logged_model_id([run(1, ["m-old"]), run(2, ["m-new"])]) == "m-new"
+    assert logged_model_id([run(1, ["m-old"]), run(2, [])]) == "m-old"
+    assert logged_model_id([]) is None  # trained against another store: evaluate logs it
