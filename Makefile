@@ -26,8 +26,10 @@ install: $(STAMP)
 run: $(STAMP)
 	dvc repro
 
+# Two workers, a test file each at a time: the end-to-end tests spend much of their time starting
+# processes and waiting on DVC and MLflow, so two overlap well on two cores.
 test: $(STAMP)
-	pytest
+	pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP)
 	pytest -m "not slow"
