@@ -206,9 +206,10 @@ def register_primary_models(
     seed: int,
     metrics: Mapping[str, dict],
     tags: dict[str, str],
+    champion: str,
 ) -> dict[str, str]:
-    """Each activation's primary-seed model as a new registered version; the best activation's
-    (by mean test accuracy) becomes the champion. Returns {registered name: version}."""
+    """Each activation's primary-seed model as a new registered version; `champion`'s gets the
+    champion alias. Returns {registered name: version}."""
     versions = {}
     for activation, model in primary.items():
         numbers = metrics[activation]
@@ -221,8 +222,7 @@ def register_primary_models(
             tags | {"activation": activation, "seed": str(seed)},
             {k: numbers[k] for k in ("test_accuracy", "test_loss")},
         )
-    best = max(metrics, key=lambda a: metrics[a]["test_accuracy"])
-    serving.crown(versions, serving.registered_name(experiment, best))
+    serving.crown(versions, serving.registered_name(experiment, champion))
     return versions
 
 
@@ -296,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         numbers = {(a, s): details[a]["per_seed"][str(s)] for a in activations for s in seeds}
         runs = training_runs(args.models, list(numbers), run.info.experiment_id)
         linked = log_test_metrics_to_train_runs(runs, numbers)
+        champion = max(metrics, key=lambda a: metrics[a]["test_accuracy"])  # best mean accuracy
         versions = register_primary_models(
             primary_models,
             runs,
@@ -303,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             seeds[0],
             metrics,
             {k: v for k, v in run.data.tags.items() if k in ("git_commit", "dvc_experiment")},
+            champion,
         )
     for path in unselected(args.models, args.trained, activations, seeds):
         print(
@@ -310,7 +312,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             "evaluated; remove it and run `dvc repro` (nothing retrains) so that dvc.lock matches "
             "a fresh checkout. DVC's cache keeps every model."
         )
-    champion = max(metrics, key=lambda a: metrics[a]["test_accuracy"])
     print(
         f"registered {', '.join(f'{n} v{v}' for n, v in versions.items())}; champion: "
         f"models:/{serving.registered_name(params.mlflow.experiment, champion)}@"

@@ -9,7 +9,6 @@ probabilities.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import keras
 import mlflow
@@ -38,7 +37,7 @@ def pip_requirements() -> list[str]:
     return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
 
 
-def log_served_model(model: keras.Model, name: str = "model", **kwargs: Any):
+def log_served_model(model: keras.Model, name: str = "model"):
     """Log the trained `model` in its servable form to the active run; returns MLflow's ModelInfo.
 
     No input example: with Keras 3 in MLflow 3.17, `input_example` fails while saving
@@ -49,7 +48,6 @@ def log_served_model(model: keras.Model, name: str = "model", **kwargs: Any):
         name=name,
         signature=model_signature(),
         pip_requirements=pip_requirements(),
-        **kwargs,
     )
 
 
