@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ from mlflow.entities import RunStatus
 from pipeline.errors import PipelineError
 from pipeline.files import sha256_file
 
-# MLflow's own defaults (7 retries, 120 s per request) can hang a stage for many minutes on a
-# server that went away mid-run; these bound that, and users can override each.
+# How long a request to a server that stopped answering is retried: urllib3 waits 0, 2f, 4f, …,
+# f·2^(R-1) s between R retries (f the backoff factor), about f·(2^R − 2) s in all: 126 s here,
+# so an outage of up to 2 minutes (a restart, a dropped connection) loses nothing. MLflow's own
+# defaults (f = 2, 120 s per request) wait over 4 minutes. Users can override each.
 HTTP_CLIENT_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
@@ -40,6 +43,18 @@ DIGEST_LENGTH = 32
 SYSTEM_METRICS_INTERVAL_S = 2
 # Seconds a tracking server gets to answer its health check before the stage gives up.
 HEALTH_TIMEOUT_S = 10
+
+
+class TrackingOutage(PipelineError):
+    """The tracking server stopped answering and MLflow's retries were spent."""
+
+
+class LostMetrics(Exception):
+    """Metrics sent in the background that did not reach the server, even when sent again."""
+
+    def __init__(self, steps: Sequence[int], cause: Exception) -> None:
+        super().__init__(f"{describe_steps(steps)}: {cause}")
+        self.what = f"the metrics of {describe_steps(steps)}"
 
 
 class StageTerminated(KeyboardInterrupt):
@@ -122,6 +137,85 @@ def store_error(uri: str, exc: Exception) -> str:
         f"cannot use the MLflow tracking store {uri} ({first_line}); "
         "check that it is running and MLFLOW_TRACKING_URI"
     )
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` means the server did not answer (after MLflow's retries), not a refusal."""
+    import requests
+
+    if isinstance(
+        exc, LostMetrics | requests.exceptions.ConnectionError | requests.exceptions.Timeout
+    ):
+        return True
+    text = str(exc)
+    return "Max retries exceeded" in text or "failed with timeout exception" in text
+
+
+def describe_steps(steps: Sequence[int]) -> str:
+    """[0] → "epoch 0"; [3, 4, 5] → "epochs 3–5"; [2, 5] → "epochs 2, 5"."""
+    steps = sorted(set(steps))
+    if len(steps) == 1:
+        return f"epoch {steps[0]}"
+    if steps == list(range(steps[0], steps[-1] + 1)):
+        return f"epochs {steps[0]}–{steps[-1]}"
+    return "epochs " + ", ".join(map(str, steps))
+
+
+class BackgroundMetrics:
+    """Per-epoch metrics sent without waiting for the server, so training never waits on it;
+    `settle()` after training waits for them and sends again, waiting, any batch that failed."""
+
+    def __init__(self) -> None:
+        self._sent: list[tuple[int, dict[str, float], Any]] = []
+        # MLflow logs every failed batch as an error; settle() reports what was lost, once.
+        logging.getLogger("mlflow.utils.async_logging.async_logging_queue").setLevel(
+            logging.CRITICAL
+        )
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        metrics = dict(metrics)
+        operation = mlflow.log_metrics(metrics, step=step, synchronous=False)
+        self._sent.append((step, metrics, operation))
+
+    def settle(self) -> None:
+        failed = []
+        for step, metrics, operation in self._sent:
+            try:
+                operation.wait()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                failed.append((step, metrics))
+        for i, (step, metrics) in enumerate(failed):
+            try:
+                mlflow.log_metrics(metrics, step=step)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                raise LostMetrics(sorted({s for s, _ in failed[i:]}), exc) from None
+
+
+def log_after_training(
+    uri: str, stage: str, steps: Sequence[tuple[str, Callable[[], Any]]], system_metrics: bool
+) -> None:
+    """Run the named logging steps in order. When the server is gone for longer than MLflow's
+    retries last, stop with one line naming the URI and every step not logged."""
+    for i, (what, step) in enumerate(steps):
+        try:
+            step()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            lost = [getattr(exc, "what", what)] + [name for name, _ in steps[i + 1 :]]
+            if system_metrics:
+                # MLflow's sampler stops for good once the server fails to answer it.
+                lost.append("system metrics from the outage on")
+            raise TrackingOutage(
+                f"the MLflow tracking server {uri} stopped answering and MLflow's retries "
+                f"(MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR) ran out; "
+                f"not logged: {'; '.join(lost)}. Training finished and its outputs were written, "
+                f"but DVC did not record them: rerun `dvc repro {stage}` once the server answers"
+            ) from None
 
 
 @contextlib.contextmanager
@@ -287,6 +381,14 @@ def _ending_honestly(run: mlflow.ActiveRun) -> Iterator[None]:
     """End `run` FINISHED on success, KILLED on an interrupt, FAILED on any other exception."""
     try:
         yield
+    except TrackingOutage:
+        # One quick attempt: MLflow's retries were just spent on this server, and its exit hook
+        # would otherwise spend them again.
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "5"
+        with contextlib.suppress(Exception):
+            mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
     except KeyboardInterrupt:
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise

@@ -50,12 +50,15 @@ STEPS_PER_EXECUTION = 32
 PROBE_SIZE = 256
 
 
-class MlflowEpochLogger(keras.callbacks.Callback):
-    """Log Keras' epoch metrics to the active MLflow run, step = epoch (1-based)."""
+class EpochMetricsLogger(keras.callbacks.Callback):
+    """Hand Keras' epoch metrics to `log(step, metrics)`, step = epoch (1-based)."""
+
+    def __init__(self, log: Callable[[int, dict[str, float]], None]) -> None:
+        super().__init__()
+        self.log = log
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        metrics = {k: float(v) for k, v in (logs or {}).items() if k in HISTORY_COLUMNS}
-        mlflow.log_metrics(metrics, step=epoch + 1)
+        self.log(epoch + 1, {k: float(v) for k, v in (logs or {}).items() if k in HISTORY_COLUMNS})
 
 
 class StopWhenAsked(keras.callbacks.Callback):
@@ -203,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
         )
         mlflow.log_dict(run_manifest(seed, params.data.seed, args.data), "manifest.json")
-        recorder = DiagnosticsRecorder(sink=lambda step, m: mlflow.log_metrics(m, step=step))
+        background = tracking.BackgroundMetrics()
+        recorder = DiagnosticsRecorder(sink=background.log)
         diagnose = Diagnoser(activation, seed, train_data, val_data[0], recorder.record, PROBE_SIZE)
         start = time.perf_counter()
         with tracking.deferred_stop() as stop:
@@ -213,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 params.train,
                 train_data,
                 val_data,
-                callbacks=[StopWhenAsked(stop), MlflowEpochLogger()],
+                callbacks=[StopWhenAsked(stop), EpochMetricsLogger(background.log)],
                 diagnose=diagnose,
                 seed=seed,
             )
@@ -226,18 +230,31 @@ def main(argv: Sequence[str] | None = None) -> None:
             "train_seconds": round(seconds, 1),
             "diagnostics_seconds": round(diagnose.seconds, 1),
         }
-        mlflow.log_param("replicas", replicas)
-        mlflow.log_metrics({"train_seconds": seconds, "diagnostics_seconds": diagnose.seconds})
-        if summary["escape_epoch"] is not None:
-            mlflow.log_metric("escape_epoch", summary["escape_epoch"])
-        log_served_model(model, name=activation)
-        results_dir = args.results / activation / f"seed{seed}"
+        # Written before the last logging, so a tracking outage does not throw the training away.
         with atomic_path(model_path) as tmp:
             model.save(tmp)
-            # Lets evaluate find this run from the model file alone, in any store.
-            mlflow.set_tag("model_sha256", sha256_file(tmp))
+        results_dir = args.results / activation / f"seed{seed}"
         write_results(history, recorder.frame(), summary, results_dir)
-        mlflow.log_artifacts(str(results_dir), artifact_path="results")
+        final = {"train_seconds": seconds, "diagnostics_seconds": diagnose.seconds}
+        if summary["escape_epoch"] is not None:
+            final["escape_epoch"] = summary["escape_epoch"]
+        tracking.log_after_training(
+            tracking.tracking_uri(),
+            stage,
+            [
+                ("the metrics of every epoch", background.settle),
+                ("the run's summary metrics", lambda: mlflow.log_metrics(final)),
+                ("the replicas param", lambda: mlflow.log_param("replicas", replicas)),
+                ("the model", lambda: log_served_model(model, name=activation)),
+                # Lets evaluate find this run from the model file alone, in any store.
+                (
+                    "the model_sha256 tag",
+                    lambda: mlflow.set_tag("model_sha256", sha256_file(model_path)),
+                ),
+                ("the results folder", lambda: mlflow.log_artifacts(str(results_dir), "results")),
+            ],
+            system_metrics=True,
+        )
     print(
         f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} "
         f"after {summary['epochs']} epochs ({seconds:.0f} s)"

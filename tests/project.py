@@ -101,46 +101,85 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 and a free port (by default an SQLite backend and
+    artifacts proxied to a folder, both under `root`) that a test can stop and start again on
+    the same port and store."""
+
+    def __init__(self, root: Path, *extra: str, backend: str | None = None, env=None) -> None:
+        self.root = root
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.env = env or clean_env()
+        self.cmd = [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            backend or f"sqlite:///{root / 'server.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            *extra,
+        ]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> MlflowServer:
+        log = open(self.root / "server.log", "a")  # noqa: SIM115 (the server keeps it open)
+        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        log.close()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                    return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        "mlflow server did not start:\n"
+                        + (self.root / "server.log").read_text()[-3000:]
+                    ) from None
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 @contextlib.contextmanager
 def mlflow_server(root: Path, *extra: str) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1 and a free port (SQLite backend, artifacts proxied to
-    a folder, both under `root`), stopped on exit; yields its URI."""
-    port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{root / 'server.db'}",
-        "--artifacts-destination",
-        str(root / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        *extra,
+    """A started MlflowServer, stopped on exit; yields its URI."""
+    server = MlflowServer(root, *extra).start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+def train_cmd(activation: str, params: Path, data: Path, out: Path) -> list[str]:
+    """The train stage as a process: processed splits from `data`, models and results to `out`."""
+    return [
+        *(sys.executable, "-m", "pipeline.train", "--activation", activation),
+        *("--params", str(params), "--data", str(data)),
+        *("--models", str(out / "models"), "--results", str(out / "results")),
     ]
-    uri = f"http://127.0.0.1:{port}"
-    with open(root / "server.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                        break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(
-                            "mlflow server did not start:\n"
-                            + (root / "server.log").read_text()[-3000:]
-                        ) from None
-                    time.sleep(0.5)
-            yield uri
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+
+
+def stage_env(uri: str, **extra: str) -> dict[str, str]:
+    """clean_env() logging to `uri`, unbuffered, with the project importable from anywhere."""
+    return clean_env(
+        MLFLOW_TRACKING_URI=uri, PYTHONUNBUFFERED="1", PYTHONPATH=str(PROJECT), **extra
+    )
 
 
 def logged_runs(uri: str | None = None) -> list:

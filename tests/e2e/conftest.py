@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from project import clean_env, commit, make_repo, mlflow_server, run, set_params
+from project import clean_env, commit, make_repo, mlflow_server, run, set_params, write_params
+
+from pipeline import preprocess
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +33,18 @@ def served_repo(tmp_path_factory, tiny_archive, tracking_server):
     commit(root, env, "data.url relative to the repository")
     run(["dvc", "repro"], root, env)
     return root, env
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_archive):
+    """Processed tiny data (`processed/`) and its params (`params.yaml`, 50 validation images),
+    for tests that run the train stage as a process."""
+    root = tmp_path_factory.mktemp("workspace")
+    write_params(root / "params.yaml", data__val_size=50)
+    preprocess.main(
+        [
+            *("--params", str(root / "params.yaml"), "--archive", str(tiny_archive[0])),
+            *("--output", str(root / "processed")),
+        ]
+    )
+    return root

@@ -3,74 +3,26 @@ stages logging to one SQLite store at once."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
-from project import PROJECT, free_port, logged_runs, mlflow_server
-
-from pipeline import preprocess
+from project import free_port, logged_runs, mlflow_server, stage_env, train_cmd, write_params
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tiny_archive):
-    """Processed tiny data and a params file with `epochs` left to each test."""
-    root = tmp_path_factory.mktemp("faults")
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    params["data"]["val_size"] = 50
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    preprocess.main(
-        [
-            "--params",
-            str(root / "params.yaml"),
-            "--archive",
-            str(tiny_archive[0]),
-            "--output",
-            str(root / "processed"),
-        ]
-    )
-    return root
-
-
 def params_with_epochs(workspace: Path, tmp_path: Path, epochs: int) -> Path:
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
-    params["train"]["epochs"] = epochs
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+    return write_params(tmp_path / "params.yaml", workspace / "params.yaml", train__epochs=epochs)
 
 
-def train_cmd(activation: str, params: Path, workspace: Path, tmp_path: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pipeline.train",
-        "--activation",
-        activation,
-        "--params",
-        str(params),
-        "--data",
-        str(workspace / "processed"),
-        "--models",
-        str(tmp_path / "models"),
-        "--results",
-        str(tmp_path / "results"),
-    ]
-
-
-def env_with(uri: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    return {**env, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(PROJECT)}
+def train_process(activation: str, params: Path, workspace: Path, out: Path) -> list[str]:
+    return train_cmd(activation, params, workspace / "processed", out)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -78,8 +30,8 @@ def test_signal_during_training_ends_the_run_killed_and_writes_nothing(workspace
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     params = params_with_epochs(workspace, tmp_path, 500)
     proc = subprocess.Popen(
-        train_cmd("relu", params, workspace, tmp_path),
-        env=env_with(uri),
+        train_process("relu", params, workspace, tmp_path),
+        env=stage_env(uri),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -107,8 +59,8 @@ def test_signal_during_training_ends_the_run_killed_and_writes_nothing(workspace
 def train_once(workspace: Path, tmp_path: Path, uri: str, timeout: float):
     """One epoch of the relu stage logging to `uri`, as a process; its CompletedProcess."""
     return subprocess.run(
-        train_cmd("relu", params_with_epochs(workspace, tmp_path, 1), workspace, tmp_path),
-        env=env_with(uri),
+        train_process("relu", params_with_epochs(workspace, tmp_path, 1), workspace, tmp_path),
+        env=stage_env(uri),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -163,8 +115,8 @@ def test_two_stages_logging_to_one_sqlite_store_at_once(workspace, tmp_path):
     params = params_with_epochs(workspace, tmp_path, epochs)
     procs = [
         subprocess.Popen(
-            train_cmd(a, params, workspace, tmp_path / a),
-            env=env_with(uri),
+            train_process(a, params, workspace, tmp_path / a),
+            env=stage_env(uri),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

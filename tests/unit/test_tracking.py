@@ -137,3 +137,48 @@ def test_logged_splits_carry_the_files_digest_and_the_source_as_given(tmp_path):
 def test_a_refusing_server_gets_an_error_that_names_the_fix(response, names):
     message = tracking.store_error("http://tracking-host:5000", Exception(response))
     assert names in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("steps", "text"),
+    [([0], "epoch 0"), ([5, 3, 4, 4], "epochs 3–5"), ([2, 5, 2], "epochs 2, 5")],
+)
+def test_describe_steps(steps, text):
+    assert tracking.describe_steps(steps) == text
+
+
+def test_only_a_server_that_does_not_answer_is_an_outage():
+    import requests
+
+    gone = mlflow.exceptions.MlflowException(
+        "API request to http://h/api failed with exception HTTPConnectionPool: Max retries exceeded"
+    )
+    assert tracking.is_outage(gone)
+    assert tracking.is_outage(requests.exceptions.ConnectionError("refused"))
+    assert not tracking.is_outage(mlflow.exceptions.MlflowException("RESOURCE_DOES_NOT_EXIST"))
+    assert not tracking.is_outage(ValueError("a bug"))
+
+
+def test_background_metrics_land_in_the_run():
+    with tracking.stage_run("train_relu", "exp", {}):
+        background = tracking.BackgroundMetrics()
+        for step in range(3):
+            background.log(step, {"val_accuracy": step / 10})
+        background.settle()
+        run_id = mlflow.active_run().info.run_id
+    history = mlflow.MlflowClient().get_metric_history(run_id, "val_accuracy")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.0), (1, 0.1), (2, 0.2)]
+
+
+def test_an_outage_after_training_names_every_step_not_logged():
+    def gone():
+        raise mlflow.exceptions.MlflowException("failed with exception: Max retries exceeded")
+
+    done = []
+    steps = [("first", lambda: done.append(1)), ("second", gone), ("third", lambda: done.append(3))]
+    with pytest.raises(tracking.TrackingOutage) as error:
+        tracking.log_after_training("http://h:1", "train_relu@42", steps, system_metrics=False)
+    assert done == [1]
+    assert "http://h:1" in str(error.value) and "not logged: second; third." in str(error.value)
+    with pytest.raises(ValueError):
+        tracking.log_after_training("http://h:1", "s", [("x", lambda: int("x"))], False)
