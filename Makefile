@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 # The lock: every package pinned with its hashes, resolved for CPython 3.11+ on every platform.
 UV := uv==0.13.9
-LOCK_ARGS := --extra dev --universal --python-version 3.11 --generate-hashes
+LOCK_ARGS := --extra dev --extra server --universal --python-version 3.11 --generate-hashes
 # Stage commands call `python` and `dvc`; they must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 

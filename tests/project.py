@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,6 +31,12 @@ REAL_ARCHIVE = Path(
 )
 # The shared mirror's sha256 (its README); not the canonical release's.
 REAL_SHA256 = "e52a1ffb853e969fd30e4d8aa4d6f9827e577ef51e73dce9728e662c5dc608a9"
+
+README = PROJECT / "README.md"
+BLOCK = re.compile(r"^```sh(?: ([a-z-]+))?\n(.*?)^```$", re.M | re.S)
+# README blocks run by tests of their own (team-server: test_team_server.py; machines:
+# test_machines.py); untagged ones by test_readme.py; no-test ones by none.
+OWN_TESTS = {"team-server", "machines"}
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
 
@@ -92,6 +100,21 @@ def make_repo(root: Path, archive: Path, sha256: str, env: dict[str, str]) -> Pa
 def commit(root: Path, env: dict[str, str], message: str) -> None:
     run([*GIT, "add", "-A"], root, env)
     run([*GIT, "commit", "-q", "--allow-empty", "-m", message], root, env)
+
+
+def tagged_blocks() -> list[tuple[str | None, str, str]]:
+    """(the block's tag, its text, the README paragraph just before it), in order."""
+    text = README.read_text()
+    found = []
+    for match in BLOCK.finditer(text):
+        before = text[: match.start()].rstrip("\n").rsplit("\n\n", 1)[-1]
+        found.append((match.group(1), match.group(2), before))
+    return found
+
+
+def readme_blocks(tag: str) -> list[str]:
+    """The text of every ```sh <tag> block, in order."""
+    return [body for found, body, _ in tagged_blocks() if found == tag]
 
 
 def free_port() -> int:
@@ -180,6 +203,47 @@ def stage_env(uri: str, **extra: str) -> dict[str, str]:
     return clean_env(
         MLFLOW_TRACKING_URI=uri, PYTHONUNBUFFERED="1", PYTHONPATH=str(PROJECT), **extra
     )
+
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+@contextlib.contextmanager
+def postgres_cluster(user: str, password: str, database: str) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 and a free port, its socket in its own
+    folder, with `database` owned by `user`; yields the server's `host:port`. Stopped and
+    removed on exit. initdb refuses root, so as root it runs as the `postgres` user."""
+    if not (PG_BIN / "initdb").exists():
+        import pytest
+
+        pytest.skip(f"PostgreSQL's binaries are not in {PG_BIN} (set PG_BIN)")
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="pg-"))
+    if as_owner:
+        shutil.chown(folder, "postgres", "postgres")
+    data, port = folder / "data", free_port()
+    pwfile = folder / "pw"
+    pwfile.write_text(password + "\n")
+    if as_owner:
+        shutil.chown(pwfile, "postgres", "postgres")
+    env = clean_env(LC_ALL="C.UTF-8")
+
+    def pg(*cmd: str) -> None:
+        run([*as_owner, str(PG_BIN / cmd[0]), *cmd[1:]], folder, env, timeout=120)
+
+    pg("initdb", "-D", str(data), "-U", user, f"--pwfile={pwfile}", "-A", "scram-sha-256")
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    pg("pg_ctl", "-D", str(data), "-l", str(folder / "log"), "-o", options, "-w", "start")
+    try:
+        import psycopg
+
+        conninfo = f"host=127.0.0.1 port={port} user={user} password={password}"
+        with psycopg.connect(conninfo + " dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        yield f"127.0.0.1:{port}"
+    finally:
+        pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def logged_runs(uri: str | None = None) -> list:

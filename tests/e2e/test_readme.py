@@ -17,10 +17,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from project import PROJECT, clean_env, logged_runs, make_repo
+from project import (
+    OWN_TESTS,
+    PROJECT,
+    clean_env,
+    logged_runs,
+    make_repo,
+    readme_blocks,
+    tagged_blocks,
+)
 
-README = PROJECT / "README.md"
-BLOCK = re.compile(r"^```sh( no-test)?\n(.*?)^```$", re.M | re.S)
 # What the README writes for the user's own copy of the archive.
 ARCHIVE_PLACEHOLDER = "/absolute/path/to/cifar-10-python.tar.gz"
 SHA_PLACEHOLDER = "<sha256 of that file>"
@@ -29,17 +35,16 @@ SETUP_FILES = ["Makefile", "pyproject.toml", "requirements.lock", "README.md"]
 
 
 def blocks() -> list[tuple[bool, str, str]]:
-    """(runs in the test?, the block's text, the README paragraph just before it)."""
-    text = README.read_text()
-    found = []
-    for match in BLOCK.finditer(text):
-        before = text[: match.start()].rstrip("\n").rsplit("\n\n", 1)[-1]
-        found.append((match.group(1) is None, match.group(2), before))
-    return found
+    """(runs in this test?, the block's text, the README paragraph just before it)."""
+    return [(tag is None, body, before) for tag, body, before in tagged_blocks()]
 
 
 def test_every_skipped_block_says_why():
-    skipped = [(body, before) for runs, body, before in blocks() if not runs]
+    tags = {tag for tag, _, _ in tagged_blocks()} - {None}
+    assert tags <= OWN_TESTS | {"no-test"}, f"unknown block tags {tags - OWN_TESTS}"
+    for tag in OWN_TESTS:
+        assert readme_blocks(tag), f"no ```sh {tag} block left for its test"
+    skipped = [(b, before) for tag, b, before in tagged_blocks() if tag == "no-test"]
     for body, before in skipped:
         assert re.search(r"not run (here|by the tests)", before), (
             f"a no-test block needs a visible reason right before it:\n{before}\n{body}"

@@ -34,7 +34,8 @@ def declared() -> list[Requirement]:
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
     return [
         Requirement(text)
-        for text in [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+        for extra in ([], *project["optional-dependencies"].values())
+        for text in (extra or project["dependencies"])
     ]
 
 

@@ -1,0 +1,169 @@
+"""The README's team tracking server, run as written: a throwaway PostgreSQL 15 cluster, `mlflow
+server --app-name basic-auth`, a user made by the admin, and two queued experiments logging to it
+at once with that user's credentials."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+from project import (
+    clean_env,
+    free_port,
+    make_repo,
+    postgres_cluster,
+    readme_blocks,
+    run,
+    stage_env,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.servers]
+
+DB_PASSWORD = "db-secret-for-tests"
+ADMIN_PASSWORD = "admin-secret-for-tests"
+ALICE_PASSWORD = "alice-secret-for-tests"
+EXPERIMENTS = ("team-lr-0.0005", "team-lr-0.002")
+STAGES = {"train_sigmoid@42", "train_relu@42", "evaluate", "report"}
+
+
+def bash(script: str, cwd: Path, env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, **kwargs)
+
+
+def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    "the server did not start:\n" + log.read_text()[-3000:]
+                ) from None
+            time.sleep(0.5)
+
+
+def wait_for_queue(repo: Path, env: dict[str, str], seconds: float = 600) -> str:
+    """`dvc queue status` once nothing is queued or running."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = run(["dvc", "queue", "status"], repo, env)
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(3)
+
+
+def test_the_readme_team_server_with_postgresql_and_authentication(tmp_path, tiny_archive):
+    server_blocks = readme_blocks("team-server")
+    assert len(server_blocks) == 3, "the README's server, user and client blocks"
+    start_server, add_user, client = server_blocks
+    with postgres_cluster("mlflow", DB_PASSWORD, "mlflow") as db:
+        port = free_port()
+        values = {
+            "DB_URI": f"postgresql+psycopg://mlflow:{DB_PASSWORD}@{db}/mlflow",
+            "ARTIFACTS": str(tmp_path / "artifacts"),
+            "SERVER_HOST": "127.0.0.1",
+            "PORT": str(port),
+            "ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "ALICE_PASSWORD": ALICE_PASSWORD,
+        }
+        env = clean_env(**values)
+        server_dir = tmp_path / "server"
+        server_dir.mkdir()
+        log = server_dir / "server.log"
+        with open(log, "w") as out:
+            server = subprocess.Popen(
+                ["bash", "-euo", "pipefail", "-c", start_server],
+                cwd=server_dir,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the shell and the server it starts, stopped together
+            )
+        uri = f"http://127.0.0.1:{port}"
+        repo = None
+        try:
+            wait_for(f"{uri}/health", server, log)
+            added = bash(add_user, server_dir, env, capture_output=True, text=True, timeout=60)
+            assert added.returncode == 0, added.stdout + added.stderr
+
+            # Without credentials the API answers 401.
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1")
+            assert refused.value.code == 401
+
+            repo = make_repo(tmp_path / "clone", *tiny_archive, clean_env())
+            # A wrong password: one line naming the variables, before anything runs.
+            wrong = subprocess.run(
+                ["python", "-m", "pipeline.download"],
+                cwd=repo,
+                env=stage_env(
+                    uri, MLFLOW_TRACKING_USERNAME="alice", MLFLOW_TRACKING_PASSWORD="wrong"
+                ),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            errors = [line for line in wrong.stderr.splitlines() if line.startswith("error: ")]
+            assert wrong.returncode == 1 and "Traceback" not in wrong.stderr, wrong.stderr
+            assert len(errors) == 1 and "MLFLOW_TRACKING_PASSWORD" in errors[0], errors
+            assert "(401)" in errors[0] and not (repo / "data").exists()
+
+            # To a file: DVC's queue workers outlive the script and would hold a pipe open.
+            with open(tmp_path / "client.log", "w") as out:
+                started = bash(client, repo, env, stdout=out, stderr=subprocess.STDOUT, timeout=300)
+            assert started.returncode == 0, (tmp_path / "client.log").read_text()
+            status = wait_for_queue(repo, env)
+            assert status.count("Success") == 2, status
+            check_runs(uri, db, tmp_path / "artifacts")
+        finally:
+            if repo is not None:
+                subprocess.run(
+                    ["dvc", "queue", "stop", "--kill"], cwd=repo, env=env, capture_output=True
+                )
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def check_runs(uri: str, db: str, artifacts: Path) -> None:
+    """Both experiments' stage runs, read through the server as alice and counted in PostgreSQL."""
+    import psycopg
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", ALICE_PASSWORD)
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name("cifar10-activations")
+        runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    by_experiment: dict[str, set[str]] = {}
+    for r in runs:
+        assert r.info.status == "FINISHED", r.info.run_name
+        by_experiment.setdefault(r.data.tags.get("dvc_experiment"), set()).add(r.info.run_name)
+    for name in EXPERIMENTS:
+        assert by_experiment.get(name, set()) >= STAGES, (name, by_experiment)
+    host, port = db.split(":")
+    conninfo = f"host={host} port={port} user=mlflow password={DB_PASSWORD} dbname=mlflow"
+    with psycopg.connect(conninfo) as conn:
+        (counted,) = conn.execute(
+            "SELECT count(*) FROM runs r JOIN experiments e USING (experiment_id) "
+            "WHERE e.name = 'cifar10-activations' AND r.status = 'FINISHED'"
+        ).fetchone()
+        tagged = dict(
+            conn.execute(
+                "SELECT value, count(*) FROM tags WHERE key = 'dvc_experiment' GROUP BY value"
+            ).fetchall()
+        )
+    assert counted == len(runs)
+    for name in EXPERIMENTS:
+        assert tagged[name] == sum(r.data.tags.get("dvc_experiment") == name for r in runs), tagged
+    # The report went through the server into the artifacts folder, once per experiment.
+    assert len(list(artifacts.rglob("report.md"))) == len(EXPERIMENTS)
