@@ -373,7 +373,15 @@ def log_split(
         # MLflow registers its local-file source twice and warns that a path matches both.
         warnings.filterwarnings("ignore", message="The specified dataset source can be")
         dataset = from_numpy(images, targets=labels, source=source, name=name, digest=digest)
-    mlflow.log_input(dataset, context=context)
+    try:
+        mlflow.log_input(dataset, context=context)
+    except mlflow.exceptions.MlflowException as exc:
+        # A server on PostgreSQL checks for the dataset, then inserts it: two stages logging the
+        # same split at once can both insert, and one gets a unique-key error. The dataset now
+        # exists, so a second try links it.
+        if "dataset_pk" not in str(exc) and "UNIQUE constraint failed: datasets" not in str(exc):
+            raise
+        mlflow.log_input(dataset, context=context)
 
 
 @contextlib.contextmanager

@@ -182,3 +182,40 @@ def test_an_outage_after_training_names_every_step_not_logged():
     assert "http://h:1" in str(error.value) and "not logged: second; third." in str(error.value)
     with pytest.raises(ValueError):
         tracking.log_after_training("http://h:1", "s", [("x", lambda: int("x"))], False)
+
+
+def test_a_dataset_two_stages_log_at_once_is_linked_on_the_second_try(monkeypatch, tmp_path):
+    """The error a PostgreSQL-backed server gave (test_team_server) when two queued experiments
+    logged the same test split at once; the dataset exists by then, so one retry links it."""
+    real = mlflow.log_input
+    calls = []
+
+    def racing(dataset, context=None):
+        calls.append(context)
+        if len(calls) == 1:
+            raise mlflow.exceptions.MlflowException(
+                "BAD_REQUEST: (psycopg.errors.UniqueViolation) duplicate key value violates "
+                'unique constraint "dataset_pk"'
+            )
+        return real(dataset, context=context)
+
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    split = tmp_path / "test.npz"
+    split.write_bytes(b"x")
+    images, labels = np.zeros((2, 32, 32, 3), np.uint8), np.zeros(2, np.int64)
+    with tracking.stage_run("evaluate", "exp", {}):
+        tracking.log_split("cifar10-test", "testing", images, labels, "src", split)
+        run_id = mlflow.active_run().info.run_id
+    assert calls == ["testing", "testing"]
+    (logged,) = mlflow.get_run(run_id).inputs.dataset_inputs
+    assert logged.dataset.name == "cifar10-test"
+
+    def refused(dataset, context=None):
+        raise mlflow.exceptions.MlflowException("PERMISSION_DENIED")
+
+    monkeypatch.setattr(mlflow, "log_input", refused)
+    with (
+        pytest.raises(mlflow.exceptions.MlflowException, match="PERMISSION_DENIED"),
+        tracking.stage_run("evaluate", "exp", {}),
+    ):
+        tracking.log_split("cifar10-test", "testing", images, labels, "src", split)
