@@ -38,15 +38,15 @@ test-fast: $(STAMP)
 # (or ARCHIVE=/path/to/cifar-10-python.tar.gz). Takes a few minutes; not part of `make test`.
 ARCHIVE ?= data/raw/cifar-10-python.tar.gz
 bench: $(STAMP)
-	python -m pipeline.bench --archive $(ARCHIVE)
+	python tools/bench.py --archive $(ARCHIVE)
 
 lint: $(STAMP)
-	ruff check pipeline tests
-	ruff format --check pipeline tests
+	ruff check pipeline tools tests
+	ruff format --check pipeline tools tests
 
 format: $(STAMP)
-	ruff format pipeline tests
-	ruff check --fix pipeline tests
+	ruff format pipeline tools tests
+	ruff check --fix pipeline tools tests
 
 # The MLflow UI on this repository's store, on 127.0.0.1 only; prints the link to the charts.
 ui: $(STAMP)

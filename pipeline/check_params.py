@@ -11,26 +11,18 @@ computes nothing to track.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from pipeline.errors import run_cli
+from pipeline import cli
 from pipeline.files import atomic_path
-from pipeline.params import load_params
 
-OUTPUT = Path("results/params.ok")
 # Constant on purpose: stages downstream see an unchanged dependency.
 STAMP = "params.yaml passed every check (stage check_params)\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    load_params(args.params)
+    args, _ = cli.parse_stage(cli.stage_parser(__doc__, "output"), argv)
     if not (args.output.is_file() and args.output.read_text() == STAMP):
         with atomic_path(args.output) as tmp:
             tmp.write_text(STAMP)
@@ -38,4 +30,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli.run_cli(main))

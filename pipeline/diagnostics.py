@@ -1,7 +1,7 @@
 """Evidence measured during training: gradient flow, saturation, dead units, the plateau.
 
 Measured on a fixed probe batch of training images (the same every epoch) at initialisation
-(epoch 0) and after every epoch. The statistics are pure numpy; only the probe needs Keras.
+(epoch 0) and after every epoch, by a Keras callback on the model being trained.
 """
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+import keras
 import numpy as np
+import pandas as pd
+import tensorflow as tf
 
 from pipeline.cifar import N_CLASSES
 from pipeline.metrics import majority_share
@@ -43,14 +46,19 @@ def probe_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(len(labels), size=min(size, len(labels)), replace=False))
 
 
+def probe_batch(
+    data: tuple[np.ndarray, np.ndarray], size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (images, labels) the diagnostics probe every epoch: `size` of `data`, fixed by `seed`."""
+    chosen = probe_indices(data[1], size, seed)
+    return data[0][chosen], data[1][chosen]
+
+
 def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
     """A function (images, labels) → {metric name: value} for `model`'s current weights.
 
     Names say layer and quantity: `grad_norm/dense/kernel`, `saturated_fraction/conv2d`, …
     """
-    import keras
-    import tensorflow as tf
-
     # Layers whose output is `activation` applied: fused in Conv2D/Dense, or an Activation layer.
     function = keras.activations.get(activation)
     hidden = [
@@ -89,87 +97,50 @@ def _variable_name(variable) -> str:
     return "/".join(parts[-2:])
 
 
-class DiagnosticsRecorder:
-    """Collects one row of diagnostics per epoch and passes each row on to `sink`."""
+class DiagnosticsCallback(keras.callbacks.Callback):
+    """Probes the model it watches at epoch 0 (before training) and after every epoch.
 
-    def __init__(self, sink: Callable[[int, Mapping[str, float]], None] | None = None) -> None:
-        self.rows: list[dict[str, float]] = []
-        self.sink = sink
-
-    def record(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        self.rows.append({"epoch": epoch, **metrics})
-        if self.sink:
-            self.sink(epoch, metrics)
-
-    def frame(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
-
-
-def diagnostics_callback(
-    probe: Callable[[np.ndarray, np.ndarray], dict[str, float]],
-    probe_data: tuple[np.ndarray, np.ndarray],
-    val_images: np.ndarray,
-    record: Callable[[int, Mapping[str, float]], None],
-    predict_batch: int = 256,
-):
-    """A Keras callback: probe at epoch 0 (before training) and after each epoch, then `record`."""
-    import keras
-
-    class DiagnosticsCallback(keras.callbacks.Callback):
-        seconds = 0.0  # time spent measuring, to report the diagnostics' own cost
-
-        def _measure(self, epoch: int, plateau: float) -> None:
-            start = time.perf_counter()
-            metrics = probe(*probe_data)
-            metrics["plateau_share"] = plateau
-            self.seconds += time.perf_counter() - start
-            record(epoch, metrics)
-
-        def on_train_begin(self, logs=None) -> None:
-            # Before training there is no validation pass to read the plateau from: predict once.
-            start = time.perf_counter()
-            outputs = self.model.predict(val_images, batch_size=predict_batch, verbose=0)
-            plateau = majority_share(np.asarray(outputs).argmax(axis=1), N_CLASSES)
-            self.seconds += time.perf_counter() - start
-            self._measure(0, plateau)
-
-        def on_epoch_end(self, epoch: int, logs=None) -> None:
-            self._measure(epoch + 1, float((logs or {})["val_plateau_share"]))
-
-    return DiagnosticsCallback()
-
-
-class Diagnoser:
-    """`diagnose(model)` for `train()`: the diagnostics callback on the seed's probe images.
-
-    Keeps every callback it made, so the diagnostics' own time can be reported.
+    Keeps one row per epoch (`frame()`) and hands each to `log(epoch, metrics)` when given.
     """
 
     def __init__(
         self,
         activation: str,
-        seed: int,
-        train_data: tuple[np.ndarray, np.ndarray],
+        probe_data: tuple[np.ndarray, np.ndarray],
         val_images: np.ndarray,
-        record: Callable[[int, Mapping[str, float]], None],
-        probe_size: int,
+        log: Callable[[int, Mapping[str, float]], None] | None = None,
+        predict_batch: int = 256,
     ) -> None:
-        probe = probe_indices(train_data[1], probe_size, seed)
-        self.probe_data = (train_data[0][probe], train_data[1][probe])
+        super().__init__()
         self.activation = activation
+        self.probe_data = probe_data
         self.val_images = val_images
-        self.record = record
-        self.callbacks: list = []
+        self.log = log
+        self.predict_batch = predict_batch
+        self.rows: list[dict[str, float]] = []
+        self.seconds = 0.0  # time spent measuring, to report the diagnostics' own cost
+        self._probe: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None
 
-    def __call__(self, model):
-        callback = diagnostics_callback(
-            make_probe(model, self.activation), self.probe_data, self.val_images, self.record
-        )
-        self.callbacks.append(callback)
-        return callback
+    def on_train_begin(self, logs=None) -> None:
+        start = time.perf_counter()
+        self._probe = make_probe(self.model, self.activation)
+        # Before training there is no validation pass to read the plateau from: predict once.
+        outputs = self.model.predict(self.val_images, batch_size=self.predict_batch, verbose=0)
+        plateau = majority_share(np.asarray(outputs).argmax(axis=1), N_CLASSES)
+        self.seconds += time.perf_counter() - start
+        self._measure(0, plateau)
 
-    @property
-    def seconds(self) -> float:
-        return sum(callback.seconds for callback in self.callbacks)
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self._measure(epoch + 1, float((logs or {})["val_plateau_share"]))
+
+    def _measure(self, epoch: int, plateau: float) -> None:
+        start = time.perf_counter()
+        metrics = self._probe(*self.probe_data)
+        metrics["plateau_share"] = plateau
+        self.seconds += time.perf_counter() - start
+        self.rows.append({"epoch": epoch, **metrics})
+        if self.log:
+            self.log(epoch, metrics)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)

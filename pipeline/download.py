@@ -6,7 +6,6 @@ checksum matches, so no partial or wrong archive ever sits at the output path.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import ssl
@@ -20,12 +19,11 @@ from typing import IO
 import mlflow
 from tqdm import tqdm
 
-from pipeline import tracking
-from pipeline.errors import PipelineError, run_cli
+from pipeline import cli, tracking
+from pipeline.errors import PipelineError
 from pipeline.files import atomic_path
-from pipeline.params import flatten, load_params
+from pipeline.params import logged_params
 
-OUTPUT = Path("data/raw/cifar-10-python.tar.gz")
 CHUNK = 1 << 20
 TIMEOUT_S = 60
 
@@ -158,14 +156,8 @@ def source_url(url: str, root: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    params = load_params(args.params)
-    logged = {
-        k: v for k, v in flatten("data", params.data).items() if k in ("data.url", "data.sha256")
-    }
+    args, params = cli.parse_stage(cli.stage_parser(__doc__, "output"), argv)
+    logged = logged_params(params, ("data.url", "data.sha256"))
     with tracking.stage_run("download", params.mlflow.experiment, logged):
         url = source_url(params.data.url, tracking.repo_root())
         size = download(url, params.data.sha256, args.output)
@@ -174,4 +166,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli.run_cli(main))

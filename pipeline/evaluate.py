@@ -10,7 +10,6 @@ plots, every seed's curves, and the training summary).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,8 +20,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import serving, tracking
-from pipeline.errors import PipelineError, run_cli
+from pipeline import cli, serving, tracking
+from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.metrics import (
     classification_metrics,
@@ -31,8 +30,9 @@ from pipeline.metrics import (
     summarize_history,
 )
 from pipeline.model import CUSTOM_OBJECTS
-from pipeline.params import flatten, load_params
+from pipeline.params import logged_params
 from pipeline.preprocess import load_split
+from pipeline.results import SPREAD_KEYS, per_seed_block, spread_fields
 from pipeline.stats import paired_difference, summarize_values
 
 PREDICT_BATCH = 1000
@@ -150,13 +150,8 @@ def summarize_seeds(per_seed: dict[int, dict]) -> dict:
     """Mean over seeds of the headline numbers, with spread and 95% t-intervals."""
     first = next(iter(per_seed.values()))
     summary = {key: float(np.mean([d[key] for d in per_seed.values()])) for key in first}
-    for key in ("test_accuracy", "test_loss"):
-        spread = summarize_values([d[key] for d in per_seed.values()])
-        summary |= {
-            f"{key}_std": spread["std"],
-            f"{key}_ci_low": spread["ci_low"],
-            f"{key}_ci_high": spread["ci_high"],
-        }
+    for key in SPREAD_KEYS:
+        summary |= spread_fields(key, summarize_values([d[key] for d in per_seed.values()]))
     return summary | {"seeds": len(per_seed)}
 
 
@@ -227,47 +222,40 @@ def register_primary_models(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
-    parser.add_argument("--models", type=Path, default=Path("models"))
-    parser.add_argument("--trained", type=Path, default=Path("results/train"))
-    parser.add_argument("--results", type=Path, default=Path("results"))
-    args = parser.parse_args(argv)
-    params = load_params(args.params)
+    parser = cli.stage_parser(__doc__, "data", "models", "trained", "results")
+    args, params = cli.parse_stage(parser, argv)
     activations = params.train.activations
     seeds = params.train.seeds
     trained = {a: {s: read_trained(args.trained, a, s) for s in seeds} for a in activations}
     images, labels = load_split(args.data, "test")
     class_names = json.loads((args.data / "meta.json").read_text())["class_names"]
-    logged = flatten("evaluate", params.evaluate) | {
-        "train.seeds": flatten("train", params.train)["train.seeds"],
-        "activations": ",".join(activations),
+    logged = logged_params(params, ("evaluate", "train.seeds")) | {
+        "activations": ",".join(activations)
     }
     with tracking.stage_run("evaluate", params.mlflow.experiment, logged) as run:
         tracking.log_split(
             "cifar10-test", "test", images, labels, params.data.url, args.data / "test.npz"
         )
         primary_models, primary_probabilities, details, metrics = {}, {}, {}, {}
+        scores: dict[str, dict[int, dict[str, float]]] = {}  # activation → seed → headline
         for activation in activations:
-            per_seed = {}
+            scores[activation] = {}
             for seed in seeds:
                 model = load_model(args.models / activation / f"seed{seed}.keras")
                 probabilities = predict(model, images)
                 found = evaluate_predictions(labels, probabilities, len(class_names))
-                per_seed[seed] = headline(found)
+                scores[activation][seed] = headline(found)
                 if seed == seeds[0]:  # the primary model: per-class detail, examples, registry
                     primary_models[activation] = model
                     primary_probabilities[activation] = probabilities
                     details[activation] = found
-            details[activation]["per_seed"] = {str(s): d for s, d in per_seed.items()}
-            metrics[activation] = summarize_seeds(per_seed)
+            details[activation]["per_seed"] = per_seed_block(scores[activation])
+            metrics[activation] = summarize_seeds(scores[activation])
         paired = {
             key: paired_difference(
-                [details["relu"]["per_seed"][str(s)][key] for s in seeds],
-                [details["sigmoid"]["per_seed"][str(s)][key] for s in seeds],
+                [scores["relu"][s][key] for s in seeds], [scores["sigmoid"][s][key] for s in seeds]
             )
-            for key in ("test_accuracy", "test_loss")
+            for key in SPREAD_KEYS
         }
         examples = example_table(
             labels, primary_probabilities, params.evaluate.n_examples, class_names
@@ -293,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
             mlflow.log_artifact(str(args.results / name))
         mlflow.log_artifacts(str(args.results / "curves"), artifact_path="curves")
-        numbers = {(a, s): details[a]["per_seed"][str(s)] for a in activations for s in seeds}
+        numbers = {(a, s): scores[a][s] for a in activations for s in seeds}
         runs = training_runs(args.models, list(numbers), run.info.experiment_id)
         linked = log_test_metrics_to_train_runs(runs, numbers)
         champion = max(metrics, key=lambda a: metrics[a]["test_accuracy"])  # best mean accuracy
@@ -325,4 +313,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli.run_cli(main))

@@ -9,7 +9,15 @@ from pipeline.cifar import IMAGE_SHAPE, N_CLASSES
 from pipeline.params import ModelParams, check_activation
 
 # The tutorial's network: with these settings it has 923,914 trainable parameters.
-TUTORIAL = ModelParams(conv_filters=32, kernel_size=3, pool_size=2, dense_units=128)
+TUTORIAL = ModelParams(
+    conv_filters=32,
+    kernel_size=3,
+    pool_size=2,
+    dense_units=128,
+    conv_blocks=1,
+    dense_layers=1,
+    batch_norm=False,
+)
 
 
 @keras.saving.register_keras_serializable(package="pipeline")

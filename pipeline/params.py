@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -98,9 +98,9 @@ class ModelParams:
     kernel_size: int  # their square kernel side (tutorial: 3)
     pool_size: int  # max-pooling window side (tutorial: 2)
     dense_units: int  # units of each hidden dense layer (tutorial: 128)
-    conv_blocks: int = 1  # convolution + max-pooling blocks (tutorial: 1)
-    dense_layers: int = 1  # hidden dense layers (tutorial: 1)
-    batch_norm: bool = False  # batch normalisation before each hidden activation (tutorial: no)
+    conv_blocks: int  # convolution + max-pooling blocks (tutorial: 1)
+    dense_layers: int  # hidden dense layers (tutorial: 1)
+    batch_norm: bool  # batch normalisation before each hidden activation (tutorial: no)
 
     RULES: ClassVar[dict[str, Rule]] = {
         "conv_filters": POSITIVE,
@@ -120,7 +120,7 @@ class TrainParams:
     learning_rate: float  # Adam's step size (tutorial: 1e-3)
     seeds: tuple[int, ...]  # one model per seed (weights and data order); the first is the primary
     distribution: str  # "none": one device; "mirrored": tf.distribute.MirroredStrategy
-    extra_activations: tuple[str, ...] = ()  # trained by stage train_extra beside the main two
+    extra_activations: tuple[str, ...]  # trained by stage train_extra beside the main two
 
     RULES: ClassVar[dict[str, Rule]] = {
         "epochs": POSITIVE,
@@ -172,20 +172,34 @@ class Params:
     mlflow: MlflowParams
 
 
-_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,)}
+# What a YAML value may be for each field type (YAML's true/false are bools, which Python also
+# counts as ints, so they are refused where a number is wanted), and how errors name the type.
+_ACCEPTS: dict[Any, tuple[type, ...]] = {
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    bool: (bool,),
+}
+_TYPE_NAMES: dict[Any, str] = {
+    int: "int",
+    float: "float",
+    str: "str",
+    bool: "bool",
+    tuple[int, ...]: "list of integers",
+    tuple[str, ...]: "list of names",
+}
 
 
-def _has_type(value: Any, type_name: str) -> bool:
-    """Does a YAML value fit a field annotated `type_name` ('int', 'tuple[int, ...]', …)?"""
-    if type_name == "bool":
-        return isinstance(value, bool)
-    if type_name.startswith("tuple["):
-        inner = type_name.removeprefix("tuple[").split(",")[0]
+def _has_type(value: Any, annotation: Any) -> bool:
+    """Does a YAML value fit a field of type `annotation` (int, float, str, bool, tuple[…, ...])?"""
+    if typing.get_origin(annotation) is tuple:
+        inner = typing.get_args(annotation)[0]
         return isinstance(value, list) and all(_has_type(v, inner) for v in value)
-    return not isinstance(value, bool) and isinstance(value, _TYPES[type_name])
+    if annotation is not bool and isinstance(value, bool):
+        return False
+    return isinstance(value, _ACCEPTS[annotation])
 
 
-_TYPE_NAMES = {"tuple[int, ...]": "list of integers", "tuple[str, ...]": "list of names"}
 _FIX = "fix it in params.yaml or override it with `dvc exp run -S {key}=...`"
 
 
@@ -193,6 +207,7 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
     if not isinstance(raw, dict):
         raise ParamsError(f"params section {name!r} must be a mapping of keys to values")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    types = typing.get_type_hints(cls)
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         key = f"{name}.{unknown[0]}"
@@ -201,15 +216,14 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
             "remove or rename it in params.yaml"
         )
     values = {}
-    for field_name, field in fields.items():
+    for field_name in fields:
         key = f"{name}.{field_name}"
         if field_name not in raw:
             raise ParamsError(f"missing param {key!r}; add it to params.yaml")
         value = raw[field_name]
-        if not _has_type(value, str(field.type)):
-            wanted_type = _TYPE_NAMES.get(str(field.type), field.type)
+        if not _has_type(value, types[field_name]):
             raise ParamsError(
-                f"param {key!r} must be of type {wanted_type}, got {value!r}; "
+                f"param {key!r} must be of type {_TYPE_NAMES[types[field_name]]}, got {value!r}; "
                 + _FIX.format(key=key)
             )
         check, wanted = cls.RULES[field_name]
@@ -217,7 +231,7 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
             raise ParamsError(
                 f"param {key!r} must be {wanted}, got {value!r}; " + _FIX.format(key=key)
             )
-        if field.type == "float":
+        if types[field_name] is float:
             value = float(value)
         elif isinstance(value, list):
             value = tuple(value)
@@ -293,6 +307,17 @@ def flatten(section: str, values: Any) -> dict[str, Any]:
     for key, value in dataclasses.asdict(values).items():
         flat[f"{section}.{key}"] = ",".join(map(str, value)) if isinstance(value, tuple) else value
     return flat
+
+
+def logged_params(params: Params, keys: Sequence[str]) -> dict[str, Any]:
+    """The flattened params that `keys` name, each a section ("data") or one key ("train.epochs"):
+    what a stage logs to MLflow, the same keys dvc.yaml lists for it."""
+    logged: dict[str, Any] = {}
+    for key in keys:
+        section = key.split(".")[0]
+        flat = flatten(section, getattr(params, section))
+        logged |= flat if key == section else {key: flat[key]}
+    return logged
 
 
 def _section_names() -> str:

@@ -5,7 +5,6 @@ Images stay uint8 (a quarter of float32's size); the model scales them to [0, 1]
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,14 +12,12 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from pipeline import tracking
+from pipeline import cli, tracking
 from pipeline.cifar import read_cifar10
-from pipeline.errors import PipelineError, run_cli
+from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, write_json
-from pipeline.params import DataParams, flatten, load_params
+from pipeline.params import DataParams, logged_params
 
-ARCHIVE = Path("data/raw/cifar-10-python.tar.gz")
-OUTPUT = Path("data/processed")
 SPLITS = ("train", "validation", "test")
 
 
@@ -101,15 +98,12 @@ def class_counts(labels: np.ndarray) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--archive", type=Path, default=ARCHIVE)
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    params = load_params(args.params)
+    args, params = cli.parse_stage(cli.stage_parser(__doc__, "archive", "output"), argv)
     if not args.archive.is_file():
         raise PipelineError(f"{args.archive} not found; run `dvc repro download` first")
-    with tracking.stage_run("preprocess", params.mlflow.experiment, flatten("data", params.data)):
+    with tracking.stage_run(
+        "preprocess", params.mlflow.experiment, logged_params(params, ["data"])
+    ):
         with open(args.archive, "rb") as handle:
             cifar = read_cifar10(handle)
         splits = split_dataset(cifar.train_images, cifar.train_labels, params.data)
@@ -132,4 +126,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli.run_cli(main))

@@ -6,7 +6,6 @@ appear only in the column that says they are the tutorial's.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -19,12 +18,13 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from pipeline import plots, tracking
-from pipeline.errors import PipelineError, run_cli
+from pipeline import cli, plots, tracking
+from pipeline.errors import PipelineError
 from pipeline.files import atomic_path
-from pipeline.metrics import ESCAPE_THRESHOLD, escape_epoch
-from pipeline.params import Params, flatten, load_params
+from pipeline.metrics import ESCAPE_THRESHOLD
+from pipeline.params import Params, logged_params
 from pipeline.preprocess import load_split
+from pipeline.results import Evaluation, Training, read_evaluation
 
 # The tutorial's published validation numbers after 10 epochs (it validated on the test set).
 TUTORIAL_EPOCH = 10
@@ -36,16 +36,13 @@ TUTORIAL = {
 
 @dataclasses.dataclass(frozen=True)
 class RunResults:
-    # Per activation: epoch, loss, accuracy, val_loss, val_accuracy.
+    # Per activation: the seed-mean epoch, loss, accuracy, val_loss, val_accuracy.
     histories: dict[str, pd.DataFrame]
-    # Per activation: the probe's gradient norms and unit statistics, from epoch 0 on.
+    # Per activation: the probe's seed-mean gradient norms and unit statistics, from epoch 0 on.
     diagnostics: dict[str, pd.DataFrame]
     # Per activation: every seed's history (a `seed` column); one seed = the history above.
     seed_histories: dict[str, pd.DataFrame]
-    # ReLU − sigmoid test accuracy and loss, paired by seed (n, mean, std, ci_low, ci_high).
-    paired: dict[str, dict]
-    test: dict[str, dict[str, float]]  # per activation: test_accuracy, test_loss, ...
-    details: dict[str, dict]  # per activation: per-class lists and confusion matrix
+    evaluation: Evaluation  # test scores, training summaries, per-class details, paired gaps
     examples: pd.DataFrame  # fixed test images with each model's prediction
     class_names: list[str]
     validation_source: str  # "train" (held-out split) or "test" (the tutorial's way)
@@ -58,15 +55,12 @@ def read_results(results: Path, data: Path, activations: Sequence[str]) -> RunRe
         histories = {a: pd.read_csv(curves / a / "history.csv") for a in activations}
         diagnostics = {a: pd.read_csv(curves / a / "diagnostics.csv") for a in activations}
         seed_histories = {a: pd.read_csv(curves / a / "history_seeds.csv") for a in activations}
-        evaluation = json.loads((results / "evaluation.json").read_text())
         meta = json.loads((data / "meta.json").read_text())
         return RunResults(
             histories=histories,
             diagnostics=diagnostics,
             seed_histories=seed_histories,
-            paired=evaluation.get("relu_minus_sigmoid", {}),
-            test=json.loads((results / "test_metrics.json").read_text()),
-            details=evaluation["models"],
+            evaluation=read_evaluation(results, activations),
             examples=pd.read_csv(results / "examples.csv"),
             class_names=meta["class_names"],
             validation_source=meta["validation_source"],
@@ -75,48 +69,44 @@ def read_results(results: Path, data: Path, activations: Sequence[str]) -> RunRe
         raise PipelineError(f"{exc.filename} not found; run `dvc repro` to produce it") from None
 
 
+def _escapes(training: Training) -> str:
+    """'1' for one seed; '2, 1, never' for several."""
+    return ", ".join(
+        "never" if e is None else str(e) for e in training.escape_epoch_per_seed.values()
+    )
+
+
 def findings(results: RunResults) -> list[str]:
-    """Plain sentences, each computed from this run's numbers."""
+    """The contrasts that matter, each with its number: sigmoid against ReLU, then the rest."""
+    test = results.evaluation.test
     lines = []
-    test = results.test
     if {"sigmoid", "relu"} <= test.keys():
-        gap = test["relu"]["test_accuracy"] - test["sigmoid"]["test_accuracy"]
-        better = "ReLU" if gap > 0 else "sigmoid"
+        relu, sigmoid = test["relu"].accuracy.mean, test["sigmoid"].accuracy.mean
+        better = "ReLU" if relu > sigmoid else "sigmoid"
         lines.append(
-            f"On the test set, ReLU reached accuracy {test['relu']['test_accuracy']:.4f} and sigmoid "
-            f"{test['sigmoid']['test_accuracy']:.4f}: {better} is ahead by {abs(gap) * 100:.1f} points."
+            f"On the test set, ReLU reached accuracy {relu:.4f} and sigmoid {sigmoid:.4f}: "
+            f"{better} is ahead by {abs(relu - sigmoid) * 100:.1f} points."
         )
-        paired = results.paired.get("test_accuracy")
-        if paired and paired["n"] > 1:
+        paired = results.evaluation.paired.get("test_accuracy")
+        if paired and paired.n > 1:
             lines.append(
-                f"Paired by seed over {paired['n']} seeds (same initial draw for both), ReLU − "
-                f"sigmoid test accuracy is {paired['mean']:+.4f} (std {paired['std']:.4f}, 95% CI "
-                f"[{paired['ci_low']:+.4f}, {paired['ci_high']:+.4f}])."
+                f"Paired by seed over {paired.n} seeds (same initial draw for both), ReLU − "
+                f"sigmoid test accuracy is {paired.difference.format(signed=True)} "
+                "(mean ± std [95% CI])."
             )
-    for activation, history in results.histories.items():
-        first = history.iloc[0]
-        escaped = escape_epoch(history["val_accuracy"].tolist())
-        if escaped is None:
-            when = f"never exceeded {ESCAPE_THRESHOLD:.2f} in {len(history)} epochs"
-        elif escaped == 1:
-            when = f"exceeded {ESCAPE_THRESHOLD:.2f} after the first epoch"
-        else:
-            when = f"stayed at or below {ESCAPE_THRESHOLD:.2f} until epoch {escaped}"
-        lines.append(
-            f"{activation}: validation accuracy {first['val_accuracy']:.4f} after epoch 1; it {when}; "
-            f"best {history['val_accuracy'].max():.4f} at epoch "
-            f"{int(history.loc[history['val_accuracy'].idxmax(), 'epoch'])}."
-        )
-        seeds = results.seed_histories[activation]
-        if seeds["seed"].nunique() > 1:
-            escapes = [escape_epoch(g["val_accuracy"].tolist()) for _, g in seeds.groupby("seed")]
-            shown = ", ".join("never" if e is None else str(e) for e in escapes)
-            lines.append(f"{activation}: escape epoch per seed: {shown}.")
-        share = results.test[activation]["majority_share"]
-        if share > 0.5:
+    others = [a for a in test if a not in ("sigmoid", "relu")]
+    if others:
+        ranked = sorted(others, key=lambda a: -test[a].accuracy.mean)
+        best, worst = ranked[0], ranked[-1]
+        text = f"Of the other activations, {best} scored highest ({test[best].accuracy.mean:.4f})"
+        if worst != best:
+            text += f" and {worst} lowest ({test[worst].accuracy.mean:.4f})"
+        lines.append(text + ".")
+    for activation, scores in test.items():
+        if scores.majority_share > 0.5:
             lines.append(
-                f"{activation}: {share:.0%} of its test predictions fall on one class, "
-                "the mark of a model still at chance."
+                f"{activation}: {scores.majority_share:.0%} of its test predictions fall on one "
+                "class, the mark of a model still at chance."
             )
     return lines
 
@@ -133,58 +123,83 @@ def _ratio_sentence(what: str, a_name: str, a: float, b_name: str, b: float) -> 
     )
 
 
-# Diagnostics columns that count units in a state, and how a sentence names that state.
-UNIT_STATES = {"saturated_fraction/": "outputs were saturated", "dead_fraction/": "units were dead"}
+# Diagnostics columns that count units in a state, and how the table names that state.
+UNIT_STATES = {"saturated_fraction/": "saturated", "dead_fraction/": "dead"}
+FIRST_KERNEL = "grad_norm/conv2d/kernel"
+
+
+def peak_unit_state(frame: pd.DataFrame) -> str:
+    """'72.3% saturated (conv2d, epoch 0)': the highest saturated or dead share in any layer."""
+    peaks = []
+    for prefix, state in UNIT_STATES.items():
+        for column in [c for c in frame.columns if c.startswith(prefix)]:
+            row = frame.loc[frame[column].idxmax()]
+            layer = column.removeprefix(prefix)
+            peaks.append((row[column], f"{state} ({layer}, epoch {int(row['epoch'])})"))
+    if not peaks:
+        return "—"
+    share, where = max(peaks, key=lambda peak: peak[0])
+    return f"{share:.1%} {where}"
+
+
+def _after_epoch_one(frame: pd.DataFrame) -> float:
+    return float(frame.loc[frame["epoch"] == 1, "plateau_share"].iloc[0])
+
+
+def evidence_table(results: RunResults) -> str:
+    """Per activation, what the probe measured during training and when it left chance."""
+    rows = [
+        "| activation | escape epoch per seed | best epoch (mean curve) | first-layer gradient "
+        "at epoch 0 | peak saturated or dead share | top-class share after epoch 1 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for activation, frame in results.diagnostics.items():
+        training = results.evaluation.training[activation]
+        rows.append(
+            f"| {activation} | {_escapes(training)} | {training.best_epoch} | "
+            f"{frame[FIRST_KERNEL].iloc[0]:.3g} | {peak_unit_state(frame)} | "
+            f"{_after_epoch_one(frame):.0%} |"
+        )
+    return "\n".join(rows)
 
 
 def evidence(results: RunResults) -> list[str]:
-    """Why the two differ, as measured on the probe batch: each sentence computed from the files."""
-    diags = results.diagnostics
+    """Why they differ, as measured on the probe batch: sigmoid against ReLU, then the rest."""
+    diags, training = results.diagnostics, results.evaluation.training
     lines = []
     if {"sigmoid", "relu"} <= diags.keys():
-        sig0, relu0 = diags["sigmoid"].iloc[0], diags["relu"].iloc[0]
-        for layer, label in (("conv2d", "first layer (conv2d)"), ("dense", "hidden dense layer")):
-            column = f"grad_norm/{layer}/kernel"
-            if column in sig0 and column in relu0:
-                lines.append(
-                    _ratio_sentence(
-                        f"At initialisation (epoch 0), the loss gradient of the {label} kernel",
-                        "sigmoid",
-                        sig0[column],
-                        "ReLU",
-                        relu0[column],
-                    )
-                )
-    for activation, frame in diags.items():
-        first, last = frame.iloc[0], frame.iloc[-1]
-        kernels = [c for c in frame.columns if c.startswith("grad_norm/") and c.endswith("/kernel")]
-        inner, outer = (kernels[0], kernels[-1]) if kernels else (None, None)
-        if inner and inner != outer and first[inner] > 0:
-            lines.append(
-                f"{activation}: at epoch 0 the output layer's kernel gradient was "
-                f"{first[outer] / first[inner]:.3g}× the first layer's; at epoch "
-                f"{int(last['epoch'])}, {last[outer] / last[inner]:.3g}×."
+        sigmoid, relu = diags["sigmoid"], diags["relu"]
+        lines.append(
+            _ratio_sentence(
+                "At initialisation (epoch 0), the loss gradient of the first layer's kernel",
+                "sigmoid",
+                sigmoid[FIRST_KERNEL].iloc[0],
+                "ReLU",
+                relu[FIRST_KERNEL].iloc[0],
             )
-        for prefix, what in UNIT_STATES.items():
-            for column in [c for c in frame.columns if c.startswith(prefix)]:
-                peak_epoch = int(frame.loc[frame[column].idxmax(), "epoch"])
-                lines.append(
-                    f"{activation}: {first[column]:.1%} of {column.removeprefix(prefix)} {what} "
-                    f"at epoch 0 and {last[column]:.1%} at epoch {int(last['epoch'])} "
-                    f"(peak {frame[column].max():.1%}, epoch {peak_epoch})."
-                )
-        plateau = frame["plateau_share"]
-        lines.append(
-            f"{activation}: the most-predicted class took {plateau.iloc[0]:.0%} of validation "
-            f"predictions at epoch 0, {plateau.iloc[1]:.0%} after epoch 1 and "
-            f"{plateau.iloc[-1]:.0%} at the end (10% = balanced)."
         )
-    for activation, history in results.histories.items():
-        escaped = escape_epoch(history["val_accuracy"].tolist())
         lines.append(
-            f"{activation}: escape epoch (first validation accuracy above {ESCAPE_THRESHOLD:.2f}): "
-            + (f"{escaped}." if escaped else f"none in {len(history)} epochs.")
+            f"After epoch 1 the most-predicted class took {_after_epoch_one(sigmoid):.0%} of "
+            f"sigmoid's validation predictions and {_after_epoch_one(relu):.0%} of ReLU's "
+            f"(10% = balanced); sigmoid left chance (validation accuracy above "
+            f"{ESCAPE_THRESHOLD:.2f}) at epoch {_escapes(training['sigmoid'])}, ReLU at "
+            f"{_escapes(training['relu'])}."
         )
+    others = [a for a in diags if a not in ("sigmoid", "relu")]
+    if others:
+        late = [
+            a
+            for a in others
+            if any(e is None or e > 1 for e in training[a].escape_epoch_per_seed.values())
+        ]
+        if late:
+            lines.append(
+                "Of the other activations, "
+                + ", ".join(f"{a} (escape epochs {_escapes(training[a])})" for a in late)
+                + " needed more than one epoch to leave chance in some seed."
+            )
+        else:
+            lines.append("Every other activation left chance after its first epoch in every seed.")
     return lines
 
 
@@ -197,58 +212,43 @@ def comparison_table(results: RunResults) -> str:
     ]
     for activation, history in [(a, h) for a, h in results.histories.items() if a in TUTORIAL]:
         last = history.iloc[-1]
-        test = results.test[activation]
-        tutorial = TUTORIAL.get(activation, {})
+        test = results.evaluation.test[activation]
+        tutorial = TUTORIAL[activation]
         rows.append(
             f"| {activation} | {int(last['epoch'])} | {last['val_accuracy']:.4f} | "
-            f"{last['val_loss']:.4f} | {_with_spread(test, 'test_accuracy')} | "
-            f"{_with_spread(test, 'test_loss')} | "
-            f"{tutorial.get('val_accuracy', float('nan')):.4f} | "
-            f"{tutorial.get('val_loss', float('nan')):.4f} |"
+            f"{last['val_loss']:.4f} | {test.accuracy.format()} | {test.loss.format()} | "
+            f"{tutorial['val_accuracy']:.4f} | {tutorial['val_loss']:.4f} |"
         )
     return "\n".join(rows)
-
-
-def _with_spread(test: dict, key: str) -> str:
-    """'0.6257' for one seed; '0.6257 ± 0.0040 [0.6207, 0.6307]' (std, 95% CI) for several."""
-    if test.get(f"{key}_std") is None:
-        return f"{test[key]:.4f}"
-    return (
-        f"{test[key]:.4f} ± {test[f'{key}_std']:.4f} "
-        f"[{test[f'{key}_ci_low']:.4f}, {test[f'{key}_ci_high']:.4f}]"
-    )
 
 
 def ranking_table(results: RunResults) -> str:
     """Every activation trained, best mean test accuracy first."""
     rows = [
         "| rank | activation | seeds | test accuracy (mean ± std [95% CI]) | test loss | "
-        "escape epoch (mean curve) |",
+        "top-class share of test predictions |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    ranked = sorted(results.test.items(), key=lambda item: -item[1]["test_accuracy"])
+    ranked = sorted(results.evaluation.test.items(), key=lambda item: -item[1].accuracy.mean)
     for rank, (activation, test) in enumerate(ranked, start=1):
-        escaped = escape_epoch(results.histories[activation]["val_accuracy"].tolist())
         rows.append(
-            f"| {rank} | {activation} | {test['seeds']} | "
-            f"{_with_spread(test, 'test_accuracy')} | {_with_spread(test, 'test_loss')} | "
-            f"{escaped or 'never'} |"
+            f"| {rank} | {activation} | {test.seeds} | {test.accuracy.format()} | "
+            f"{test.loss.format()} | {test.majority_share:.0%} |"
         )
     return "\n".join(rows)
 
 
 def per_class_table(results: RunResults) -> str:
     """F1 per class for each model."""
-    activations = list(results.details)
+    details = results.evaluation.details
+    activations = list(details)
     rows = [
         "| class | " + " | ".join(f"{a} F1" for a in activations) + " |",
         "| --- |" + " --- |" * len(activations),
     ]
     for i, name in enumerate(results.class_names):
         rows.append(
-            f"| {name} | "
-            + " | ".join(f"{results.details[a]['f1'][i]:.3f}" for a in activations)
-            + " |"
+            f"| {name} | " + " | ".join(f"{details[a].f1[i]:.3f}" for a in activations) + " |"
         )
     return "\n".join(rows)
 
@@ -265,13 +265,11 @@ def build_figures(
         "gradients.png": plots.gradient_figure(results.diagnostics),
         "units.png": plots.units_figure(results.diagnostics),
         "confusion.png": plots.confusion_figure(
-            {a: np.array(results.details[a]["confusion"]) for a in activations}, results.class_names
+            {a: np.array(results.evaluation.details[a].confusion) for a in activations},
+            results.class_names,
         ),
         "seeds.png": plots.seed_strip_figure(
-            {
-                a: [d["test_accuracy"] for d in results.details[a]["per_seed"].values()]
-                for a in activations
-            }
+            {a: list(results.evaluation.details[a].accuracy_per_seed.values()) for a in activations}
         ),
     }
 
@@ -290,17 +288,18 @@ def render_markdown(results: RunResults, params: Params) -> str:
         "Generated by `dvc repro` (stage `report`); every number below comes from this run's files.",
         "## What this run found",
         "\n".join(f"- {line}" for line in findings(results)),
-        "## This run beside the tutorial",
-        f"Validation here is {validation}. The tutorial's columns are its published numbers.",
-        comparison_table(results),
-        "## All activations, ranked",
         "Mean over seeds; ± is the standard deviation across seeds, brackets the 95% t-interval "
         "of the mean (shown when there is more than one seed).",
         ranking_table(results),
         "![Test accuracy of every seed](figures/seeds.png)",
+        "## This run beside the tutorial",
+        f"Validation here is {validation}. The tutorial's columns are its published numbers.",
+        comparison_table(results),
         "## Why: gradients, saturation, dead units",
-        "Measured during training on a fixed probe batch of "
-        "training images (the same every epoch), at initialisation and after every epoch.",
+        "Measured during training on a fixed probe batch of training images (the same every "
+        "epoch), at initialisation and after every epoch; an escape epoch is the first whose "
+        f"validation accuracy exceeds {ESCAPE_THRESHOLD:.2f} (chance is 0.10).",
+        evidence_table(results),
         "\n".join(f"- {line}" for line in evidence(results)),
         "![Kernel gradient norm per layer and epoch](figures/gradients.png)",
         "![Saturated and dead units, and the plateau](figures/units.png)",
@@ -340,19 +339,10 @@ def write_report(output: Path, markdown: str, figures: Mapping[str, Figure]) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
-    parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--output", type=Path, default=Path("reports"))
-    args = parser.parse_args(argv)
-    params = load_params(args.params)
+    args, params = cli.parse_stage(cli.stage_parser(__doc__, "data", "results", "output"), argv)
     activations = params.train.activations
     results = read_results(args.results, args.data, activations)
-    logged = {}
-    for field in dataclasses.fields(params):
-        if field.name != "mlflow":
-            logged |= flatten(field.name, getattr(params, field.name))
+    logged = logged_params(params, ("data", "model", "train", "evaluate"))
     with tracking.stage_run("report", params.mlflow.experiment, logged):
         train_data = load_split(args.data, "train")
         test_images, _ = load_split(args.data, "test")
@@ -365,4 +355,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli.run_cli(main))

@@ -1,4 +1,5 @@
-"""MLflow: one run per stage execution, always ended with an honest status.
+"""MLflow: one run per stage execution, always ended with an honest status (KILLED when a stop
+signal, turned into an exception by pipeline.cli, ends it).
 
 Nothing here runs at import time; `stage_run` sets the tracking URI when a stage starts.
 """
@@ -9,10 +10,8 @@ import contextlib
 import fcntl
 import logging
 import os
-import signal
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -55,10 +54,6 @@ class LostMetrics(Exception):
     def __init__(self, steps: Sequence[int], cause: Exception) -> None:
         super().__init__(f"{describe_steps(steps)}: {cause}")
         self.what = f"the metrics of {describe_steps(steps)}"
-
-
-class StageTerminated(KeyboardInterrupt):
-    """Raised in the main thread when the stage receives SIGTERM, so cleanup runs as for Ctrl-C."""
 
 
 def repo_root() -> Path:
@@ -278,43 +273,6 @@ def _relative_source(script: str) -> str:
         return path.name
 
 
-class _Stop:
-    """What SIGTERM and SIGINT do: raise at once, or, while native code may be mid-flight (inside
-    TensorFlow), only record the request for the caller to act on at a safe point."""
-
-    deferred = False
-    requested = threading.Event()
-
-
-def _on_signal(signum: int, frame: Any) -> None:
-    if _Stop.deferred:
-        _Stop.requested.set()
-        return
-    raise StageTerminated(f"received signal {signum}")
-
-
-@contextlib.contextmanager
-def deferred_stop() -> Iterator[threading.Event]:
-    """Within this block a stop signal only sets the yielded event; raise_if_stopped() acts on it.
-
-    Raising from a signal handler while TensorFlow runs has crashed the process here (a corrupted
-    heap, SIGABRT), leaving the run RUNNING; a flag checked between batches avoids that.
-    """
-    _Stop.requested.clear()
-    _Stop.deferred = True
-    try:
-        yield _Stop.requested
-    finally:
-        _Stop.deferred = False
-    raise_if_stopped()
-
-
-def raise_if_stopped() -> None:
-    if _Stop.requested.is_set():
-        _Stop.requested.clear()
-        raise StageTerminated("stopped by a signal")
-
-
 @contextlib.contextmanager
 def stage_run(
     stage: str,
@@ -342,20 +300,15 @@ def stage_run(
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.set_system_metrics_samples_before_logging(1)
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        run = mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=stage,
-            tags=stage_tags(stage, activation) | dict(tags or {}),
-            log_system_metrics=system_metrics,
-        )
-        with _ending_honestly(run):
-            mlflow.log_params(dict(params))
-            yield run
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    run = mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=stage,
+        tags=stage_tags(stage, activation) | dict(tags or {}),
+        log_system_metrics=system_metrics,
+    )
+    with _ending_honestly(run):
+        mlflow.log_params(dict(params))
+        yield run
 
 
 def log_split(

@@ -8,7 +8,6 @@ diagnostics per epoch (step = epoch), the manifest and the model. Seed means are
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,10 +20,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import tracking
+from pipeline import cli, tracking
 from pipeline.cifar import N_CLASSES
-from pipeline.diagnostics import Diagnoser, DiagnosticsRecorder
-from pipeline.errors import PipelineError, run_cli
+from pipeline.diagnostics import DiagnosticsCallback, probe_batch
+from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.manifest import collect_manifest
 from pipeline.metrics import summarize_history
@@ -34,16 +33,21 @@ from pipeline.params import (
     ModelParams,
     TrainParams,
     check_activation,
-    flatten,
-    load_params,
+    logged_params,
 )
 from pipeline.preprocess import load_split
 from pipeline.serving import log_served_model
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-# Train params a train stage does not read: its seed comes from the command line, and the
-# extra activations only decide which stages exist.
-UNREAD_TRAIN_KEYS = ("train.seeds", "train.extra_activations")
+# The params a train stage reads, as dvc.yaml lists them: not train.seeds (its seed comes from
+# the command line) nor train.extra_activations (they only decide which stages exist).
+LOGGED_KEYS = (
+    "model",
+    "train.epochs",
+    "train.batch_size",
+    "train.learning_rate",
+    "train.distribution",
+)
 # Several batches per call into TensorFlow: measured here ~1.5x faster on a 2-core CPU, same numbers.
 STEPS_PER_EXECUTION = 32
 # Training images the diagnostics probe every epoch (chosen by the seed being trained).
@@ -101,13 +105,11 @@ def train(
     train_data: tuple[np.ndarray, np.ndarray],
     val_data: tuple[np.ndarray, np.ndarray],
     callbacks: Sequence[keras.callbacks.Callback] = (),
-    diagnose: Callable[[keras.Model], keras.callbacks.Callback] | None = None,
     verbose: int = 2,
     seed: int | None = None,
 ) -> tuple[keras.Model, pd.DataFrame]:
     """Build, compile and fit the network; return it with its per-epoch history.
 
-    `diagnose(model)`, when given, makes a callback that watches the model as it trains.
     `seed` defaults to the first of `train_params.seeds`.
     """
     check_activation(activation)
@@ -118,7 +120,6 @@ def train(
     with make_strategy(train_params.distribution).scope():
         model = build_cnn(activation, model_params)
         compile_model(model, train_params.learning_rate, steps)
-    callbacks = [*callbacks, *([diagnose(model)] if diagnose else [])]
     fit = model.fit(
         train_data[0],
         one_hot(train_data[1]),
@@ -126,7 +127,7 @@ def train(
         batch_size=train_params.batch_size,
         epochs=train_params.epochs,
         shuffle=True,
-        callbacks=callbacks,
+        callbacks=list(callbacks),
         verbose=verbose,
     )
     history = pd.DataFrame(fit.history)
@@ -158,16 +159,11 @@ def write_results(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.stage_parser(__doc__, "data", "models", "results")
     parser.add_argument("--activation", required=True)
     parser.add_argument("--seed", type=int, help="default: the first of train.seeds")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
-    parser.add_argument("--models", type=Path, default=Path("models"))
-    parser.add_argument("--results", type=Path, default=Path("results/train"))
-    args = parser.parse_args(argv)
+    args, params = cli.parse_stage(parser, argv)
     activation = check_activation(args.activation)
-    params = load_params(args.params)
     seed = params.train.seeds[0] if args.seed is None else args.seed
     if seed < 0:
         raise PipelineError(f"--seed must be 0 or more, got {seed}")
@@ -175,9 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     val_data = load_split(args.data, "validation")
     if len(train_data[1]) == 0:
         raise PipelineError("the training split is empty; check data.train_limit and data.val_size")
-    logged = flatten("model", params.model) | {
-        k: v for k, v in flatten("train", params.train).items() if k not in UNREAD_TRAIN_KEYS
-    }
+    logged = logged_params(params, LOGGED_KEYS)
     stage = stage_name(activation, seed)
     model_path = args.models / activation / f"seed{seed}.keras"
     tags = {"seed": str(seed)}
@@ -207,18 +201,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         mlflow.log_dict(run_manifest(seed, params.data.seed, args.data), "manifest.json")
         background = tracking.BackgroundMetrics()
-        recorder = DiagnosticsRecorder(sink=background.log)
-        diagnose = Diagnoser(activation, seed, train_data, val_data[0], recorder.record, PROBE_SIZE)
+        probe = probe_batch(train_data, PROBE_SIZE, seed)
+        diagnostics = DiagnosticsCallback(activation, probe, val_data[0], log=background.log)
         start = time.perf_counter()
-        with tracking.deferred_stop() as stop:
+        with cli.deferred_stop() as stop:
             model, history = train(
                 activation,
                 params.model,
                 params.train,
                 train_data,
                 val_data,
-                callbacks=[StopWhenAsked(stop), EpochMetricsLogger(background.log)],
-                diagnose=diagnose,
+                callbacks=[StopWhenAsked(stop), EpochMetricsLogger(background.log), diagnostics],
                 seed=seed,
             )
         seconds = time.perf_counter() - start
@@ -228,14 +221,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             "seed": seed,
             "parameters": int(model.count_params()),
             "train_seconds": round(seconds, 1),
-            "diagnostics_seconds": round(diagnose.seconds, 1),
+            "diagnostics_seconds": round(diagnostics.seconds, 1),
         }
         # Written before the last logging, so a tracking outage does not throw the training away.
         with atomic_path(model_path) as tmp:
             model.save(tmp)
         results_dir = args.results / activation / f"seed{seed}"
-        write_results(history, recorder.frame(), summary, results_dir)
-        final = {"train_seconds": seconds, "diagnostics_seconds": diagnose.seconds}
+        write_results(history, diagnostics.frame(), summary, results_dir)
+        final = {"train_seconds": seconds, "diagnostics_seconds": diagnostics.seconds}
         if summary["escape_epoch"] is not None:
             final["escape_epoch"] = summary["escape_epoch"]
         tracking.log_after_training(
@@ -272,4 +265,4 @@ def run_manifest(seed: int, data_seed: int, data_dir: Path) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli.run_cli(main))

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.errors import run_cli
+from pipeline.cli import run_cli
 from pipeline.params import load_params
 from pipeline.tracking import tracking_uri
 

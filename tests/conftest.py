@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))
-
-from tiny_cifar import write_tiny_cifar  # noqa: E402
+from tiny_cifar import write_tiny_cifar
 
 
 @pytest.fixture(scope="session")

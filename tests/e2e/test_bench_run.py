@@ -15,7 +15,7 @@ def test_bench_runs_both_paths_and_finds_the_same_metrics(tiny_archive):
     archive, _ = tiny_archive
     options = ["--archive", str(archive), "--epochs", "2", "--rounds", "1"]
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.bench", *options],
+        [sys.executable, "tools/bench.py", *options],
         cwd=PROJECT,
         env=clean_env(),
         capture_output=True,

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from project import PROJECT, set_params
-
-
-def write_params(tmp_path: Path, **overrides) -> Path:
-    """The project's params.yaml in `tmp_path`, with set_params-style overrides."""
-    shutil.copy2(PROJECT / "params.yaml", tmp_path / "params.yaml")
-    set_params(tmp_path, **overrides)
-    return tmp_path / "params.yaml"
+from project import stage_env, write_params
 
 
 def run_stage(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -26,7 +18,8 @@ def run_stage(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+        # The isolated store the autouse fixture set for this test.
+        env=stage_env(os.environ["MLFLOW_TRACKING_URI"]),
     )
 
 
@@ -41,7 +34,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 def test_wrong_url_writes_nothing(tmp_path):
     missing = (tmp_path / "nowhere.tar.gz").as_uri()
-    params = write_params(tmp_path, data__url=missing)
+    params = write_params(tmp_path / "params.yaml", data__url=missing)
     result = run_stage(
         "download", "--params", str(params), "--output", "raw/a.tar.gz", cwd=tmp_path
     )
@@ -50,7 +43,9 @@ def test_wrong_url_writes_nothing(tmp_path):
 
 
 def test_checksum_mismatch_keeps_earlier_output(tmp_path, tiny_archive):
-    params = write_params(tmp_path, data__url=tiny_archive[0].as_uri(), data__sha256="1" * 64)
+    params = write_params(
+        tmp_path / "params.yaml", data__url=tiny_archive[0].as_uri(), data__sha256="1" * 64
+    )
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "a.tar.gz").write_bytes(b"earlier")
     result = run_stage(
@@ -62,7 +57,7 @@ def test_checksum_mismatch_keeps_earlier_output(tmp_path, tiny_archive):
 
 
 def test_corrupt_archive_writes_no_processed_data(tmp_path):
-    params = write_params(tmp_path)
+    params = write_params(tmp_path / "params.yaml")
     (tmp_path / "bad.tar.gz").write_bytes(b"\x1f\x8b\x08garbage")
     result = run_stage(
         "preprocess",
@@ -87,13 +82,13 @@ def test_corrupt_archive_writes_no_processed_data(tmp_path):
     ],
 )
 def test_bad_params_are_rejected_before_work(tmp_path, override, fragment):
-    params = write_params(tmp_path, **override)
-    result = run_stage(
-        "preprocess", "--params", str(params), "--archive", "absent.tar.gz", cwd=tmp_path
-    )
+    params = write_params(tmp_path / "params.yaml", **override)
+    paths = ("--archive", "absent.tar.gz", "--output", "processed")
+    result = run_stage("preprocess", "--params", str(params), *paths, cwd=tmp_path)
     assert_one_line_error(result, fragment)
 
 
 def test_unknown_activation(tmp_path):
-    result = run_stage("train", "--activation", "softsign", cwd=tmp_path)
+    paths = ("--data", "processed", "--models", "models", "--results", "results")
+    result = run_stage("train", "--activation", "softsign", *paths, cwd=tmp_path)
     assert_one_line_error(result, "unknown activation 'softsign'", "sigmoid, relu")

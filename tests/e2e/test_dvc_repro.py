@@ -13,10 +13,13 @@ import subprocess
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import yaml
 from project import clean_env, commit, logged_runs, make_repo, run, set_params
 from tiny_cifar import batches, write_archive
+
+from pipeline.preprocess import load_split
 
 STAGES = [
     "check_params",
@@ -41,12 +44,30 @@ class Evil:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_archive):
-    """A copy of the project in a new git repository, run once with `dvc repro`."""
+def first_run(tmp_path_factory, tiny_archive):
+    """A copy of the project in a new git repository, run once with `dvc repro` and committed
+    (tag `baseline`). Expensive, so the tests share it; `repo` gives each of them that state."""
     env = clean_env()
     root = make_repo(tmp_path_factory.mktemp("project"), *tiny_archive, env)
     first = run(["dvc", "repro"], root, env)
+    commit(root, env, "the first run")
+    run(["git", "tag", "baseline"], root, env)
     return root, env, first
+
+
+@pytest.fixture
+def repo(first_run):
+    """The shared repository as the first run left it; whatever a test changes is undone after
+    it (params, lock and outputs back to `baseline`), so no test depends on another's edits."""
+    yield first_run
+    root, env, _ = first_run
+    run(["git", "checkout", "baseline", "--", "params.yaml", "dvc.lock"], root, env)
+    run(["dvc", "checkout", "--force"], root, env)
+    for stray in ("models", "results/train"):  # outputs of stages the baseline does not have
+        for path in sorted((root / stray).glob("*/seed*")):
+            if "seed42" not in path.name:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert "up to date" in run(["dvc", "status"], root, env)
 
 
 def stages_run(output: str) -> list[str]:
@@ -111,6 +132,19 @@ def test_mlflow_store_has_a_finished_run_per_stage(repo):
     ]
     report_files = {a.path for a in client.list_artifacts(by_name["report"].info.run_id, "report")}
     assert "report/report.md" in report_files
+
+
+def test_evaluate_scores_the_test_split_and_nothing_else(repo):
+    """The test set is touched only by evaluate, and evaluate touches only the test set: every
+    confusion matrix counts exactly the test split's images of each class."""
+    root, _, _ = repo
+    _, test_labels = load_split(root / "data/processed", "test")
+    _, val_labels = load_split(root / "data/processed", "validation")
+    evaluation = json.loads((root / "results/evaluation.json").read_text())
+    for activation in ("sigmoid", "relu"):
+        confusion = np.array(evaluation["models"][activation]["confusion"])
+        assert confusion.sum(axis=1).tolist() == np.bincount(test_labels, minlength=10).tolist()
+    assert len(val_labels) != len(test_labels)  # so a validation-split slip cannot pass
 
 
 def test_second_repro_runs_nothing(repo):

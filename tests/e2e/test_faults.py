@@ -86,6 +86,7 @@ def silent_server() -> tuple[socket.socket, int]:
 
 
 @pytest.mark.parametrize("kind", ["refused", "silent"])
+@pytest.mark.servers
 def test_unreachable_tracking_server_fails_fast_before_training(workspace, tmp_path, kind):
     server = None
     if kind == "refused":
@@ -138,6 +139,7 @@ def test_two_stages_logging_to_one_sqlite_store_at_once(workspace, tmp_path):
         assert sorted(m.step for m in grads) == list(range(epochs + 1))
 
 
+@pytest.mark.servers
 def test_a_server_that_rejects_the_host_header_gets_an_error_naming_allowed_hosts(
     workspace, tmp_path
 ):

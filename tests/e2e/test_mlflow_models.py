@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from project import clean_env, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
 EXPERIMENT = "cifar10-activations"
 CHROMIUM = Path("/usr/bin/chromium")

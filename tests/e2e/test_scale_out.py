@@ -11,8 +11,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-import yaml
-from project import PROJECT, clean_env, commit, logged_runs, run
+from project import commit, logged_runs, run, stage_env, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +19,7 @@ pytestmark = pytest.mark.slow
 STAGES = ["download", "preprocess", "train_sigmoid@42", "train_relu@42", "evaluate", "report"]
 
 
+@pytest.mark.servers
 def test_every_stage_logs_to_the_server(served_repo, tracking_server):
     root, _ = served_repo
     uri, server_root = tracking_server
@@ -49,6 +49,7 @@ def test_every_stage_logs_to_the_server(served_repo, tracking_server):
     assert any((server_root / "artifacts").rglob("report.md"))
 
 
+@pytest.mark.servers
 def test_push_clone_pull_restores_everything_without_retraining(served_repo, tmp_path):
     root, env = served_repo
     remote = tmp_path / "remote"  # a local folder standing in for S3 or GCS
@@ -88,14 +89,14 @@ train.main(sys.argv[1:])
 def test_mirrored_training_over_two_logical_cpus(tmp_path, tiny_archive):
     from pipeline import preprocess
 
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    params["data"]["val_size"] = 50
-    params["train"]["epochs"] = 3
     results = {}
     for distribution in ("none", "mirrored"):
-        params["train"]["distribution"] = distribution
-        path = tmp_path / f"{distribution}.yaml"
-        path.write_text(yaml.safe_dump(params))
+        path = write_params(
+            tmp_path / f"{distribution}.yaml",
+            data__val_size=50,
+            train__epochs=3,
+            train__distribution=distribution,
+        )
         if distribution == "none":
             preprocess.main(
                 [
@@ -125,7 +126,7 @@ def test_mirrored_training_over_two_logical_cpus(tmp_path, tiny_archive):
                 "--results",
                 str(out / "results"),
             ],
-            env=clean_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(PROJECT)),
+            env=stage_env(uri),
             capture_output=True,
             text=True,
             timeout=600,

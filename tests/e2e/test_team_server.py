@@ -104,7 +104,7 @@ def test_the_readme_team_server_with_postgresql_and_authentication(tmp_path, tin
             repo = make_repo(tmp_path / "clone", *tiny_archive, clean_env())
             # A wrong password: one line naming the variables, before anything runs.
             wrong = subprocess.run(
-                ["python", "-m", "pipeline.download"],
+                ["python", "-m", "pipeline.download", "--output", "data/raw/archive.tar.gz"],
                 cwd=repo,
                 env=stage_env(
                     uri, MLFLOW_TRACKING_USERNAME="alice", MLFLOW_TRACKING_PASSWORD="wrong"

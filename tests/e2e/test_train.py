@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from project import PROJECT, logged_runs
+from project import logged_runs, write_params
 
 from pipeline import preprocess, train
 from pipeline.params import load_params
@@ -21,10 +21,7 @@ pytestmark = pytest.mark.slow
 def processed(tmp_path_factory, tiny_archive):
     out = tmp_path_factory.mktemp("processed") / "processed"
     params = tmp_path_factory.mktemp("params") / "params.yaml"
-    text = (PROJECT / "params.yaml").read_text()
-    params.write_text(
-        text.replace("val_size: 5000", "val_size: 50").replace("epochs: 10", "epochs: 2")
-    )
+    write_params(params, data__val_size=50, train__epochs=2)
     preprocess.main(
         ["--params", str(params), "--archive", str(tiny_archive[0]), "--output", str(out)]
     )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import yaml
-from project import PROJECT, REAL_ARCHIVE, REAL_SHA256
+from project import REAL_ARCHIVE, REAL_SHA256, write_params
 
 from pipeline import download, preprocess, train
 
@@ -20,13 +19,14 @@ pytestmark = [
 
 
 def test_real_subset_downloads_preprocesses_and_relu_learns(tmp_path):
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    params["data"].update(
-        url=REAL_ARCHIVE.resolve().as_uri(), sha256=REAL_SHA256, val_size=1000, train_limit=5000
+    params_path = write_params(
+        tmp_path / "params.yaml",
+        data__url=REAL_ARCHIVE.resolve().as_uri(),
+        data__sha256=REAL_SHA256,
+        data__val_size=1000,
+        data__train_limit=5000,
+        train__epochs=1,
     )
-    params["train"]["epochs"] = 1
-    params_path = tmp_path / "params.yaml"
-    params_path.write_text(yaml.safe_dump(params))
     archive = tmp_path / "raw.tar.gz"
     download.main(["--params", str(params_path), "--output", str(archive)])
     preprocess.main(

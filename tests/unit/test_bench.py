@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline.bench import max_metric_gap, summarize, throughput
+from bench import max_metric_gap, summarize, throughput
 
 
 def run(seconds, val_accuracy=(0.1, 0.2), peak=1000.0, diagnostics=0.0, images=600) -> dict:

@@ -1,11 +1,12 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from pipeline.diagnostics import activation_stats, make_probe, probe_indices
-from pipeline.model import build_cnn
-from pipeline.params import ModelParams
+from pipeline.model import TUTORIAL, build_cnn
 
-SMALL = ModelParams(conv_filters=4, kernel_size=3, pool_size=2, dense_units=8)
+SMALL = dataclasses.replace(TUTORIAL, conv_filters=4, dense_units=8)
 
 
 def test_sigmoid_tails_count_as_saturated():

@@ -22,6 +22,8 @@ from pipeline.download import DownloadError, download
 PAYLOAD = b"cifar" * 2000
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
+pytestmark = pytest.mark.servers
+
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 signed by itself, and its key."""

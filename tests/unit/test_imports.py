@@ -14,7 +14,6 @@ import pytest
         "pipeline.report",
         "pipeline.tracking",
         "pipeline.params",
-        "pipeline.bench",
     ],
 )
 def test_module_does_not_import_tensorflow(module):

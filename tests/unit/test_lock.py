@@ -6,6 +6,7 @@ import re
 import shlex
 import tomllib
 from importlib import metadata
+from itertools import chain
 
 import pytest
 from packaging.requirements import Requirement
@@ -31,12 +32,12 @@ def locked() -> dict[str, str]:
 
 
 def declared() -> list[Requirement]:
+    """Every requirement of pyproject.toml, its extras' included (not the project's own name,
+    with which one extra names another)."""
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
-    return [
-        Requirement(text)
-        for extra in ([], *project["optional-dependencies"].values())
-        for text in (extra or project["dependencies"])
-    ]
+    texts = [*project["dependencies"], *chain(*project["optional-dependencies"].values())]
+    requirements = [Requirement(text) for text in texts]
+    return [r for r in requirements if canonicalize_name(r.name) != project["name"]]
 
 
 def test_every_declared_dependency_is_pinned_within_its_range():

@@ -16,6 +16,11 @@ from pipeline.model import (
 from pipeline.params import ModelParams, ParamsError
 
 
+def small_net(**changes) -> ModelParams:
+    """The tutorial's network with `changes` (smaller, for speed)."""
+    return dataclasses.replace(TUTORIAL, **changes)
+
+
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])
 def test_tutorial_network_has_923914_parameters(activation):
     model = build_cnn(activation)
@@ -36,9 +41,7 @@ def test_layer_order_and_activations():
 
 
 def test_model_knobs_change_the_shape():
-    small = build_cnn(
-        "relu", ModelParams(conv_filters=8, kernel_size=5, pool_size=2, dense_units=16)
-    )
+    small = build_cnn("relu", small_net(conv_filters=8, kernel_size=5, dense_units=16))
     # 8·(5·5·3+1) + (14·14·8·16 + 16) + (16·10 + 10)
     assert small.count_params() == 608 + 25_104 + 170
 
@@ -50,7 +53,7 @@ def test_unknown_activation_is_a_clear_error():
 
 def test_impossible_geometry_is_a_clear_error():
     with pytest.raises(ValueError, match="smaller values"):
-        build_cnn("relu", ModelParams(conv_filters=8, kernel_size=32, pool_size=2, dense_units=4))
+        build_cnn("relu", small_net(conv_filters=8, kernel_size=32, dense_units=4))
     assert TUTORIAL.dense_units == 128
 
 
@@ -67,7 +70,7 @@ def test_scaling_matches_float64_division_bit_for_bit(mode):
 
 
 def test_saved_model_loads_back(tmp_path):
-    small = ModelParams(conv_filters=2, kernel_size=3, pool_size=2, dense_units=4)
+    small = small_net(conv_filters=2, dense_units=4)
     model = build_cnn("relu", small)
     compile_model(model, 1e-3)
     x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
@@ -95,15 +98,7 @@ def test_more_activations_build_the_same_network(activation):
 
 
 def test_depth_and_batch_norm():
-    deep = ModelParams(
-        conv_filters=8,
-        kernel_size=3,
-        pool_size=2,
-        dense_units=16,
-        conv_blocks=2,
-        dense_layers=2,
-        batch_norm=True,
-    )
+    deep = small_net(conv_filters=8, dense_units=16, conv_blocks=2, dense_layers=2, batch_norm=True)
     model = build_cnn("sigmoid", deep)
     names = [layer.name for layer in model.layers]
     assert names == ["to_unit_range", "conv2d", "conv2d_bn", "conv2d_act", "max_pooling2d",
@@ -122,7 +117,7 @@ def test_too_many_blocks_for_the_image_is_a_clear_error():
     with pytest.raises(ValueError, match="fewer blocks"):
         build_cnn(
             "relu",
-            ModelParams(conv_filters=4, kernel_size=3, pool_size=2, dense_units=4, conv_blocks=4),
+            small_net(conv_filters=4, dense_units=4, conv_blocks=4),
         )
 
 

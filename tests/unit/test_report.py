@@ -4,7 +4,16 @@ import pytest
 from matplotlib.figure import Figure
 
 from pipeline import plots
-from pipeline.report import RunResults, comparison_table, evidence, findings, ranking_table
+from pipeline.metrics import escape_epoch
+from pipeline.report import (
+    RunResults,
+    comparison_table,
+    evidence,
+    evidence_table,
+    findings,
+    ranking_table,
+)
+from pipeline.results import Evaluation, ModelDetails, Paired, Scores, Spread, Training
 
 
 def history(val_acc):
@@ -36,30 +45,44 @@ def diagnostics(activation, conv_grads, dense_grads, plateau):
     return frame
 
 
-def results(sig, relu, sig_share=0.2):
-    test = {
-        "sigmoid": {"test_accuracy": sig[-1], "test_loss": 1.5, "majority_share": sig_share},
-        "relu": {"test_accuracy": relu[-1], "test_loss": 1.1, "majority_share": 0.12},
-    }
+def scores(accuracy, share=0.12, seeds=1, std=None):
+    spread = (std, None, None) if std is None else (std, accuracy - 0.1, accuracy + 0.1)
+    return Scores(Spread(accuracy, *spread), Spread(1.5, None, None, None), share, seeds)
+
+
+def training(val_acc, per_seed=None):
+    escaped = escape_epoch(val_acc)
+    best = int(np.argmax(val_acc)) + 1
+    return Training(len(val_acc), max(val_acc), best, escaped, per_seed or {42: escaped})
+
+
+def results(sig, relu, sig_share=0.2, extra=None):
+    """Two activations (and an `extra` one with its own curve), one seed each."""
+    curves = {"sigmoid": sig, "relu": relu, **(extra or {})}
+    test = {a: scores(v[-1]) for a, v in curves.items()}
+    test["sigmoid"] = scores(sig[-1], share=sig_share)
     zeros = np.zeros((10, 10), int).tolist()
-    details = {a: {"f1": [0.5] * 10, "confusion": zeros} for a in test}
-    n_sig, n_relu = len(sig) + 1, len(relu) + 1
     diags = {
-        "sigmoid": diagnostics(
-            "sigmoid", [0.001] * n_sig, [0.01] * n_sig, [1.0] + [0.5] * len(sig)
-        ),
-        "relu": diagnostics("relu", [0.1] * n_relu, [0.05] * n_relu, [0.3] + [0.12] * len(relu)),
+        a: diagnostics(
+            a,
+            [0.001 if a == "sigmoid" else 0.1] * (len(v) + 1),
+            [0.01 if a == "sigmoid" else 0.05] * (len(v) + 1),
+            [1.0 if a == "sigmoid" else 0.3] + [0.5 if a == "sigmoid" else 0.12] * len(v),
+        )
+        for a, v in curves.items()
     }
-    return RunResults(
-        histories={"sigmoid": history(sig), "relu": history(relu)},
-        diagnostics=diags,
-        seed_histories={
-            "sigmoid": history(sig).assign(seed=42),
-            "relu": history(relu).assign(seed=42),
-        },
-        paired={},
+    evaluation = Evaluation(
         test=test,
-        details=details,
+        training={a: training(v) for a, v in curves.items()},
+        details={a: ModelDetails([0.5] * 10, zeros, {42: v[-1]}) for a, v in curves.items()},
+        paired={},
+        class_names=list("abcdefghij"),
+    )
+    return RunResults(
+        histories={a: history(v) for a, v in curves.items()},
+        diagnostics=diags,
+        seed_histories={a: history(v).assign(seed=42) for a, v in curves.items()},
+        evaluation=evaluation,
         examples=pd.DataFrame(),
         class_names=list("abcdefghij"),
         validation_source="train",
@@ -70,40 +93,43 @@ def test_findings_are_computed_from_the_numbers():
     lines = findings(results([0.1, 0.1, 0.4], [0.55, 0.62, 0.63], sig_share=0.9))
     assert lines[0].startswith("On the test set, ReLU reached accuracy 0.6300 and sigmoid 0.4000")
     assert "ReLU is ahead by 23.0 points" in lines[0]
-    assert any("stayed at or below 0.15 until epoch 3" in line for line in lines)
     assert any("90% of its test predictions fall on one class" in line for line in lines)
     assert not any("relu:" in line and "one class" in line for line in lines)
+    assert not any("other activations" in line for line in lines)  # there are none
 
 
-def test_evidence_is_computed_from_the_diagnostics():
-    lines = evidence(results([0.1, 0.1, 0.4], [0.55, 0.62, 0.63]))
+def test_findings_name_the_best_and_worst_of_the_rest():
+    extra = {"tanh": [0.3, 0.5], "elu": [0.5, 0.58], "gelu": [0.5, 0.55]}
+    lines = findings(results([0.1, 0.4], [0.6, 0.63], extra=extra))
     assert (
-        "At initialisation (epoch 0), the loss gradient of the first layer (conv2d) kernel "
-        "was smaller for sigmoid (0.001) than for ReLU (0.1), by a factor of 100."
-    ) in lines
-    assert any(
-        "hidden dense layer kernel was smaller for sigmoid (0.01) than for ReLU (0.05), "
-        "by a factor of 5." in line
-        for line in lines
+        "Of the other activations, elu scored highest (0.5800) and tanh lowest (0.5000)." in lines
     )
-    assert (
-        "sigmoid: at epoch 0 the output layer's kernel gradient was 1e+03× the first layer's; at epoch 3, 1e+03×."
-        in lines
+
+
+def test_evidence_table_has_a_row_per_activation_from_the_files():
+    table = evidence_table(results([0.1, 0.1, 0.4], [0.55, 0.62, 0.63])).splitlines()
+    assert table[0].startswith("| activation | escape epoch per seed | best epoch")
+    sigmoid, relu = table[2], table[3]
+    # escape epoch 3 (train's), best epoch 3, gradient 0.001 at epoch 0, peak saturation 50%
+    # at epoch 0 in the dense layer, 50% on one class after epoch 1.
+    assert sigmoid == "| sigmoid | 3 | 3 | 0.001 | 50.0% saturated (dense, epoch 0) | 50% |"
+    assert relu == "| relu | 1 | 3 | 0.1 | 50.0% dead (dense, epoch 0) | 12% |"
+
+
+def test_evidence_contrasts_sigmoid_with_relu_then_the_rest():
+    lines = evidence(results([0.1, 0.1, 0.4], [0.55, 0.62, 0.63], extra={"tanh": [0.3, 0.5]}))
+    assert lines[0] == (
+        "At initialisation (epoch 0), the loss gradient of the first layer's kernel was smaller "
+        "for sigmoid (0.001) than for ReLU (0.1), by a factor of 100."
     )
-    assert any(
-        line.startswith("sigmoid: 50.0% of dense outputs were saturated at epoch 0 and 25.0%")
-        for line in lines
+    assert "sigmoid left chance (validation accuracy above 0.15) at epoch 3, ReLU at 1." in lines[1]
+    assert "50% of sigmoid's validation predictions and 12% of ReLU's" in lines[1]
+    assert lines[2] == "Every other activation left chance after its first epoch in every seed."
+    late = evidence(results([0.1, 0.4], [0.6, 0.63], extra={"tanh": [0.1, 0.12]}))
+    assert late[2] == (
+        "Of the other activations, tanh (escape epochs never) needed more than one epoch to "
+        "leave chance in some seed."
     )
-    assert (
-        "relu: 50.0% of dense units were dead at epoch 0 and 25.0% at epoch 3 (peak 50.0%, epoch 0)."
-        in lines
-    )
-    assert any(
-        "sigmoid: the most-predicted class took 100% of validation predictions at epoch 0" in line
-        for line in lines
-    )
-    assert "sigmoid: escape epoch (first validation accuracy above 0.15): 3." in lines
-    assert "relu: escape epoch (first validation accuracy above 0.15): 1." in lines
 
 
 def test_comparison_table_puts_tutorial_numbers_beside_ours():
@@ -152,37 +178,20 @@ def test_curves_figure_shades_the_seed_spread_only_with_several_seeds():
 
 def test_several_seeds_add_spread_paired_difference_and_ranking():
     res = results([0.1, 0.4], [0.6, 0.63])
-    for activation in ("sigmoid", "relu"):
-        res.test[activation] |= {
-            "seeds": 3,
-            "test_accuracy_std": 0.01,
-            "test_accuracy_ci_low": 0.3,
-            "test_accuracy_ci_high": 0.5,
-            "test_loss_std": None,
-        }
-    res.seed_histories["sigmoid"] = pd.concat(
-        [
-            history([0.1, 0.4]).assign(seed=1),
-            history([0.2, 0.5]).assign(seed=2),
-            history([0.1, 0.1]).assign(seed=3),
-        ]
-    )
-    res.paired["test_accuracy"] = {
-        "n": 3,
-        "mean": 0.2,
-        "std": 0.01,
-        "ci_low": 0.175,
-        "ci_high": 0.225,
-    }
+    per_seed = {1: 2, 2: 1, 3: None}
+    res.evaluation.test["relu"] = scores(0.63, seeds=3, std=0.01)
+    res.evaluation.test["sigmoid"] = scores(0.4, seeds=3, std=0.02)
+    res.evaluation.training["sigmoid"] = training([0.1, 0.4], per_seed)
+    res.evaluation.paired["test_accuracy"] = Paired(3, Spread(0.2, 0.01, 0.175, 0.225))
     lines = findings(res)
     assert (
         "Paired by seed over 3 seeds (same initial draw for both), ReLU − sigmoid test "
-        "accuracy is +0.2000 (std 0.0100, 95% CI [+0.1750, +0.2250])."
+        "accuracy is +0.2000 ± 0.0100 [+0.1750, +0.2250] (mean ± std [95% CI])."
     ) in lines
-    assert "sigmoid: escape epoch per seed: 2, 1, never." in lines
+    assert "| sigmoid | 2, 1, never |" in evidence_table(res)
     table = ranking_table(res).splitlines()
-    assert table[2].startswith("| 1 | relu | 3 | 0.6300 ± 0.0100 [0.3000, 0.5000]")
-    assert table[3].startswith("| 2 | sigmoid |")
+    assert table[2].startswith("| 1 | relu | 3 | 0.6300 ± 0.0100 [0.5300, 0.7300]")
+    assert table[3].startswith("| 2 | sigmoid | 3 |")
 
 
 def test_writing_the_report_keeps_the_studies_beside_it(tmp_path):

@@ -1,7 +1,5 @@
 import hashlib
 import json
-import os
-import signal
 from pathlib import Path
 
 import mlflow
@@ -53,28 +51,6 @@ def test_failure_marks_the_run_failed():
         raise RuntimeError("boom")
     (run,) = finished_runs()
     assert run.info.status == "FAILED"
-
-
-def test_sigterm_marks_the_run_killed_and_restores_the_handler():
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(tracking.StageTerminated), tracking.stage_run("train_sigmoid", "exp", {}):
-        os.kill(os.getpid(), signal.SIGTERM)
-        signal.pause() if hasattr(signal, "pause") else None
-    (run,) = finished_runs()
-    assert run.info.status == "KILLED"
-    assert signal.getsignal(signal.SIGTERM) is before
-
-
-def test_deferred_stop_records_the_signal_and_raises_at_the_end():
-    with (
-        pytest.raises(tracking.StageTerminated),
-        tracking.stage_run("train_relu", "exp", {}),
-        tracking.deferred_stop() as stop,
-    ):
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.is_set()  # no exception inside: native code may be running here
-    (run,) = finished_runs()
-    assert run.info.status == "KILLED"
 
 
 def test_unreachable_server_is_named(monkeypatch):

@@ -1,5 +1,7 @@
 """`make bench`: the tutorial's training path against ours, side by side on the same data.
 
+A developer's tool, not a pipeline stage: `python tools/bench.py --archive …`.
+
 Each measurement runs in its own process (so peak memory is that path's alone), the two paths
 alternate, and the ratios come from the same run on the same machine. Not part of `make test`.
 """
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError, run_cli
+from pipeline.cli import run_cli
+from pipeline.errors import PipelineError
 from pipeline.manifest import cpu_model
 
 PATHS = ("tutorial", "ours", "ours+diagnostics")
@@ -78,7 +81,7 @@ def train_ours(
     data: tuple[np.ndarray, ...], activation: str, epochs: int, seed: int, diagnostics: bool
 ):
     """The train stage's own `train()`, validating on the test set as the tutorial did."""
-    from pipeline.diagnostics import Diagnoser
+    from pipeline.diagnostics import DiagnosticsCallback, probe_batch
     from pipeline.model import TUTORIAL
     from pipeline.params import TrainParams
     from pipeline.train import PROBE_SIZE, train
@@ -86,23 +89,26 @@ def train_ours(
     x_train, y_train, x_test, y_test = data
     timer = make_epoch_timer()
     params = TrainParams(
-        epochs=epochs, batch_size=64, learning_rate=1e-3, seeds=(seed,), distribution="none"
+        epochs=epochs,
+        batch_size=64,
+        learning_rate=1e-3,
+        seeds=(seed,),
+        distribution="none",
+        extra_activations=(),
     )
-    diagnose = Diagnoser(
-        activation, seed, (x_train, y_train), x_test, lambda epoch, metrics: None, PROBE_SIZE
-    )
+    probe = probe_batch((x_train, y_train), PROBE_SIZE, seed)
+    watch = DiagnosticsCallback(activation, probe, x_test)
     _, history = train(
         activation,
         TUTORIAL,
         params,
         (x_train, y_train),
         (x_test, y_test),
-        callbacks=[timer],
-        diagnose=diagnose if diagnostics else None,
+        callbacks=[timer, watch] if diagnostics else [timer],
         verbose=0,
     )
     history = {k: history[k].tolist() for k in history.columns if k != "epoch"}
-    return history, timer.seconds, diagnose.seconds
+    return history, timer.seconds, watch.seconds
 
 
 def make_epoch_timer():
@@ -145,8 +151,7 @@ def measure(path: str, archive: Path, limit: int, activation: str, epochs: int, 
 def run_child(path: str, args: argparse.Namespace) -> dict:
     cmd = [
         sys.executable,
-        "-m",
-        "pipeline.bench",
+        __file__,
         "--child",
         path,
         "--archive",
