@@ -181,8 +181,8 @@ def evidence(results: RunResults) -> list[str]:
         lines.append(
             f"After epoch 1 the most-predicted class took {_after_epoch_one(sigmoid):.0%} of "
             f"sigmoid's validation predictions and {_after_epoch_one(relu):.0%} of ReLU's "
-            f"(10% = balanced); sigmoid left chance (validation accuracy above "
-            f"{ESCAPE_THRESHOLD:.2f}) at epoch {_escapes(training['sigmoid'])}, ReLU at "
+            f"(10% = balanced). Escape epochs (first validation accuracy above "
+            f"{ESCAPE_THRESHOLD:.2f}), by seed: sigmoid {_escapes(training['sigmoid'])}; ReLU "
             f"{_escapes(training['relu'])}."
         )
     others = [a for a in diags if a not in ("sigmoid", "relu")]

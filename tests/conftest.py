@@ -23,3 +23,26 @@ def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     return uri
+
+
+# The longest test files (minutes each, measured here), started first: `make test` hands whole
+# files to two workers, and a long file started last leaves one worker idle at the end.
+LONGEST_FIRST = (
+    "test_readme.py",
+    "test_team_server.py",
+    "test_dvc_repro.py",
+    "test_machines.py",
+    "test_outage.py",
+    "test_mlflow_models.py",
+    "test_faults.py",
+    "test_bench_run.py",
+    "test_scale_out.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file keeps its own order

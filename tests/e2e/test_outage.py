@@ -3,6 +3,7 @@ retries outlast loses nothing, a longer one ends the stage after training with o
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +14,10 @@ from project import MlflowServer, logged_runs, stage_env, train_cmd, write_param
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
-EPOCHS = 40
+EPOCHS = 20
+# How long the server stays down in the first test. The suite uses 10 s; the README's 2-minute
+# bound was shown by running this test with OUTAGE_SECONDS=120.
+OUTAGE_SECONDS = float(os.environ.get("OUTAGE_SECONDS", "10"))
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
@@ -49,7 +53,7 @@ def test_an_outage_within_the_retries_loses_nothing(workspace, tmp_path):
         read_until(proc, f"Epoch {EPOCHS}/", seen)
         trained_while_down = time.monotonic() - down
         assert trained_while_down < 60, f"training waited {trained_while_down:.0f} s on the server"
-        time.sleep(max(0.0, 20 - trained_while_down))
+        time.sleep(max(0.0, OUTAGE_SECONDS - trained_while_down))
         assert proc.poll() is None, "".join(seen)
         server.start()
         rest, _ = proc.communicate(timeout=300)

@@ -122,7 +122,10 @@ def test_evidence_contrasts_sigmoid_with_relu_then_the_rest():
         "At initialisation (epoch 0), the loss gradient of the first layer's kernel was smaller "
         "for sigmoid (0.001) than for ReLU (0.1), by a factor of 100."
     )
-    assert "sigmoid left chance (validation accuracy above 0.15) at epoch 3, ReLU at 1." in lines[1]
+    assert (
+        "Escape epochs (first validation accuracy above 0.15), by seed: sigmoid 3; ReLU 1."
+        in (lines[1])
+    )
     assert "50% of sigmoid's validation predictions and 12% of ReLU's" in lines[1]
     assert lines[2] == "Every other activation left chance after its first epoch in every seed."
     late = evidence(results([0.1, 0.4], [0.6, 0.63], extra={"tanh": [0.1, 0.12]}))
