@@ -36,7 +36,7 @@ LONGEST_FIRST = (
     "test_mlflow_models.py",
     "test_faults.py",
     "test_bench_run.py",
-    "test_scale_out.py",
+    "test_mirrored.py",
 )
 
 

@@ -124,6 +124,37 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_url(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    """Return once `url` answers; fail with the tail of `log` if `proc` ends or time runs out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{url} did not come up:\n" + log.read_text()[-3000:]
+                ) from None
+            time.sleep(0.5)
+
+
+def start_script(
+    script: str, cwd: Path, env: dict[str, str], log: Path, **popen
+) -> subprocess.Popen:
+    """`script` in `bash -euo pipefail`, its output to `log`: to a file, not a pipe, since DVC's
+    queue workers and servers outlive the script and would hold a pipe open."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            **popen,
+        )
+
+
 class MlflowServer:
     """A real `mlflow server` on 127.0.0.1 and a free port (by default an SQLite backend and
     artifacts proxied to a folder, both under `root`) that a test can stop and start again on
@@ -152,22 +183,17 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> MlflowServer:
-        log = open(self.root / "server.log", "a")  # noqa: SIM115 (the server keeps it open)
-        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        log.close()
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
-                    return self
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        "mlflow server did not start:\n"
-                        + (self.root / "server.log").read_text()[-3000:]
-                    ) from None
-                time.sleep(0.5)
+        log = self.root / "server.log"
+        with open(log, "a") as out:
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env
+            )
+        try:
+            wait_for_url(f"{self.uri}/health", self.proc, log)
+        except AssertionError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -13,7 +13,7 @@ from project import PROJECT, clean_env
 @pytest.mark.slow
 def test_bench_runs_both_paths_and_finds_the_same_metrics(tiny_archive):
     archive, _ = tiny_archive
-    options = ["--archive", str(archive), "--epochs", "2", "--rounds", "1"]
+    options = ["--archive", str(archive), "--epochs", "1", "--rounds", "1"]
     result = subprocess.run(
         [sys.executable, "tools/bench.py", *options],
         cwd=PROJECT,

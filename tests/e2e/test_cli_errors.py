@@ -89,6 +89,9 @@ def test_bad_params_are_rejected_before_work(tmp_path, override, fragment):
 
 
 def test_unknown_activation(tmp_path):
+    params = write_params(tmp_path / "params.yaml")
     paths = ("--data", "processed", "--models", "models", "--results", "results")
-    result = run_stage("train", "--activation", "softsign", *paths, cwd=tmp_path)
+    result = run_stage(
+        "train", "--params", str(params), "--activation", "softsign", *paths, cwd=tmp_path
+    )
     assert_one_line_error(result, "unknown activation 'softsign'", "sigmoid, relu")

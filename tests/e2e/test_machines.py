@@ -10,7 +10,16 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from project import GIT, clean_env, commit, make_repo, mlflow_server, readme_blocks, run
+from project import (
+    GIT,
+    clean_env,
+    commit,
+    make_repo,
+    mlflow_server,
+    readme_blocks,
+    run,
+    start_script,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
@@ -23,17 +32,6 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "test",
     "GIT_COMMITTER_EMAIL": "test@example.org",
 }
-
-
-def bash(script: str, cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def finish(proc: subprocess.Popen, log: Path) -> str:
@@ -59,14 +57,16 @@ def test_experiments_from_two_machines_meet_on_a_third(tmp_path, tiny_archive):
     with mlflow_server(tmp_path) as uri:
         env = clean_env(MLFLOW_TRACKING_URI=uri, **IDENTITY)
         running = {
-            m: bash(run_experiment, clones[m], env | {"EXP": exp, "LR": lr}, tmp_path / f"{m}.log")
+            m: start_script(
+                run_experiment, clones[m], env | {"EXP": exp, "LR": lr}, tmp_path / f"{m}.log"
+            )
             for m, (exp, lr) in MACHINES.items()
         }
         for m, proc in running.items():
             finish(proc, tmp_path / f"{m}.log")
         names = {"EXP_A": MACHINES["A"][0], "EXP_B": MACHINES["B"][0]}
         output = finish(
-            bash(collect, clones["C"], env | names, tmp_path / "C.log"), tmp_path / "C.log"
+            start_script(collect, clones["C"], env | names, tmp_path / "C.log"), tmp_path / "C.log"
         )
         assert "Running stage" not in output, output[-4000:]
 

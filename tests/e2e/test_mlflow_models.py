@@ -1,7 +1,8 @@
 """What an MLflow user does with the pipeline's runs, against the real tracking server the tiny
-pipeline logged to: load a logged model where this package is not, serve the champion from the
-registry, read which data and machine a run used, rank runs by test accuracy, and compare runs
-in the UI in a real browser."""
+pipeline logged to: every stage's run and artifacts on the server, a DVC remote that restores
+everything without retraining, a logged model loaded where this package is not, the champion
+served from the registry, which data and machine a run used, runs ranked by test accuracy, and
+runs compared in the UI in a real browser. One file, so the pipeline runs once per worker."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,9 +17,67 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from project import clean_env, free_port
+from project import clean_env, commit, free_port, run, wait_for_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
+
+# Stages that log an MLflow run (check_params computes nothing to track).
+STAGES = ["download", "preprocess", "train_sigmoid@42", "train_relu@42", "evaluate", "report"]
+
+
+def test_every_stage_logs_to_the_server(served_repo, tracking_server):
+    root, _ = served_repo
+    uri, server_root = tracking_server
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("cifar10-activations")
+    runs = client.search_runs([experiment.experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert sorted(by_name) == sorted(STAGES)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert not (root / "mlflow.db").exists()  # nothing went to a local store
+    for activation in ("sigmoid", "relu"):
+        run_id = by_name[f"train_{activation}@42"].info.run_id
+        assert [m.step for m in client.get_metric_history(run_id, "val_accuracy")] == [1]
+        assert [m.step for m in client.get_metric_history(run_id, "grad_norm/conv2d/kernel")] == [
+            0,
+            1,
+        ]
+    report_id = by_name["report"].info.run_id
+    files = {a.path for a in client.list_artifacts(report_id, "report/figures")}
+    assert {"report/figures/curves.png", "report/figures/gradients.png"} <= files
+    mlflow.set_tracking_uri(uri)
+    text = Path(
+        mlflow.artifacts.download_artifacts(run_id=report_id, artifact_path="report/report.md")
+    ).read_text()
+    assert text.startswith("# Sigmoid vs ReLU on CIFAR-10")
+    # Artifacts went through the server into its --artifacts-destination.
+    assert any((server_root / "artifacts").rglob("report.md"))
+
+
+def test_push_clone_pull_restores_everything_without_retraining(served_repo, tmp_path):
+    root, env = served_repo
+    remote = tmp_path / "remote"  # a local folder standing in for S3 or GCS
+    run(["dvc", "remote", "add", "--default", "store", str(remote)], root, env)
+    commit(root, env, "results and remote")
+    run(["dvc", "push"], root, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(root), str(clone)], tmp_path, env)
+    assert not (clone / "models").exists()
+    run(["dvc", "pull"], clone, env)
+    assert "up to date" in run(["dvc", "status"], clone, env)
+    for path in (
+        "data/raw/cifar-10-python.tar.gz",
+        "data/processed/train.npz",
+        "models/sigmoid/seed42.keras",
+        "models/relu/seed42.keras",
+    ):
+        assert (clone / path).read_bytes() == (root / path).read_bytes(), path
+    assert json.loads((clone / "results/test_metrics.json").read_text()) == json.loads(
+        (root / "results/test_metrics.json").read_text()
+    )
+    again = run(["dvc", "repro"], clone, env)
+    assert "Running stage" not in again
+
 
 EXPERIMENT = "cifar10-activations"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -113,18 +171,6 @@ def test_every_logged_model_loads_and_predicts_where_the_project_is_not(
             assert np.abs(got - expected).max() <= 1e-5, (model.name, how)
 
 
-def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{url} did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-
-
 def post(url: str, body: dict) -> tuple[int, dict]:
     request = urllib.request.Request(
         url, json.dumps(body).encode(), {"Content-Type": "application/json"}
@@ -177,7 +223,7 @@ def test_the_registry_has_a_champion_that_serves(served_repo, tracking_server, t
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for(f"http://127.0.0.1:{port}/ping", proc, log)
+        wait_for_url(f"http://127.0.0.1:{port}/ping", proc, log, seconds=180)
         images = first_test_images(root)
         status, body = post(f"http://127.0.0.1:{port}/invocations", {"inputs": images.tolist()})
         assert status == 200, body
@@ -239,8 +285,8 @@ def test_runs_say_which_data_and_machine_they_used_and_their_test_scores(
 def test_no_tag_or_param_names_a_local_path(served_repo, tracking_server):
     root, _ = served_repo
     uri, _ = tracking_server
-    for name, run in runs_by_name(uri).items():
-        values = {**run.data.tags, **run.data.params}
+    for name, logged in runs_by_name(uri).items():
+        values = {**logged.data.tags, **logged.data.params}
         local = {k: v for k, v in values.items() if v.startswith("/") or str(root) in v}
         assert local == {}, name
 

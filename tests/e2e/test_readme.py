@@ -24,6 +24,7 @@ from project import (
     logged_runs,
     make_repo,
     readme_blocks,
+    start_script,
     tagged_blocks,
 )
 
@@ -88,16 +89,7 @@ def test_readme_commands_run_as_written(tmp_path, tiny_archive):
     script = script.replace(ARCHIVE_PLACEHOLDER, str(archive)).replace(SHA_PLACEHOLDER, sha256)
     log = tmp_path / "readme.log"
     try:
-        # To a file, not a pipe: DVC's queue workers outlive the script and would hold a pipe open.
-        with open(log, "w") as out:
-            result = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", script],
-                cwd=root,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=900,
-            )
+        returncode = start_script(script, root, env, log).wait(timeout=900)
     finally:
         subprocess.run(
             ["bash", "-c", "source .venv/bin/activate && dvc queue stop --kill"],
@@ -107,7 +99,7 @@ def test_readme_commands_run_as_written(tmp_path, tiny_archive):
             timeout=120,
         )
     output = log.read_text()
-    assert result.returncode == 0, output[-5000:]
+    assert returncode == 0, output[-5000:]
     assert "Traceback" not in output
 
     # The queued experiments ran in DVC's temporary copies but logged to the main store.

@@ -22,6 +22,8 @@ from project import (
     readme_blocks,
     run,
     stage_env,
+    start_script,
+    wait_for_url,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
@@ -35,20 +37,6 @@ STAGES = {"train_sigmoid@42", "train_relu@42", "evaluate", "report"}
 
 def bash(script: str, cwd: Path, env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, **kwargs)
-
-
-def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    "the server did not start:\n" + log.read_text()[-3000:]
-                ) from None
-            time.sleep(0.5)
 
 
 def wait_for_queue(repo: Path, env: dict[str, str], seconds: float = 600) -> str:
@@ -80,19 +68,12 @@ def test_the_readme_team_server_with_postgresql_and_authentication(tmp_path, tin
         server_dir = tmp_path / "server"
         server_dir.mkdir()
         log = server_dir / "server.log"
-        with open(log, "w") as out:
-            server = subprocess.Popen(
-                ["bash", "-euo", "pipefail", "-c", start_server],
-                cwd=server_dir,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # the shell and the server it starts, stopped together
-            )
+        # start_new_session: the shell and the server it starts are stopped together.
+        server = start_script(start_server, server_dir, env, log, start_new_session=True)
         uri = f"http://127.0.0.1:{port}"
         repo = None
         try:
-            wait_for(f"{uri}/health", server, log)
+            wait_for_url(f"{uri}/health", server, log)
             added = bash(add_user, server_dir, env, capture_output=True, text=True, timeout=60)
             assert added.returncode == 0, added.stdout + added.stderr
 
@@ -118,10 +99,8 @@ def test_the_readme_team_server_with_postgresql_and_authentication(tmp_path, tin
             assert len(errors) == 1 and "MLFLOW_TRACKING_PASSWORD" in errors[0], errors
             assert "(401)" in errors[0] and not (repo / "data").exists()
 
-            # To a file: DVC's queue workers outlive the script and would hold a pipe open.
-            with open(tmp_path / "client.log", "w") as out:
-                started = bash(client, repo, env, stdout=out, stderr=subprocess.STDOUT, timeout=300)
-            assert started.returncode == 0, (tmp_path / "client.log").read_text()
+            started = start_script(client, repo, env, tmp_path / "client.log")
+            assert started.wait(timeout=300) == 0, (tmp_path / "client.log").read_text()
             status = wait_for_queue(repo, env)
             assert status.count("Success") == 2, status
             check_runs(uri, db, tmp_path / "artifacts")
