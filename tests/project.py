@@ -34,9 +34,9 @@ REAL_SHA256 = "e52a1ffb853e969fd30e4d8aa4d6f9827e577ef51e73dce9728e662c5dc608a9"
 
 README = PROJECT / "README.md"
 BLOCK = re.compile(r"^```sh(?: ([a-z-]+))?\n(.*?)^```$", re.M | re.S)
-# README blocks run by tests of their own (team-server: test_team_server.py; machines:
+# README blocks run by tests of their own (team-server and queue: test_team_server.py; machines:
 # test_machines.py); untagged ones by test_readme.py; no-test ones by none.
-OWN_TESTS = {"team-server", "machines"}
+OWN_TESTS = {"team-server", "queue", "machines"}
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
 

@@ -1,9 +1,11 @@
 """The README's team tracking server, run as written: a throwaway PostgreSQL 15 cluster, `mlflow
-server --app-name basic-auth`, a user made by the admin, and two queued experiments logging to it
-at once with that user's credentials."""
+server --app-name basic-auth`, a user made by the admin, and the README's two queued experiments
+logging to it at once with that user's credentials, then compared with `dvc exp show` and `dvc
+plots diff`."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -31,7 +33,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.servers]
 DB_PASSWORD = "db-secret-for-tests"
 ADMIN_PASSWORD = "admin-secret-for-tests"
 ALICE_PASSWORD = "alice-secret-for-tests"
-EXPERIMENTS = ("team-lr-0.0005", "team-lr-0.002")
+EXPERIMENTS = ("lr-0.0005", "lr-0.002")
 STAGES = {"train_sigmoid@42", "train_relu@42", "evaluate", "report"}
 
 
@@ -54,6 +56,7 @@ def test_the_readme_team_server_with_postgresql_and_authentication(tmp_path, tin
     server_blocks = readme_blocks("team-server")
     assert len(server_blocks) == 3, "the README's server, user and client blocks"
     start_server, add_user, client = server_blocks
+    queue, compare = readme_blocks("queue")
     with postgres_cluster("mlflow", DB_PASSWORD, "mlflow") as db:
         port = free_port()
         values = {
@@ -99,11 +102,14 @@ def test_the_readme_team_server_with_postgresql_and_authentication(tmp_path, tin
             assert len(errors) == 1 and "MLFLOW_TRACKING_PASSWORD" in errors[0], errors
             assert "(401)" in errors[0] and not (repo / "data").exists()
 
-            started = start_script(client, repo, env, tmp_path / "client.log")
+            started = start_script(client + queue, repo, env, tmp_path / "client.log")
             assert started.wait(timeout=300) == 0, (tmp_path / "client.log").read_text()
             status = wait_for_queue(repo, env)
             assert status.count("Success") == 2, status
+            compared = start_script(client + compare, repo, env, tmp_path / "compare.log")
+            assert compared.wait(timeout=300) == 0, (tmp_path / "compare.log").read_text()
             check_runs(uri, db, tmp_path / "artifacts")
+            check_experiments(repo, env)
         finally:
             if repo is not None:
                 subprocess.run(
@@ -146,3 +152,28 @@ def check_runs(uri: str, db: str, artifacts: Path) -> None:
         assert tagged[name] == sum(r.data.tags.get("dvc_experiment") == name for r in runs), tagged
     # The report went through the server into the artifacts folder, once per experiment.
     assert len(list(artifacts.rglob("report.md"))) == len(EXPERIMENTS)
+
+
+def check_experiments(repo: Path, env: dict[str, str]) -> None:
+    """`dvc exp show` lists both with their test metrics; `dvc plots diff` overlays both
+    experiments' validation curves, per activation."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, env))
+    experiments = {
+        e["name"]: e["revs"][0]["data"] for b in shown for e in (b.get("experiments") or [])
+    }
+    for name in EXPERIMENTS:
+        metrics = experiments[name]["metrics"]["results/test_metrics.json"]["data"]
+        assert 0.0 <= metrics["relu"]["test_accuracy"] <= 1.0, name
+    diff = json.loads(
+        run(
+            [
+                *("dvc", "plots", "diff", *EXPERIMENTS, "--json"),
+                *("--targets", "validation_accuracy"),
+            ],
+            repo,
+            env,
+        )
+    )
+    (plot,) = diff["data"]["validation_accuracy"]
+    revs = {(p["rev"], p["filename"].split("/")[-2]) for p in plot["content"]["data"]["values"]}
+    assert revs == {(r, a) for r in EXPERIMENTS for a in ("sigmoid", "relu")}
