@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -185,8 +186,13 @@ class MlflowServer:
     def start(self) -> MlflowServer:
         log = self.root / "server.log"
         with open(log, "a") as out:
+            # Its own process group: the server's workers go down with it.
             self.proc = subprocess.Popen(
-                self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env
+                self.cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
             )
         try:
             wait_for_url(f"{self.uri}/health", self.proc, log)
@@ -196,13 +202,19 @@ class MlflowServer:
         return self
 
     def stop(self) -> None:
+        """A graceful stop: requests in flight may still be answered for a few seconds."""
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                self.kill()
+
+    def kill(self) -> None:
+        """Gone at once, as in a crash or a cut connection: nothing more is answered."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
 
 @contextlib.contextmanager

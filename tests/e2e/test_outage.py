@@ -47,7 +47,7 @@ def test_an_outage_within_the_retries_loses_nothing(workspace, tmp_path):
         proc = start_training(workspace, tmp_path, server.uri)
         seen: list[str] = []
         read_until(proc, "Epoch 3/", seen)
-        server.stop()
+        server.kill()
         down = time.monotonic()
         # Training goes on while nothing answers: its last epoch comes with the server down.
         read_until(proc, f"Epoch {EPOCHS}/", seen)
@@ -94,7 +94,7 @@ def test_a_longer_outage_ends_the_stage_after_training_with_one_line(workspace, 
         proc = start_training(workspace, tmp_path, server.uri, **retries)
         seen: list[str] = []
         read_until(proc, "Epoch 3/", seen)
-        server.stop()
+        server.kill()
         stopped = time.monotonic()
         rest, _ = proc.communicate(timeout=300)
         took = time.monotonic() - stopped
