@@ -22,7 +22,7 @@ from pipeline import cli, plots, tracking
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_path
 from pipeline.metrics import ESCAPE_THRESHOLD
-from pipeline.params import Params, logged_params
+from pipeline.params import MAIN_ACTIVATIONS, Params, logged_params
 from pipeline.preprocess import load_split
 from pipeline.results import Evaluation, Training, read_evaluation
 
@@ -44,7 +44,6 @@ class RunResults:
     seed_histories: dict[str, pd.DataFrame]
     evaluation: Evaluation  # test scores, training summaries, per-class details, paired gaps
     examples: pd.DataFrame  # fixed test images with each model's prediction
-    class_names: list[str]
     validation_source: str  # "train" (held-out split) or "test" (the tutorial's way)
 
 
@@ -62,7 +61,6 @@ def read_results(results: Path, data: Path, activations: Sequence[str]) -> RunRe
             seed_histories=seed_histories,
             evaluation=read_evaluation(results, activations),
             examples=pd.read_csv(results / "examples.csv"),
-            class_names=meta["class_names"],
             validation_source=meta["validation_source"],
         )
     except FileNotFoundError as exc:
@@ -80,7 +78,7 @@ def findings(results: RunResults) -> list[str]:
     """The contrasts that matter, each with its number: sigmoid against ReLU, then the rest."""
     test = results.evaluation.test
     lines = []
-    if {"sigmoid", "relu"} <= test.keys():
+    if set(MAIN_ACTIVATIONS) <= test.keys():
         relu, sigmoid = test["relu"].accuracy.mean, test["sigmoid"].accuracy.mean
         better = "ReLU" if relu > sigmoid else "sigmoid"
         lines.append(
@@ -94,7 +92,7 @@ def findings(results: RunResults) -> list[str]:
                 f"sigmoid test accuracy is {paired.difference.format(signed=True)} "
                 "(mean ± std [95% CI])."
             )
-    others = [a for a in test if a not in ("sigmoid", "relu")]
+    others = [a for a in test if a not in MAIN_ACTIVATIONS]
     if others:
         ranked = sorted(others, key=lambda a: -test[a].accuracy.mean)
         best, worst = ranked[0], ranked[-1]
@@ -167,7 +165,7 @@ def evidence(results: RunResults) -> list[str]:
     """Why they differ, as measured on the probe batch: sigmoid against ReLU, then the rest."""
     diags, training = results.diagnostics, results.evaluation.training
     lines = []
-    if {"sigmoid", "relu"} <= diags.keys():
+    if set(MAIN_ACTIVATIONS) <= diags.keys():
         sigmoid, relu = diags["sigmoid"], diags["relu"]
         lines.append(
             _ratio_sentence(
@@ -185,7 +183,7 @@ def evidence(results: RunResults) -> list[str]:
             f"{ESCAPE_THRESHOLD:.2f}), by seed: sigmoid {_escapes(training['sigmoid'])}; ReLU "
             f"{_escapes(training['relu'])}."
         )
-    others = [a for a in diags if a not in ("sigmoid", "relu")]
+    others = [a for a in diags if a not in MAIN_ACTIVATIONS]
     if others:
         late = [
             a
@@ -246,7 +244,7 @@ def per_class_table(results: RunResults) -> str:
         "| class | " + " | ".join(f"{a} F1" for a in activations) + " |",
         "| --- |" + " --- |" * len(activations),
     ]
-    for i, name in enumerate(results.class_names):
+    for i, name in enumerate(results.evaluation.class_names):
         rows.append(
             f"| {name} | " + " | ".join(f"{details[a].f1[i]:.3f}" for a in activations) + " |"
         )
@@ -259,14 +257,14 @@ def build_figures(
     activations = list(results.histories)
     return {
         "activations.png": plots.activation_figure(),
-        "samples.png": plots.sample_grid(*train_data, results.class_names),
+        "samples.png": plots.sample_grid(*train_data, results.evaluation.class_names),
         "curves.png": plots.curves_figure(results.histories, results.seed_histories),
         "examples.png": plots.examples_figure(test_images, results.examples, activations),
         "gradients.png": plots.gradient_figure(results.diagnostics),
         "units.png": plots.units_figure(results.diagnostics),
         "confusion.png": plots.confusion_figure(
             {a: np.array(results.evaluation.details[a].confusion) for a in activations},
-            results.class_names,
+            results.evaluation.class_names,
         ),
         "seeds.png": plots.seed_strip_figure(
             {a: list(results.evaluation.details[a].accuracy_per_seed.values()) for a in activations}

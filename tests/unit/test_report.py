@@ -84,7 +84,6 @@ def results(sig, relu, sig_share=0.2, extra=None):
         seed_histories={a: history(v).assign(seed=42) for a, v in curves.items()},
         evaluation=evaluation,
         examples=pd.DataFrame(),
-        class_names=list("abcdefghij"),
         validation_source="train",
     )
 
