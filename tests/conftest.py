@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,18 @@ def tiny_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """(path, sha256) of a tiny archive: 40 training and 10 test images per class."""
     path = tmp_path_factory.mktemp("archive") / "cifar-10-python.tar.gz"
     return path, write_tiny_cifar(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Module and session fixtures (which run stages before any test's own store exists) log to
+    a store of the session's, never to the developer's mlflow.db."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('session-mlflow') / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.delenv("DVC_EXP_NAME", raising=False)
+        patch.delenv("DVC_ROOT", raising=False)
+        yield uri
 
 
 @pytest.fixture(autouse=True)
