@@ -54,10 +54,32 @@ def probe_batch(
     return data[0][chosen], data[1][chosen]
 
 
+def pre_activation(layer, inputs):
+    """What `layer` applies its activation to: an Activation layer's input, or the linear part
+    of a Dense or convolution layer with a fused activation."""
+    if isinstance(layer, keras.layers.Activation):
+        return inputs
+    if isinstance(layer, keras.layers.Dense):
+        z = keras.ops.matmul(inputs, layer.kernel)
+    else:
+        z = layer.convolution_op(inputs, layer.kernel)
+    return z if layer.bias is None else z + layer.bias
+
+
+def local_slope(function, z):
+    """f'(z) elementwise, by automatic differentiation: the factor by which this layer scales
+    every gradient passing back through it."""
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        outputs = function(z)
+    return tape.gradient(outputs, z)
+
+
 def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
     """A function (images, labels) → {metric name: value} for `model`'s current weights.
 
-    Names say layer and quantity: `grad_norm/dense/kernel`, `saturated_fraction/conv2d`, …
+    Names say layer and quantity: `grad_norm/dense/kernel`, `saturated_fraction/conv2d`,
+    `mean_slope/dense` (the mean of the activation's derivative at that layer's inputs), …
     """
     # Layers whose output is `activation` applied: fused in Conv2D/Dense, or an Activation layer.
     function = keras.activations.get(activation)
@@ -65,26 +87,33 @@ def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dic
         layer for layer in model.layers[:-1] if getattr(layer, "activation", None) is function
     ]
     with_outputs = keras.Model(
-        model.inputs, [layer.output for layer in hidden] + list(model.outputs)
+        model.inputs,
+        [layer.input for layer in hidden] + [layer.output for layer in hidden] + model.outputs,
     )
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
 
     @tf.function(reduce_retracing=True)
     def step(images, labels):
         with tf.GradientTape() as tape:
-            *activations, probabilities = with_outputs(images, training=False)
+            *outputs, probabilities = with_outputs(images, training=False)
             loss = loss_fn(labels, probabilities)
         grads = tape.gradient(loss, model.trainable_variables)
-        return activations, [tf.norm(g) for g in grads]
+        inputs, activations = outputs[: len(hidden)], outputs[len(hidden) :]
+        slopes = [
+            tf.reduce_mean(local_slope(function, pre_activation(layer, x)))
+            for layer, x in zip(hidden, inputs, strict=True)
+        ]
+        return activations, slopes, [tf.norm(g) for g in grads]
 
     names = [_variable_name(v) for v in model.trainable_variables]
 
     def probe(images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        activations, norms = step(tf.constant(images), tf.constant(labels))
+        activations, slopes, norms = step(tf.constant(images), tf.constant(labels))
         metrics = {f"grad_norm/{name}": float(n) for name, n in zip(names, norms, strict=True)}
-        for layer, outputs in zip(hidden, activations, strict=True):
+        for layer, outputs, slope in zip(hidden, activations, slopes, strict=True):
             for key, value in activation_stats(outputs.numpy(), activation).items():
                 metrics[f"{key}/{layer.name}"] = value
+            metrics[f"mean_slope/{layer.name}"] = float(slope)
         return metrics
 
     return probe
@@ -144,3 +173,45 @@ class DiagnosticsCallback(keras.callbacks.Callback):
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
+
+
+class StepCurveCallback(keras.callbacks.Callback):
+    """Validation accuracy on a fixed set of validation images before training and after every
+    call into TensorFlow, through the first `epochs` epochs: an escape *step*, which an escape
+    epoch of 1 hides. Keeps one row per measurement (`frame()`): step, epoch (fractional),
+    val_accuracy."""
+
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, epochs: int, predict_batch: int = 500
+    ) -> None:
+        super().__init__()
+        self.images, self.labels = images, np.asarray(labels)
+        self.epochs = epochs
+        self.predict_batch = predict_batch
+        self.rows: list[dict[str, float]] = []
+        self.seconds = 0.0
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._measure(0)
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        # `batch` is the last step of this call into TensorFlow (0-based within the epoch); Keras
+        # counts a last, shorter call as a full one.
+        steps = self.params["steps"]
+        if self._epoch < self.epochs:
+            self._measure(self._epoch * steps + min(batch + 1, steps))
+
+    def _measure(self, step: int) -> None:
+        start = time.perf_counter()
+        outputs = self.model.predict(self.images, batch_size=self.predict_batch, verbose=0)
+        accuracy = float(np.mean(np.asarray(outputs).argmax(axis=1) == self.labels))
+        self.seconds += time.perf_counter() - start
+        epoch = step / self.params["steps"]
+        self.rows.append({"step": step, "epoch": round(epoch, 4), "val_accuracy": accuracy})
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["step", "epoch", "val_accuracy"])

@@ -90,15 +90,16 @@ def read_trained(results: Path, activation: str, seed: int) -> dict:
         return {
             "history": pd.read_csv(folder / "history.csv"),
             "diagnostics": pd.read_csv(folder / "diagnostics.csv"),
+            "steps": pd.read_csv(folder / "steps.csv"),
             "summary": json.loads((folder / "train.json").read_text()),
         }
     except FileNotFoundError as exc:
         raise PipelineError(f"{exc.filename} not found; run `dvc repro` to train it") from None
 
 
-def mean_over_seeds(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Per-epoch mean of per-seed frames (with one seed: that seed's frame)."""
-    return pd.concat(frames).groupby("epoch", as_index=False).mean()
+def mean_over_seeds(frames: Sequence[pd.DataFrame], by: str = "epoch") -> pd.DataFrame:
+    """Per-epoch (or per-step) mean of per-seed frames (with one seed: that seed's frame)."""
+    return pd.concat(frames).groupby(by, as_index=False).mean()
 
 
 def long_format(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
@@ -113,6 +114,9 @@ def training_summary(trained: dict[int, dict]) -> dict:
     summaries = [t["summary"] for t in trained.values()]
     return summarize_history(history) | {
         "escape_epoch_per_seed": {str(s): t["summary"]["escape_epoch"] for s, t in trained.items()},
+        "escape_step_per_seed": {str(s): t["summary"]["escape_step"] for s, t in trained.items()},
+        "steps_per_epoch": summaries[0]["steps_per_epoch"],
+        "step_curve_images": summaries[0]["step_curve_images"],
         "seeds": len(trained),
         "parameters": summaries[0]["parameters"],
         "train_seconds": round(sum(s["train_seconds"] for s in summaries), 1),
@@ -126,9 +130,13 @@ def write_curves(output: Path, trained: dict[str, dict[int, dict]]) -> None:
         for activation, per_seed in trained.items():
             folder = tmp / activation
             folder.mkdir(parents=True)
-            for kind, fmt in (("history", "%.6f"), ("diagnostics", "%.6g")):
+            for kind, fmt, by in (
+                ("history", "%.6f", "epoch"),
+                ("diagnostics", "%.6g", "epoch"),
+                ("steps", "%.6g", "step"),
+            ):
                 frames = {seed: t[kind] for seed, t in per_seed.items()}
-                mean_over_seeds(list(frames.values())).to_csv(
+                mean_over_seeds(list(frames.values()), by).to_csv(
                     folder / f"{kind}.csv", index=False, float_format=fmt
                 )
                 long_format(frames).to_csv(

@@ -62,6 +62,13 @@ def escape_epoch(val_accuracy: list[float], threshold: float = ESCAPE_THRESHOLD)
     return None
 
 
+def escape_step(steps, threshold: float = ESCAPE_THRESHOLD) -> int | None:
+    """First training step whose validation accuracy exceeds `threshold`, from a step curve (a
+    DataFrame with step and val_accuracy); None if no measured step does."""
+    above = steps.loc[steps["val_accuracy"] > threshold, "step"]
+    return int(above.iloc[0]) if len(above) else None
+
+
 def summarize_history(history) -> dict[str, float | int | None]:
     """A per-epoch history (a DataFrame with epoch, loss, accuracy, val_loss, val_accuracy) →
     its final-epoch numbers, its best validation accuracy and epoch, and its escape epoch."""

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from pipeline.errors import PipelineError
+
 # Numbers whose spread over seeds test_metrics.json carries (`<key>_std`, `_ci_low`, `_ci_high`).
 SPREAD_KEYS = ("test_accuracy", "test_loss")
 
@@ -71,16 +75,26 @@ class Training:
     best_epoch: int
     escape_epoch: int | None  # of the seed-mean curve
     escape_epoch_per_seed: dict[int, int | None]
+    # First step above the threshold on the step-by-step curve of the first epochs, per seed.
+    escape_step_per_seed: dict[int, int | None]
+    steps_per_epoch: int | None
+    step_curve_images: int | None  # validation images the step curve is measured on
 
     @classmethod
     def from_json(cls, block: Mapping[str, Any]) -> Training:
-        per_seed = {int(s): e for s, e in block["escape_epoch_per_seed"].items()}
+        def per_seed(key: str) -> dict[int, int | None]:
+            # Studies trained before the step curve existed have no escape steps.
+            return {int(s): e for s, e in block.get(key, {}).items()}
+
         return cls(
             block["epochs"],
             block["best_val_accuracy"],
             block["best_epoch"],
             block["escape_epoch"],
-            per_seed,
+            per_seed("escape_epoch_per_seed"),
+            per_seed("escape_step_per_seed"),
+            block.get("steps_per_epoch"),
+            block.get("step_curve_images"),
         )
 
 
@@ -144,3 +158,40 @@ def read_evaluation(results: Path, activations: Sequence[str]) -> Evaluation:
         },
         class_names=evaluation["class_names"],
     )
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """Everything train and evaluate wrote that the report reads, per activation."""
+
+    histories: dict[str, pd.DataFrame]  # seed-mean epoch, loss, accuracy, val_loss, val_accuracy
+    diagnostics: dict[str, pd.DataFrame]  # seed-mean probe measurements from epoch 0 on
+    seed_histories: dict[str, pd.DataFrame]  # every seed's history (a `seed` column)
+    steps: dict[str, pd.DataFrame]  # seed-mean step curve of the first epochs
+    seed_steps: dict[str, pd.DataFrame]  # every seed's step curve
+    evaluation: Evaluation  # test scores, training summaries, per-class details, paired gaps
+    examples: pd.DataFrame  # fixed test images with each model's prediction
+    validation_source: str  # "train" (held-out split) or "test" (the tutorial's way)
+
+
+def read_results(results: Path, data: Path, activations: Sequence[str]) -> RunResults:
+    """Load what the train and evaluate stages wrote."""
+    curves = results / "curves"
+
+    def each(name: str) -> dict[str, pd.DataFrame]:
+        return {a: pd.read_csv(curves / a / name) for a in activations}
+
+    try:
+        meta = json.loads((data / "meta.json").read_text())
+        return RunResults(
+            histories=each("history.csv"),
+            diagnostics=each("diagnostics.csv"),
+            seed_histories=each("history_seeds.csv"),
+            steps=each("steps.csv"),
+            seed_steps=each("steps_seeds.csv"),
+            evaluation=read_evaluation(results, activations),
+            examples=pd.read_csv(results / "examples.csv"),
+            validation_source=meta["validation_source"],
+        )
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{exc.filename} not found; run `dvc repro` to produce it") from None

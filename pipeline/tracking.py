@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, RunStatus
 
 from pipeline.errors import PipelineError
 from pipeline.files import sha256_file
@@ -188,6 +189,13 @@ class BackgroundMetrics:
                 if not is_outage(exc):
                     raise
                 raise LostMetrics(sorted({s for s, _ in failed[i:]}), exc) from None
+
+
+def log_curve(key: str, steps: Sequence[int], values: Sequence[float]) -> None:
+    """One metric's whole curve in one request to the store, to the active run."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, float(v), now, int(s)) for s, v in zip(steps, values, strict=True)]
+    mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
 
 
 def log_after_training(

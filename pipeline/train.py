@@ -22,11 +22,11 @@ import tensorflow as tf
 
 from pipeline import cli, tracking
 from pipeline.cifar import N_CLASSES
-from pipeline.diagnostics import DiagnosticsCallback, probe_batch
+from pipeline.diagnostics import DiagnosticsCallback, StepCurveCallback, probe_batch
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.manifest import collect_manifest
-from pipeline.metrics import summarize_history
+from pipeline.metrics import escape_step, summarize_history
 from pipeline.model import build_cnn, compile_model
 from pipeline.params import (
     MAIN_ACTIVATIONS,
@@ -52,6 +52,10 @@ LOGGED_KEYS = (
 STEPS_PER_EXECUTION = 32
 # Training images the diagnostics probe every epoch (chosen by the seed being trained).
 PROBE_SIZE = 256
+# The first epochs are also measured step by step, on the first validation images (the same for
+# every model): a plateau shorter than an epoch shows there.
+STEP_CURVE_EPOCHS = 2
+STEP_CURVE_IMAGES = 1000
 
 
 class EpochMetricsLogger(keras.callbacks.Callback):
@@ -148,13 +152,18 @@ def stage_name(activation: str, seed: int) -> str:
 
 
 def write_results(
-    history: pd.DataFrame, diagnostics: pd.DataFrame, summary: dict, results_dir: Path
+    history: pd.DataFrame,
+    diagnostics: pd.DataFrame,
+    steps: pd.DataFrame,
+    summary: dict,
+    results_dir: Path,
 ) -> None:
     """One model's results folder, atomically: its curves and its summary."""
     with atomic_path(results_dir) as tmp:
         tmp.mkdir()
         history.to_csv(tmp / "history.csv", index=False, float_format="%.6f")
         diagnostics.to_csv(tmp / "diagnostics.csv", index=False, float_format="%.6g")
+        steps.to_csv(tmp / "steps.csv", index=False, float_format="%.6g")
         write_json(tmp / "train.json", summary)
 
 
@@ -203,6 +212,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         background = tracking.BackgroundMetrics()
         probe = probe_batch(train_data, PROBE_SIZE, seed)
         diagnostics = DiagnosticsCallback(activation, probe, val_data[0], log=background.log)
+        step_curve = StepCurveCallback(
+            val_data[0][:STEP_CURVE_IMAGES],
+            val_data[1][:STEP_CURVE_IMAGES],
+            min(STEP_CURVE_EPOCHS, params.train.epochs),
+        )
         start = time.perf_counter()
         with cli.deferred_stop() as stop:
             model, history = train(
@@ -211,32 +225,48 @@ def main(argv: Sequence[str] | None = None) -> None:
                 params.train,
                 train_data,
                 val_data,
-                callbacks=[StopWhenAsked(stop), EpochMetricsLogger(background.log), diagnostics],
+                callbacks=[
+                    StopWhenAsked(stop),
+                    EpochMetricsLogger(background.log),
+                    diagnostics,
+                    step_curve,
+                ],
                 seed=seed,
             )
         seconds = time.perf_counter() - start
         strategy = getattr(model, "distribute_strategy", None)
         replicas = strategy.num_replicas_in_sync if strategy else 1
+        steps = step_curve.frame()
         summary = summarize_history(history) | {
+            "escape_step": escape_step(steps),
+            "steps_per_epoch": step_curve.params["steps"],
+            "step_curve_images": len(step_curve.labels),
             "seed": seed,
             "parameters": int(model.count_params()),
             "train_seconds": round(seconds, 1),
-            "diagnostics_seconds": round(diagnostics.seconds, 1),
+            "diagnostics_seconds": round(diagnostics.seconds + step_curve.seconds, 1),
         }
         # Written before the last logging, so a tracking outage does not throw the training away.
         with atomic_path(model_path) as tmp:
             model.save(tmp)
         results_dir = args.results / activation / f"seed{seed}"
-        write_results(history, diagnostics.frame(), summary, results_dir)
+        write_results(history, diagnostics.frame(), steps, summary, results_dir)
         final = {"train_seconds": seconds, "diagnostics_seconds": diagnostics.seconds}
-        if summary["escape_epoch"] is not None:
-            final["escape_epoch"] = summary["escape_epoch"]
+        for key in ("escape_epoch", "escape_step"):
+            if summary[key] is not None:
+                final[key] = summary[key]
         tracking.log_after_training(
             tracking.tracking_uri(),
             stage,
             [
                 ("the metrics of every epoch", background.settle),
                 ("the run's summary metrics", lambda: mlflow.log_metrics(final)),
+                (
+                    "the step-by-step validation curve",
+                    lambda: tracking.log_curve(
+                        "step_val_accuracy", steps["step"], steps["val_accuracy"]
+                    ),
+                ),
                 ("the replicas param", lambda: mlflow.log_param("replicas", replicas)),
                 ("the model", lambda: log_served_model(model, name=activation)),
                 # Lets evaluate find this run from the model file alone, in any store.

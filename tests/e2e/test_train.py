@@ -91,13 +91,27 @@ def test_main_records_diagnostics_from_epoch_zero(processed, tmp_path):
         "dead_fraction/conv2d",
         "dead_fraction/dense",
         "mean_activation/dense",
+        "mean_slope/conv2d",
+        "mean_slope/dense",
         "plateau_share",
     ):
         assert column in diagnostics.columns, column
     assert (diagnostics["grad_norm/conv2d/kernel"] > 0).all()
     assert diagnostics["plateau_share"].between(0.1, 1.0).all()
+    # ReLU's slope is 0 or 1, so its mean is the share of active inputs.
+    assert diagnostics["mean_slope/dense"].between(0.0, 1.0).all()
+    summary = json.loads((tmp_path / "results/relu/seed42/train.json").read_text())
+    steps = pd.read_csv(tmp_path / "results/relu/seed42/steps.csv")
+    per_epoch = summary["steps_per_epoch"]
+    # Step 0, then every call into TensorFlow (32 steps) through the first two epochs.
+    assert steps["step"].iloc[0] == 0 and steps["step"].iloc[-1] == 2 * per_epoch
+    assert steps["step"].is_monotonic_increasing and len(steps) > 2
+    assert steps["epoch"].iloc[-1] == pytest.approx(2.0)
+    assert steps["val_accuracy"].between(0.0, 1.0).all()
     client = mlflow.MlflowClient()
     (run,) = logged_runs()
+    logged_steps = client.get_metric_history(run.info.run_id, "step_val_accuracy")
+    assert [m.step for m in logged_steps] == steps["step"].tolist()
     steps = client.get_metric_history(run.info.run_id, "grad_norm/dense/kernel")
     assert [m.step for m in steps] == [0, 1, 2]
     manifest = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/manifest.json")

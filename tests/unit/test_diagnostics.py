@@ -63,6 +63,25 @@ def test_negative_bias_kills_relu_units_and_their_gradient():
     assert metrics["grad_norm/dense_1/bias"] > 0.0
 
 
+@pytest.mark.parametrize(
+    ("activation", "slope"),
+    [
+        ("sigmoid", lambda y: y * (1 - y)),  # σ' = σ(1 − σ), at most 0.25
+        ("tanh", lambda y: 1 - y**2),
+        ("relu", lambda y: (y > 0).astype(float)),
+    ],
+)
+def test_mean_slope_is_the_derivative_met_by_the_probe(activation, slope):
+    import keras
+
+    model = build_cnn(activation, SMALL)
+    probe_images, labels = images()
+    metrics = make_probe(model, activation)(probe_images, labels)
+    dense = keras.Model(model.inputs, model.get_layer("dense").output)
+    outputs = np.asarray(dense(probe_images, training=False), dtype=np.float64)
+    assert metrics["mean_slope/dense"] == pytest.approx(slope(outputs).mean(), rel=1e-3, abs=1e-6)
+
+
 def test_probe_names_every_trainable_variable():
     model = build_cnn("relu", SMALL)
     metrics = make_probe(model, "relu")(*images())
@@ -73,3 +92,10 @@ def test_probe_names_every_trainable_variable():
         for kind in ("kernel", "bias")
     )
     assert {"dead_fraction/conv2d", "dead_fraction/dense"} <= metrics.keys()
+
+
+def test_mean_slope_with_batch_norm_reads_the_activation_layers_input():
+    model = build_cnn("sigmoid", dataclasses.replace(SMALL, batch_norm=True))
+    metrics = make_probe(model, "sigmoid")(*images())
+    slopes = [v for k, v in metrics.items() if k.startswith("mean_slope/")]
+    assert len(slopes) == 2 and all(0 < s <= 0.25 for s in slopes)

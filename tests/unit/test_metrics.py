@@ -59,3 +59,13 @@ def test_history_summary_reads_the_last_and_the_best_epoch():
     assert summary["epochs"] == 3 and summary["val_accuracy"] == pytest.approx(0.3)
     assert summary["best_epoch"] == 2 and summary["best_val_accuracy"] == pytest.approx(0.35)
     assert summary["escape_epoch"] == 2
+
+
+def test_escape_step_is_the_first_step_above_the_threshold():
+    import pandas as pd
+
+    from pipeline.metrics import escape_step
+
+    steps = pd.DataFrame({"step": [0, 32, 64, 96], "val_accuracy": [0.1, 0.15, 0.2, 0.1]})
+    assert escape_step(steps) == 64  # 0.15 is not above the threshold
+    assert escape_step(steps.assign(val_accuracy=0.1)) is None
