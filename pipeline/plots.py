@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 COLORS = {
     "sigmoid": "tab:orange",
@@ -19,8 +20,12 @@ COLORS = {
 }
 
 
-def _color(activation: str) -> str | None:
-    return COLORS.get(activation)
+def _color(activation: str) -> str:
+    """A fixed colour per activation; others take the next colours of matplotlib's cycle."""
+    if activation in COLORS:
+        return COLORS[activation]
+    spare = ["tab:olive", "tab:cyan", "tab:gray", "black"]
+    return spare[sum(map(ord, activation)) % len(spare)]
 
 
 def activation_figure() -> Figure:
@@ -70,7 +75,7 @@ def curves_figure(
 
     With several seeds, `histories` are the means and a band spans the seeds' lowest to highest.
     """
-    fig = Figure(figsize=(11, 4), layout="constrained")
+    fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_acc, ax_loss = fig.subplots(1, 2)
     for activation, history in histories.items():
         color = _color(activation)
@@ -98,11 +103,13 @@ def curves_figure(
                 label=f"{activation} training",
             )
     ax_acc.axhline(0.1, color="grey", linestyle=":", label="chance (10 classes)")
-    ax_acc.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy")
+    ax_acc.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
     ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
+    ax_loss.set_ylim(bottom=0)
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend_below(fig, (ax_acc, ax_loss))
     return fig
 
 
@@ -126,17 +133,25 @@ def examples_figure(images: np.ndarray, table: pd.DataFrame, activations: Sequen
     return fig
 
 
-def confusion_figure(confusions: Mapping[str, np.ndarray], class_names: Sequence[str]) -> Figure:
-    """Row-normalised confusion matrices side by side (rows: true class)."""
-    fig = Figure(figsize=(5.5 * len(confusions), 5), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(confusions)))
-    for ax, (activation, counts) in zip(axes, confusions.items(), strict=True):
+def confusion_figure(
+    confusions: Mapping[str, np.ndarray], class_names: Sequence[str], seed: int
+) -> Figure:
+    """Row-normalised confusion matrices of one seed's models (rows: true class), in a grid of
+    at most three columns with one colour scale."""
+    cols = min(len(confusions), 3)
+    rows = -(-len(confusions) // cols)
+    fig = Figure(figsize=(5 * cols + 1, 4.8 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes[len(confusions) :]:
+        ax.axis("off")
+    image = None
+    for ax, (activation, counts) in zip(axes, confusions.items(), strict=False):
         counts = np.asarray(counts, dtype=float)
         rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         image = ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
         ax.set_xticks(range(len(class_names)), class_names, rotation=60, fontsize=8)
         ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
-        ax.set(title=f"{activation}: share of each true class", xlabel="predicted", ylabel="true")
+        ax.set(title=f"{activation}, seed {seed}", xlabel="predicted", ylabel="true class")
         for i in range(len(class_names)):
             for j in range(len(class_names)):
                 ax.text(
@@ -148,7 +163,7 @@ def confusion_figure(confusions: Mapping[str, np.ndarray], class_names: Sequence
                     fontsize=6,
                     color="white" if rates[i, j] > 0.5 else "black",
                 )
-        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.colorbar(image, ax=axes.tolist(), shrink=0.6, label="share of the true class")
     return fig
 
 
@@ -156,17 +171,61 @@ def _layers(frame: pd.DataFrame, prefix: str) -> list[str]:
     return [c.removeprefix(prefix) for c in frame.columns if c.startswith(prefix)]
 
 
+def _index(name: str) -> int:
+    """Keras' numbering: dense → 0, dense_2 → 2."""
+    tail = name.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def layer_labels(frame: pd.DataFrame) -> dict[str, str]:
+    """Keras layer names in a diagnostics frame → names a reader knows: first convolution,
+    hidden dense, output (numbered when there are several). An activation layer (`dense_act`,
+    with batch normalisation) takes the name of the layer it follows."""
+    layers = {c.split("/")[1] for c in frame.columns if "/" in c}
+    bases = {name: name.removesuffix("_act").removesuffix("_bn") for name in layers}
+    convs = sorted({b for b in bases.values() if b.startswith("conv2d")}, key=_index)
+    denses = sorted({b for b in bases.values() if b.startswith("dense")}, key=_index)
+    labels = {}
+    for i, name in enumerate(convs):
+        labels[name] = "first convolution" if len(convs) == 1 else f"convolution {i + 1}"
+    for i, name in enumerate(denses[:-1]):
+        labels[name] = "hidden dense" if len(denses) == 2 else f"hidden dense {i + 1}"
+    if denses:
+        labels[denses[-1]] = "output"
+    return {name: labels.get(base, name) for name, base in bases.items()}
+
+
+def _legend_below(fig: Figure, axes) -> None:
+    """One legend for the whole figure, under the charts, so no line hides behind it."""
+    handles, labels = {}, []
+    for ax in np.atleast_1d(axes).ravel():
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if labels:
+        fig.legend(
+            [handles[k] for k in labels],
+            labels,
+            loc="outside lower center",
+            ncol=min(len(labels), 5),
+        )
+
+
 def gradient_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
     """Kernel gradient norm per layer against epoch (log scale), every model on each chart."""
+    frames = list(diagnostics.values())
+    labels = layer_labels(pd.concat(frames)) if frames else {}
     layers = sorted(
         {
             name.removesuffix("/kernel")
-            for frame in diagnostics.values()
+            for frame in frames
             for name in _layers(frame, "grad_norm/")
             if name.endswith("/kernel")
-        }
+        },
+        key=lambda n: (not n.startswith("conv"), _index(n)),
     )
-    fig = Figure(figsize=(4.2 * max(len(layers), 1), 3.8), layout="constrained")
+    fig = Figure(figsize=(4.2 * max(len(layers), 1), 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(len(layers), 1)))
     for ax, layer in zip(axes, layers, strict=False):
         for activation, frame in diagnostics.items():
@@ -177,46 +236,90 @@ def gradient_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
                 )
         ax.set_yscale("log")
         ax.set(
-            title=f"{layer}: kernel gradient norm",
+            title=f"{labels.get(layer, layer)}: weight gradient",
             xlabel="epoch (0 = initialisation)",
-            ylabel="L2 norm of dLoss/dkernel",
+            ylabel="size of the loss gradient (log scale)",
         )
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend_below(fig, axes)
     return fig
 
 
 def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
-    """Saturated units (saturating activations), dead units (ReLU) and the plateau share."""
-    fig = Figure(figsize=(13, 3.8), layout="constrained")
-    ax_sat, ax_dead, ax_plateau = fig.subplots(1, 3)
-    styles = ["o-", "s--", "^:"]
+    """Per hidden layer: the activation's mean slope at its inputs, saturated and dead shares;
+    and the plateau share of validation predictions."""
+    fig = Figure(figsize=(12, 8), layout="constrained")
+    (ax_slope, ax_plateau), (ax_sat, ax_dead) = fig.subplots(2, 2)
+    styles = ["o-", "s--", "^:", "d-."]
     for activation, frame in diagnostics.items():
         color = _color(activation)
-        for ax, prefix in ((ax_sat, "saturated_fraction/"), (ax_dead, "dead_fraction/")):
+        labels = layer_labels(frame)
+        panels = (
+            (ax_slope, "mean_slope/"),
+            (ax_sat, "saturated_fraction/"),
+            (ax_dead, "dead_fraction/"),
+        )
+        for ax, prefix in panels:
             for style, layer in zip(styles, _layers(frame, prefix), strict=False):
                 ax.plot(
                     frame["epoch"],
                     frame[prefix + layer],
                     style,
                     color=color,
-                    label=f"{activation} {layer}",
+                    label=f"{activation}, {labels.get(layer, layer)}",
                 )
         ax_plateau.plot(frame["epoch"], frame["plateau_share"], "o-", color=color, label=activation)
-    ax_sat.set(title="Saturated outputs (<0.01 or >0.99)", ylabel="fraction")
-    ax_dead.set(title="Dead units (0 for every probe image)", ylabel="fraction")
-    ax_plateau.set(title="Validation predictions on the top class", ylabel="share")
+    ax_slope.set(
+        title="Mean slope of the activation at each layer's inputs",
+        ylabel="mean f'(z) (ReLU: share of active inputs)",
+    )
+    ax_sat.set(title="Saturated outputs (sigmoid: below 0.01 or above 0.99)", ylabel="share")
+    ax_dead.set(title="Dead units (ReLU: 0 for every probe image)", ylabel="share of units")
+    ax_plateau.set(title="Validation predictions on the most-predicted class", ylabel="share")
     ax_plateau.axhline(0.1, color="grey", linestyle=":", label="balanced (0.10)")
-    for ax in (ax_sat, ax_dead, ax_plateau):
+    for ax in (ax_slope, ax_sat, ax_dead, ax_plateau):
         ax.set_xlabel("epoch (0 = initialisation)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_lines():
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         else:
             ax.text(
                 0.5, 0.5, "not measured for these activations", ha="center", transform=ax.transAxes
             )
+    return fig
+
+
+def step_curve_figure(
+    steps: Mapping[str, pd.DataFrame], seed_steps: Mapping[str, pd.DataFrame], threshold: float
+) -> Figure:
+    """Validation accuracy through the first epochs, step by step: one thin line per seed, a
+    thick one for their mean when there are several."""
+    fig = Figure(figsize=(10, 4.6), layout="constrained")
+    ax = fig.subplots()
+    for activation, mean in steps.items():
+        color = _color(activation)
+        seeds = seed_steps.get(activation)
+        several = seeds is not None and seeds["seed"].nunique() > 1
+        if several:
+            for _, one in seeds.groupby("seed"):
+                ax.plot(one["epoch"], one["val_accuracy"], color=color, alpha=0.35, linewidth=1)
+        label = f"{activation} (mean of {seeds['seed'].nunique()} seeds)" if several else activation
+        ax.plot(mean["epoch"], mean["val_accuracy"], ".-", color=color, linewidth=2, label=label)
+    ax.axhline(0.1, color="grey", linestyle=":", label="chance (0.10)")
+    ax.axhline(
+        threshold, color="black", linestyle="--", linewidth=0.8, label=f"escape ({threshold})"
+    )
+    ax.set(
+        title="The first epochs, step by step",
+        xlabel="epoch (fraction of the training set seen)",
+        ylabel="validation accuracy (1,000 images)",
+        ylim=(0, None),
+    )
+    ax.grid(alpha=0.3)
+    _legend_below(fig, ax)
     return fig
 
 
@@ -236,6 +339,12 @@ def seed_strip_figure(per_seed: Mapping[str, Sequence[float]]) -> Figure:
         )
         ax.hlines(values.mean(), x - 0.3, x + 0.3, color="black", linewidth=2, zorder=4)
     ax.set_xticks(range(len(per_seed)), list(per_seed))
-    ax.set(title="Test accuracy per seed (bar: mean)", ylabel="test accuracy")
+    several = any(len(v) > 1 for v in per_seed.values())
+    title = (
+        "Test accuracy per seed (bar: mean over seeds)" if several else "Test accuracy (one seed)"
+    )
+    ax.axhline(0.1, color="grey", linestyle=":", label="chance (0.10)")
+    ax.set(title=title, ylabel="test accuracy", ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     return fig

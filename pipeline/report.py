@@ -1,30 +1,29 @@
 """Stage `report`: everything upstream → `reports/report.md` and its figures.
 
-Every sentence that states a result is computed from this run's files; the tutorial's numbers
-appear only in the column that says they are the tutorial's.
+Every sentence that states a result is computed from this run's files or a committed study's;
+the tutorial's numbers appear only where they are said to be the tutorial's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import jinja2
 import mlflow
 import numpy as np
 import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from pipeline import cli, plots, tracking
-from pipeline.errors import PipelineError
+from pipeline import claims, cli, plots, studies, tracking
 from pipeline.files import atomic_path
 from pipeline.metrics import ESCAPE_THRESHOLD
-from pipeline.params import MAIN_ACTIVATIONS, Params, logged_params
+from pipeline.params import Params, logged_params
 from pipeline.preprocess import load_split
-from pipeline.results import Evaluation, Training, read_evaluation
+from pipeline.results import RunResults, read_results
 
 # The tutorial's published validation numbers after 10 epochs (it validated on the test set).
 TUTORIAL_EPOCH = 10
@@ -32,295 +31,176 @@ TUTORIAL = {
     "sigmoid": {"val_accuracy": 0.4672, "val_loss": 1.4827},
     "relu": {"val_accuracy": 0.6323, "val_loss": 1.1895},
 }
+TEMPLATE = "report.md.j2"
 
 
-@dataclasses.dataclass(frozen=True)
-class RunResults:
-    # Per activation: the seed-mean epoch, loss, accuracy, val_loss, val_accuracy.
-    histories: dict[str, pd.DataFrame]
-    # Per activation: the probe's seed-mean gradient norms and unit statistics, from epoch 0 on.
-    diagnostics: dict[str, pd.DataFrame]
-    # Per activation: every seed's history (a `seed` column); one seed = the history above.
-    seed_histories: dict[str, pd.DataFrame]
-    evaluation: Evaluation  # test scores, training summaries, per-class details, paired gaps
-    examples: pd.DataFrame  # fixed test images with each model's prediction
-    validation_source: str  # "train" (held-out split) or "test" (the tutorial's way)
+def _escapes(per_seed: Mapping[int, int | None]) -> str:
+    return ", ".join("never" if e is None else str(e) for e in per_seed.values())
 
 
-def read_results(results: Path, data: Path, activations: Sequence[str]) -> RunResults:
-    """Load what the train and evaluate stages wrote."""
-    try:
-        curves = results / "curves"
-        histories = {a: pd.read_csv(curves / a / "history.csv") for a in activations}
-        diagnostics = {a: pd.read_csv(curves / a / "diagnostics.csv") for a in activations}
-        seed_histories = {a: pd.read_csv(curves / a / "history_seeds.csv") for a in activations}
-        meta = json.loads((data / "meta.json").read_text())
-        return RunResults(
-            histories=histories,
-            diagnostics=diagnostics,
-            seed_histories=seed_histories,
-            evaluation=read_evaluation(results, activations),
-            examples=pd.read_csv(results / "examples.csv"),
-            validation_source=meta["validation_source"],
-        )
-    except FileNotFoundError as exc:
-        raise PipelineError(f"{exc.filename} not found; run `dvc repro` to produce it") from None
+def step_interval(results: RunResults) -> int:
+    """Training steps between two points of the step curve (one call into TensorFlow)."""
+    steps = next(iter(results.steps.values()))["step"]
+    return int(steps.iloc[1] - steps.iloc[0]) if len(steps) > 1 else 0
 
 
-def _escapes(training: Training) -> str:
-    """'1' for one seed; '2, 1, never' for several."""
-    return ", ".join(
-        "never" if e is None else str(e) for e in training.escape_epoch_per_seed.values()
-    )
+def step_images(results: RunResults) -> int:
+    return next(iter(results.evaluation.training.values())).step_curve_images or 0
 
 
-def findings(results: RunResults) -> list[str]:
-    """The contrasts that matter, each with its number: sigmoid against ReLU, then the rest."""
-    test = results.evaluation.test
+def plateau(results: RunResults) -> list[str]:
+    """How long each activation sat at chance: by step within the first epochs, and by epoch."""
     lines = []
-    if set(MAIN_ACTIVATIONS) <= test.keys():
-        relu, sigmoid = test["relu"].accuracy.mean, test["sigmoid"].accuracy.mean
-        better = "ReLU" if relu > sigmoid else "sigmoid"
+    for activation, training in results.evaluation.training.items():
+        per_epoch = training.steps_per_epoch
+        steps = training.escape_step_per_seed
+        measured = int(results.seed_steps[activation]["step"].max())
+        parts = []
+        for seed, step in steps.items():
+            if step is None:
+                parts.append(f"seed {seed} had not left chance after {measured} steps")
+            else:
+                parts.append(
+                    f"seed {seed} left it after {step} steps ({step / per_epoch:.2f} epochs)"
+                )
         lines.append(
-            f"On the test set, ReLU reached accuracy {relu:.4f} and sigmoid {sigmoid:.4f}: "
-            f"{better} is ahead by {abs(relu - sigmoid) * 100:.1f} points."
+            f"**{activation}**: " + "; ".join(parts) + ". Escape epoch per seed (the first "
+            f"whose validation accuracy exceeded {ESCAPE_THRESHOLD}): "
+            f"{_escapes(training.escape_epoch_per_seed)}."
         )
-        paired = results.evaluation.paired.get("test_accuracy")
-        if paired and paired.n > 1:
-            lines.append(
-                f"Paired by seed over {paired.n} seeds (same initial draw for both), ReLU − "
-                f"sigmoid test accuracy is {paired.difference.format(signed=True)} "
-                "(mean ± std [95% CI])."
-            )
-    others = [a for a in test if a not in MAIN_ACTIVATIONS]
-    if others:
-        ranked = sorted(others, key=lambda a: -test[a].accuracy.mean)
-        best, worst = ranked[0], ranked[-1]
-        text = f"Of the other activations, {best} scored highest ({test[best].accuracy.mean:.4f})"
-        if worst != best:
-            text += f" and {worst} lowest ({test[worst].accuracy.mean:.4f})"
-        lines.append(text + ".")
-    for activation, scores in test.items():
-        if scores.majority_share > 0.5:
-            lines.append(
-                f"{activation}: {scores.majority_share:.0%} of its test predictions fall on one "
-                "class, the mark of a model still at chance."
-            )
     return lines
 
 
-def _ratio_sentence(what: str, a_name: str, a: float, b_name: str, b: float) -> str:
-    """'`what` was smaller for A (x) than for B (y), by a factor of k.'"""
-    (small_name, small), (large_name, large) = sorted(
-        [(a_name, a), (b_name, b)], key=lambda pair: pair[1]
-    )
-    factor = large / small if small > 0 else float("inf")
-    return (
-        f"{what} was smaller for {small_name} ({small:.3g}) than for {large_name} "
-        f"({large:.3g}), by a factor of {factor:.3g}."
-    )
-
-
-# Diagnostics columns that count units in a state, and how the table names that state.
-UNIT_STATES = {"saturated_fraction/": "saturated", "dead_fraction/": "dead"}
-FIRST_KERNEL = "grad_norm/conv2d/kernel"
-
-
-def peak_unit_state(frame: pd.DataFrame) -> str:
-    """'72.3% saturated (conv2d, epoch 0)': the highest saturated or dead share in any layer."""
-    peaks = []
-    for prefix, state in UNIT_STATES.items():
-        for column in [c for c in frame.columns if c.startswith(prefix)]:
-            row = frame.loc[frame[column].idxmax()]
-            layer = column.removeprefix(prefix)
-            peaks.append((row[column], f"{state} ({layer}, epoch {int(row['epoch'])})"))
-    if not peaks:
-        return "—"
-    share, where = max(peaks, key=lambda peak: peak[0])
-    return f"{share:.1%} {where}"
-
-
-def _after_epoch_one(frame: pd.DataFrame) -> float:
-    return float(frame.loc[frame["epoch"] == 1, "plateau_share"].iloc[0])
-
-
-def evidence_table(results: RunResults) -> str:
-    """Per activation, what the probe measured during training and when it left chance."""
-    rows = [
-        "| activation | escape epoch per seed | best epoch (mean curve) | first-layer gradient "
-        "at epoch 0 | peak saturated or dead share | top-class share after epoch 1 |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for activation, frame in results.diagnostics.items():
-        training = results.evaluation.training[activation]
-        rows.append(
-            f"| {activation} | {_escapes(training)} | {training.best_epoch} | "
-            f"{frame[FIRST_KERNEL].iloc[0]:.3g} | {peak_unit_state(frame)} | "
-            f"{_after_epoch_one(frame):.0%} |"
-        )
-    return "\n".join(rows)
-
-
-def evidence(results: RunResults) -> list[str]:
-    """Why they differ, as measured on the probe batch: sigmoid against ReLU, then the rest."""
-    diags, training = results.diagnostics, results.evaluation.training
-    lines = []
-    if set(MAIN_ACTIVATIONS) <= diags.keys():
-        sigmoid, relu = diags["sigmoid"], diags["relu"]
-        lines.append(
-            _ratio_sentence(
-                "At initialisation (epoch 0), the loss gradient of the first layer's kernel",
-                "sigmoid",
-                sigmoid[FIRST_KERNEL].iloc[0],
-                "ReLU",
-                relu[FIRST_KERNEL].iloc[0],
-            )
-        )
-        lines.append(
-            f"After epoch 1 the most-predicted class took {_after_epoch_one(sigmoid):.0%} of "
-            f"sigmoid's validation predictions and {_after_epoch_one(relu):.0%} of ReLU's "
-            f"(10% = balanced). Escape epochs (first validation accuracy above "
-            f"{ESCAPE_THRESHOLD:.2f}), by seed: sigmoid {_escapes(training['sigmoid'])}; ReLU "
-            f"{_escapes(training['relu'])}."
-        )
-    others = [a for a in diags if a not in MAIN_ACTIVATIONS]
-    if others:
-        late = [
-            a
-            for a in others
-            if any(e is None or e > 1 for e in training[a].escape_epoch_per_seed.values())
-        ]
-        if late:
-            lines.append(
-                "Of the other activations, "
-                + ", ".join(f"{a} (escape epochs {_escapes(training[a])})" for a in late)
-                + " needed more than one epoch to leave chance in some seed."
-            )
-        else:
-            lines.append("Every other activation left chance after its first epoch in every seed.")
-    return lines
-
-
-def comparison_table(results: RunResults) -> str:
-    """This run's final-epoch and test numbers beside the tutorial's epoch-10 numbers."""
-    rows = [
-        "| model | epochs | val accuracy | val loss | test accuracy | test loss "
-        f"| tutorial val accuracy (epoch {TUTORIAL_EPOCH}) | tutorial val loss |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for activation, history in [(a, h) for a, h in results.histories.items() if a in TUTORIAL]:
-        last = history.iloc[-1]
-        test = results.evaluation.test[activation]
-        tutorial = TUTORIAL[activation]
-        rows.append(
-            f"| {activation} | {int(last['epoch'])} | {last['val_accuracy']:.4f} | "
-            f"{last['val_loss']:.4f} | {test.accuracy.format()} | {test.loss.format()} | "
-            f"{tutorial['val_accuracy']:.4f} | {tutorial['val_loss']:.4f} |"
-        )
-    return "\n".join(rows)
-
-
-def ranking_table(results: RunResults) -> str:
-    """Every activation trained, best mean test accuracy first."""
-    rows = [
-        "| rank | activation | seeds | test accuracy (mean ± std [95% CI]) | test loss | "
-        "top-class share of test predictions |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+def results_table(results: RunResults) -> str:
+    """Test scores (mean over seeds), last-epoch validation, and the tutorial's numbers."""
+    rows = []
     ranked = sorted(results.evaluation.test.items(), key=lambda item: -item[1].accuracy.mean)
-    for rank, (activation, test) in enumerate(ranked, start=1):
+    for activation, test in ranked:
+        last = results.histories[activation].iloc[-1]
+        tutorial = TUTORIAL.get(activation)
         rows.append(
-            f"| {rank} | {activation} | {test.seeds} | {test.accuracy.format()} | "
-            f"{test.loss.format()} | {test.majority_share:.0%} |"
+            {
+                "activation": activation,
+                "seeds": test.seeds,
+                "test accuracy": test.accuracy.format(),
+                "test loss": test.loss.format(),
+                f"val accuracy (epoch {int(last['epoch'])})": f"{last['val_accuracy']:.4f}",
+                f"tutorial val accuracy (epoch {TUTORIAL_EPOCH})": (
+                    f"{tutorial['val_accuracy']:.4f}" if tutorial else "—"
+                ),
+                "top-class share of test predictions": f"{test.majority_share:.0%}",
+            }
         )
-    return "\n".join(rows)
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def claims_table(settled: Sequence[claims.Claim]) -> str:
+    frame = pd.DataFrame(
+        [
+            {"#": i, "the tutorial says": c.claim, "verdict": c.verdict}
+            for i, c in enumerate(settled, 1)
+        ]
+    )
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def layer_table(results: RunResults) -> str:
+    """Per layer, sigmoid beside ReLU at initialisation and after epoch 1: the gradient, the
+    activation's mean slope, and its mean output."""
+    s, r = results.diagnostics["sigmoid"], results.diagnostics["relu"]
+    labels = plots.layer_labels(s)
+    rows = []
+    for layer in claims.kernel_layers(s):
+        row = {"layer": labels.get(layer, layer)}
+        for epoch in (0, 1):
+            column = f"grad_norm/{layer}/kernel"
+            row[f"weight gradient, epoch {epoch}: sigmoid / ReLU"] = (
+                f"{claims.at(s, column, epoch):.3g} / {claims.at(r, column, epoch):.3g}"
+            )
+        hidden = next((h for h in claims.hidden_layers(s) if h.removesuffix("_act") == layer), None)
+        for epoch in (0, 1):
+            row[f"mean slope, epoch {epoch}: sigmoid / ReLU"] = (
+                f"{claims.at(s, f'mean_slope/{hidden}', epoch):.3f} / "
+                f"{claims.at(r, f'mean_slope/{hidden}', epoch):.3f}"
+                if hidden
+                else "— (softmax)"
+            )
+        row["mean output, epoch 1: sigmoid / ReLU"] = (
+            f"{claims.at(s, f'mean_activation/{hidden}', 1):.3f} / "
+            f"{claims.at(r, f'mean_activation/{hidden}', 1):.3f}"
+            if hidden
+            else "—"
+        )
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def per_class_table(results: RunResults) -> str:
-    """F1 per class for each model."""
+    """F1 per class for each activation's primary-seed model."""
     details = results.evaluation.details
-    activations = list(details)
-    rows = [
-        "| class | " + " | ".join(f"{a} F1" for a in activations) + " |",
-        "| --- |" + " --- |" * len(activations),
-    ]
-    for i, name in enumerate(results.evaluation.class_names):
-        rows.append(
-            f"| {name} | " + " | ".join(f"{details[a].f1[i]:.3f}" for a in activations) + " |"
-        )
-    return "\n".join(rows)
+    frame = pd.DataFrame(
+        {"class": results.evaluation.class_names}
+        | {f"{a} F1": [f"{v:.3f}" for v in d.f1] for a, d in details.items()}
+    )
+    return frame.to_markdown(index=False, disable_numparse=True)
 
 
 def build_figures(
-    results: RunResults, train_data: tuple[np.ndarray, np.ndarray], test_images: np.ndarray
+    results: RunResults,
+    train_data: tuple[np.ndarray, np.ndarray],
+    test_images: np.ndarray,
+    primary_seed: int,
 ) -> dict[str, Figure]:
     activations = list(results.histories)
     return {
-        "activations.png": plots.activation_figure(),
-        "samples.png": plots.sample_grid(*train_data, results.evaluation.class_names),
+        "steps.png": plots.step_curve_figure(results.steps, results.seed_steps, ESCAPE_THRESHOLD),
         "curves.png": plots.curves_figure(results.histories, results.seed_histories),
-        "examples.png": plots.examples_figure(test_images, results.examples, activations),
+        "seeds.png": plots.seed_strip_figure(
+            {a: list(results.evaluation.details[a].accuracy_per_seed.values()) for a in activations}
+        ),
         "gradients.png": plots.gradient_figure(results.diagnostics),
         "units.png": plots.units_figure(results.diagnostics),
+        "activations.png": plots.activation_figure(),
+        "samples.png": plots.sample_grid(*train_data, results.evaluation.class_names),
+        "examples.png": plots.examples_figure(test_images, results.examples, activations),
         "confusion.png": plots.confusion_figure(
             {a: np.array(results.evaluation.details[a].confusion) for a in activations},
             results.evaluation.class_names,
-        ),
-        "seeds.png": plots.seed_strip_figure(
-            {a: list(results.evaluation.details[a].accuracy_per_seed.values()) for a in activations}
+            primary_seed,
         ),
     }
 
 
-def render_markdown(results: RunResults, params: Params) -> str:
-    """The report's text; figures are referenced relative to the report."""
-    validation = (
-        "the test set, as the tutorial did (so the validation numbers are optimistic)"
-        if results.validation_source == "test"
-        else f"{params.data.val_size:,} images held out of the training set (the test set is "
-        "used only by `evaluate`)"
+def render_markdown(evidence: claims.Evidence, params: Params) -> str:
+    """The report's text, from its template; figures are referenced relative to the report."""
+    results = evidence.run
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("pipeline", "."),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
     )
-    params_yaml = yaml.safe_dump(dataclasses.asdict(params), sort_keys=False)
-    sections = [
-        "# Sigmoid vs ReLU on CIFAR-10",
-        "Generated by `dvc repro` (stage `report`); every number below comes from this run's files.",
-        "## What this run found",
-        "\n".join(f"- {line}" for line in findings(results)),
-        "Mean over seeds; ± is the standard deviation across seeds, brackets the 95% t-interval "
-        "of the mean (shown when there is more than one seed).",
-        ranking_table(results),
-        "![Test accuracy of every seed](figures/seeds.png)",
-        "## This run beside the tutorial",
-        f"Validation here is {validation}. The tutorial's columns are its published numbers.",
-        comparison_table(results),
-        "## Why: gradients, saturation, dead units",
-        "Measured during training on a fixed probe batch of training images (the same every "
-        "epoch), at initialisation and after every epoch; an escape epoch is the first whose "
-        f"validation accuracy exceeds {ESCAPE_THRESHOLD:.2f} (chance is 0.10).",
-        evidence_table(results),
-        "\n".join(f"- {line}" for line in evidence(results)),
-        "![Kernel gradient norm per layer and epoch](figures/gradients.png)",
-        "![Saturated and dead units, and the plateau](figures/units.png)",
-        "## Sigmoid and ReLU",
-        "Sigmoid's derivative is at most 0.25 and vanishes for large inputs of either sign; "
-        "ReLU's is exactly 1 for every positive input.",
-        "![Sigmoid and ReLU with their derivatives](figures/activations.png)",
-        "## The data",
-        "![CIFAR-10 training images, one column per class](figures/samples.png)",
-        "## Learning curves",
-        "Lines are means over seeds; with several seeds, shaded bands span the lowest to the "
-        "highest seed.",
-        "![Validation accuracy and loss per epoch](figures/curves.png)",
-        "## Predictions on test images",
-        f"The first {len(results.examples)} test images, the same on every run.",
-        "![Test images with each model's prediction](figures/examples.png)",
-        "## Per class",
-        per_class_table(results),
-        "![Confusion matrices](figures/confusion.png)",
-        "## Params",
-        f"```yaml\n{params_yaml}```",
-    ]
-    return "\n\n".join(sections) + "\n"
+    seeds = params.train.seeds
+    return environment.get_template(TEMPLATE).render(
+        validation_on_test=results.validation_source == "test",
+        val_size=f"{params.data.val_size:,}",
+        seeds=", ".join(map(str, seeds)),
+        several_seeds=len(seeds) > 1,
+        primary_seed=seeds[0],
+        threshold=ESCAPE_THRESHOLD,
+        step_images=f"{step_images(results):,}",
+        step_interval=step_interval(results),
+        plateau=plateau(results),
+        results_table=results_table(results),
+        paired=results.evaluation.paired.get("test_accuracy"),
+        claims=claims.settle(evidence),
+        claims_table=claims_table(claims.settle(evidence)),
+        reconcile=claims.reconcile(evidence),
+        layer_table=layer_table(results),
+        when_to_use=claims.when_to_use(evidence),
+        n_examples=len(results.examples),
+        per_class_table=per_class_table(results),
+        params_yaml=yaml.safe_dump(dataclasses.asdict(params), sort_keys=False),
+    )
 
 
 def write_report(output: Path, markdown: str, figures: Mapping[str, Figure]) -> None:
@@ -337,15 +217,22 @@ def write_report(output: Path, markdown: str, figures: Mapping[str, Figure]) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args, params = cli.parse_stage(cli.stage_parser(__doc__, "data", "results", "output"), argv)
+    parser = cli.stage_parser(
+        __doc__, "data", "results", "output", "depth-study", "activation-study"
+    )
+    args, params = cli.parse_stage(parser, argv)
     activations = params.train.activations
-    results = read_results(args.results, args.data, activations)
+    evidence = claims.Evidence(
+        run=read_results(args.results, args.data, activations),
+        cells=studies.read_cells(args.depth_study),
+        activation_study=studies.read_scores(args.activation_study),
+    )
     logged = logged_params(params, ("data", "model", "train", "evaluate"))
     with tracking.stage_run("report", params.mlflow.experiment, logged):
         train_data = load_split(args.data, "train")
         test_images, _ = load_split(args.data, "test")
-        figures = build_figures(results, train_data, test_images)
-        markdown = render_markdown(results, params)
+        figures = build_figures(evidence.run, train_data, test_images, params.train.seeds[0])
+        markdown = render_markdown(evidence, params)
         write_report(args.output, markdown, figures)
         mlflow.log_artifact(str(args.output / "report.md"), artifact_path="report")
         mlflow.log_artifacts(str(args.output / "figures"), artifact_path="report/figures")

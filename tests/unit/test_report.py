@@ -1,199 +1,302 @@
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.figure import Figure
 
-from pipeline import plots
+from pipeline import claims, plots
 from pipeline.metrics import escape_epoch
-from pipeline.report import (
+from pipeline.model import TUTORIAL
+from pipeline.params import DataParams, EvaluateParams, MlflowParams, Params, TrainParams
+from pipeline.report import plateau, render_markdown, results_table
+from pipeline.results import (
+    Evaluation,
+    ModelDetails,
+    Paired,
     RunResults,
-    comparison_table,
-    evidence,
-    evidence_table,
-    findings,
-    ranking_table,
+    Scores,
+    Spread,
+    Training,
 )
-from pipeline.results import Evaluation, ModelDetails, Paired, Scores, Spread, Training
+from pipeline.studies import Cell
 
 
-def history(val_acc):
+def history(val_acc, train_acc=None):
     n = len(val_acc)
     return pd.DataFrame(
         {
             "epoch": range(1, n + 1),
             "loss": [2.0] * n,
-            "accuracy": val_acc,
-            "val_loss": [2.0] * n,
+            "accuracy": train_acc or val_acc,
+            "val_loss": np.linspace(2.0, 1.0, n),
             "val_accuracy": val_acc,
         }
     )
 
 
-def diagnostics(activation, conv_grads, dense_grads, plateau):
-    n = len(conv_grads)
+def diagnostics(activation, epochs, conv_grad, dense_grad, slope, mean_out):
+    """A probe frame shaped like train's: first convolution, hidden dense, output."""
+    n = epochs + 1
     frame = pd.DataFrame(
         {
             "epoch": range(n),
-            "grad_norm/conv2d/kernel": conv_grads,
-            "grad_norm/dense/kernel": dense_grads,
+            "grad_norm/conv2d/kernel": [conv_grad] * n,
+            "grad_norm/dense/kernel": [dense_grad] * n,
             "grad_norm/dense_1/kernel": [1.0] * n,
-            "plateau_share": plateau,
+            "mean_activation/conv2d": [mean_out] * n,
+            "mean_slope/conv2d": [slope] * n,
+            "mean_activation/dense": [mean_out] * n,
+            "mean_slope/dense": [slope] * n,
+            "plateau_share": [1.0] + [0.2] * epochs,
         }
     )
     kind = "saturated_fraction" if activation == "sigmoid" else "dead_fraction"
-    frame[f"{kind}/dense"] = np.linspace(0.5, 0.25, n)
+    frame[f"{kind}/conv2d"] = 0.1
+    frame[f"{kind}/dense"] = 0.6
     return frame
 
 
-def scores(accuracy, share=0.12, seeds=1, std=None):
-    spread = (std, None, None) if std is None else (std, accuracy - 0.1, accuracy + 0.1)
-    return Scores(Spread(accuracy, *spread), Spread(1.5, None, None, None), share, seeds)
+def steps(escape_at, per_epoch=10):
+    values = [0.1 if s < escape_at else 0.5 for s in range(0, 2 * per_epoch + 1, 2)]
+    return pd.DataFrame(
+        {
+            "step": range(0, 2 * per_epoch + 1, 2),
+            "epoch": [s / per_epoch for s in range(0, 2 * per_epoch + 1, 2)],
+            "val_accuracy": values,
+        }
+    )
 
 
-def training(val_acc, per_seed=None):
-    escaped = escape_epoch(val_acc)
+def scores(accuracy, seeds=1, std=None):
+    spread = (None, None, None) if std is None else (std, accuracy - 0.1, accuracy + 0.1)
+    return Scores(Spread(accuracy, *spread), Spread(1.5, None, None, None), 0.12, seeds)
+
+
+def training(val_acc, escape_step):
     best = int(np.argmax(val_acc)) + 1
-    return Training(len(val_acc), max(val_acc), best, escaped, per_seed or {42: escaped})
+    escaped = escape_epoch(val_acc)
+    return Training(
+        len(val_acc), max(val_acc), best, escaped, {42: escaped}, {42: escape_step}, 10, 50
+    )
 
 
-def results(sig, relu, sig_share=0.2, extra=None):
-    """Two activations (and an `extra` one with its own curve), one seed each."""
-    curves = {"sigmoid": sig, "relu": relu, **(extra or {})}
-    test = {a: scores(v[-1]) for a, v in curves.items()}
-    test["sigmoid"] = scores(sig[-1], share=sig_share)
-    zeros = np.zeros((10, 10), int).tolist()
+def results(sigmoid_grad=0.01, relu_grad=0.1, sigmoid_slope=0.02, relu_slope=0.5):
+    """sigmoid plateaus for 12 steps and underfits; ReLU learns at once and overfits."""
+    curves = {"sigmoid": [0.1, 0.3, 0.4], "relu": [0.55, 0.62, 0.63]}
+    train_acc = {"sigmoid": [0.1, 0.3, 0.41], "relu": [0.6, 0.75, 0.9]}
+    escape = {"sigmoid": 12, "relu": 2}
     diags = {
-        a: diagnostics(
-            a,
-            [0.001 if a == "sigmoid" else 0.1] * (len(v) + 1),
-            [0.01 if a == "sigmoid" else 0.05] * (len(v) + 1),
-            [1.0 if a == "sigmoid" else 0.3] + [0.5 if a == "sigmoid" else 0.12] * len(v),
-        )
-        for a, v in curves.items()
+        "sigmoid": diagnostics("sigmoid", 3, sigmoid_grad, 1.5, sigmoid_slope, 0.48),
+        "relu": diagnostics("relu", 3, relu_grad, 0.4, relu_slope, 0.03),
     }
+    zeros = np.zeros((10, 10), int).tolist()
     evaluation = Evaluation(
-        test=test,
-        training={a: training(v) for a, v in curves.items()},
+        test={a: scores(v[-1]) for a, v in curves.items()},
+        training={a: training(v, escape[a]) for a, v in curves.items()},
         details={a: ModelDetails([0.5] * 10, zeros, {42: v[-1]}) for a, v in curves.items()},
         paired={},
         class_names=list("abcdefghij"),
     )
+    histories = {a: history(v, train_acc[a]) for a, v in curves.items()}
+    histories["relu"]["val_loss"] = [1.2, 1.1, 1.3]  # lowest at epoch 2: overfits after
     return RunResults(
-        histories={a: history(v) for a, v in curves.items()},
+        histories=histories,
         diagnostics=diags,
-        seed_histories={a: history(v).assign(seed=42) for a, v in curves.items()},
+        seed_histories={a: h.assign(seed=42) for a, h in histories.items()},
+        steps={a: steps(escape[a]) for a in curves},
+        seed_steps={a: steps(escape[a]).assign(seed=42) for a in curves},
         evaluation=evaluation,
         examples=pd.DataFrame(),
         validation_source="train",
     )
 
 
-def test_findings_are_computed_from_the_numbers():
-    lines = findings(results([0.1, 0.1, 0.4], [0.55, 0.62, 0.63], sig_share=0.9))
-    assert lines[0].startswith("On the test set, ReLU reached accuracy 0.6300 and sigmoid 0.4000")
-    assert "ReLU is ahead by 23.0 points" in lines[0]
-    assert any("90% of its test predictions fall on one class" in line for line in lines)
-    assert not any("relu:" in line and "one class" in line for line in lines)
-    assert not any("other activations" in line for line in lines)  # there are none
+def evidence(run=None, cells=(), study=None):
+    return claims.Evidence(run or results(), list(cells), study or {})
 
 
-def test_findings_name_the_best_and_worst_of_the_rest():
-    extra = {"tanh": [0.3, 0.5], "elu": [0.5, 0.58], "gelu": [0.5, 0.55]}
-    lines = findings(results([0.1, 0.4], [0.6, 0.63], extra=extra))
+def verdicts(ev):
+    return {c.claim.split(" ")[0] + str(i): c.verdict for i, c in enumerate(claims.settle(ev))}
+
+
+def test_every_claim_gets_a_verdict_and_evidence():
+    settled = claims.settle(evidence())
+    assert len(settled) == 9
+    allowed = {claims.SUPPORTED, claims.MIXED, claims.NOT_SUPPORTED, claims.NOT_TESTED}
+    assert all(c.verdict in allowed and c.evidence for c in settled)
+
+
+def test_vanishing_gradient_verdict_follows_the_numbers():
+    supported = claims.vanishing_gradient(evidence())
+    assert supported.verdict == claims.SUPPORTED
+    assert "10.0× smaller with sigmoid (0.01) than with ReLU (0.1)" in supported.evidence
+    # Flip the gradients and slopes: the same code must no longer support the claim.
+    flipped = results(sigmoid_grad=0.1, relu_grad=0.01, sigmoid_slope=0.5, relu_slope=0.02)
+    assert claims.vanishing_gradient(evidence(flipped)).verdict == claims.NOT_SUPPORTED
+
+
+def test_relu_overfitting_sooner_refutes_the_sparsity_claim():
+    claim = claims.sparsity(evidence())
+    assert claim.verdict == claims.NOT_SUPPORTED
+    assert "lowest at epoch 2" in claim.evidence and "60% of its units were dead" in claim.evidence
+
+
+def test_generalisation_is_mixed_when_relu_tests_better_but_overfits_more():
+    claim = claims.generalises(evidence())
+    assert claim.verdict == claims.MIXED
+    assert "a gap of 27.0 points against sigmoid's 1.0" in claim.evidence
+
+
+def test_the_larger_dense_gradient_is_explained_by_its_inputs():
+    lines = claims.reconcile(evidence())
+    assert lines[0].startswith("**The hidden dense layer's gradient is larger with sigmoid** (1.5")
+    assert "averaging 0.48, with ReLU 0.030, 16.0× smaller" in lines[0]
+    assert "0.500 for ReLU against 0.0200 for sigmoid, 25.0×" in lines[1]
+
+
+def cell(depth, batch_norm, sigmoid, relu, seeds=3):
+    run = results()
+    per_seed = {
+        a: {42 + i: v + 0.01 * i for i in range(seeds)}
+        for a, v in (("sigmoid", sigmoid), ("relu", relu))
+    }
+    details = {a: ModelDetails([0.5] * 10, [], per_seed[a]) for a in per_seed}
+    gap = relu - sigmoid
+    evaluation = Evaluation(
+        test={"sigmoid": scores(sigmoid, seeds, 0.02), "relu": scores(relu, seeds, 0.01)},
+        training=run.evaluation.training,
+        details=details,
+        paired={"test_accuracy": Paired(seeds, Spread(gap, 0.01, gap - 0.02, gap + 0.02))},
+        class_names=list("abcdefghij"),
+    )
+    return Cell(f"depth{depth}-bn-{batch_norm}", depth, batch_norm, evaluation, run.histories)
+
+
+def test_depth_claim_reads_the_depth_study():
+    assert claims.depth(evidence()).verdict == claims.NOT_TESTED
+    widening = [cell(1, False, 0.45, 0.62), cell(3, False, 0.30, 0.64)]
+    claim = claims.depth(evidence(cells=widening))
+    assert claim.verdict == claims.MIXED  # widens, but sigmoid is behind already at depth 1
+    assert "+0.1700 ± 0.0100 [+0.1500, +0.1900] at depth 1" in claim.evidence
+    steady = [cell(1, False, 0.45, 0.62), cell(3, False, 0.50, 0.60)]
+    assert claims.depth(evidence(cells=steady)).verdict == claims.NOT_SUPPORTED
+
+
+def test_when_to_use_cites_the_studies_it_has():
+    cells = [cell(1, False, 0.45, 0.62), cell(1, True, 0.46, 0.57)]
+    study = {"tanh": scores(0.58, 6, 0.008), "sigmoid": scores(0.39, 6, 0.14)}
+    lines = claims.when_to_use(evidence(cells=cells, study=study))
+    assert lines[0].startswith("**Hidden layers: ReLU over sigmoid.** ReLU led by 23.0 points")
+    assert any(
+        line.startswith("**Batch normalisation at depth 1:** sigmoid 0.4500") for line in lines
+    )
+    assert any("tanh over sigmoid" in line for line in lines)
+    assert lines[-1].endswith("it is not tested here.")
+    alone = claims.when_to_use(evidence())
+    assert not any("study" in line for line in alone[:-1])
+
+
+def test_plateau_names_each_seeds_escape_step():
+    lines = plateau(results())
+    assert lines[0].startswith("**sigmoid**: seed 42 left it after 12 steps (1.20 epochs)")
+    assert lines[1].startswith("**relu**: seed 42 left it after 2 steps (0.20 epochs)")
+
+
+def test_results_table_puts_the_tutorial_beside_ours():
+    rows = results_table(results()).splitlines()
+    assert rows[2].startswith("| relu ") and "| 0.6300 " in rows[2] and "| 0.6323 " in rows[2]
+    assert rows[3].startswith("| sigmoid ") and "| 0.4672 " in rows[3]
+
+
+def test_the_report_renders_every_section():
+    params = Params(
+        DataParams("https://example.org/a.tar.gz", "0" * 64, 5000, 0, 42),
+        TUTORIAL,
+        TrainParams(3, 64, 0.001, (42,), "none", ()),
+        EvaluateParams(0),
+        MlflowParams("x"),
+    )
+    text = render_markdown(evidence(), params)
+    for heading in (
+        "## The plateau",
+        "## Results",
+        "## The tutorial's claims",
+        "## When to use which",
+    ):
+        assert heading in text
+    assert "{{" not in text and "{%" not in text
     assert (
-        "Of the other activations, elu scored highest (0.5800) and tanh lowest (0.5000)." in lines
+        text.count("*Supported.*")
+        + text.count("*Mixed.*")
+        + text.count("*Not supported.*")
+        + text.count("*Not tested here.*")
+        == 9
     )
 
 
-def test_evidence_table_has_a_row_per_activation_from_the_files():
-    table = evidence_table(results([0.1, 0.1, 0.4], [0.55, 0.62, 0.63])).splitlines()
-    assert table[0].startswith("| activation | escape epoch per seed | best epoch")
-    sigmoid, relu = table[2], table[3]
-    # escape epoch 3 (train's), best epoch 3, gradient 0.001 at epoch 0, peak saturation 50%
-    # at epoch 0 in the dense layer, 50% on one class after epoch 1.
-    assert sigmoid == "| sigmoid | 3 | 3 | 0.001 | 50.0% saturated (dense, epoch 0) | 50% |"
-    assert relu == "| relu | 1 | 3 | 0.1 | 50.0% dead (dense, epoch 0) | 12% |"
-
-
-def test_evidence_contrasts_sigmoid_with_relu_then_the_rest():
-    lines = evidence(results([0.1, 0.1, 0.4], [0.55, 0.62, 0.63], extra={"tanh": [0.3, 0.5]}))
-    assert lines[0] == (
-        "At initialisation (epoch 0), the loss gradient of the first layer's kernel was smaller "
-        "for sigmoid (0.001) than for ReLU (0.1), by a factor of 100."
+def test_layer_labels_are_names_a_reader_knows():
+    frame = diagnostics("relu", 1, 0.1, 0.1, 0.5, 0.1)
+    assert plots.layer_labels(frame) == {
+        "conv2d": "first convolution",
+        "dense": "hidden dense",
+        "dense_1": "output",
+    }
+    deep = pd.DataFrame(
+        columns=[
+            "grad_norm/conv2d/kernel",
+            "grad_norm/conv2d_1/kernel",
+            "mean_slope/conv2d_act",
+            "grad_norm/dense/kernel",
+            "grad_norm/dense_1/kernel",
+            "grad_norm/dense_2/kernel",
+        ]
     )
-    assert (
-        "Escape epochs (first validation accuracy above 0.15), by seed: sigmoid 3; ReLU 1."
-        in (lines[1])
-    )
-    assert "50% of sigmoid's validation predictions and 12% of ReLU's" in lines[1]
-    assert lines[2] == "Every other activation left chance after its first epoch in every seed."
-    late = evidence(results([0.1, 0.4], [0.6, 0.63], extra={"tanh": [0.1, 0.12]}))
-    assert late[2] == (
-        "Of the other activations, tanh (escape epochs never) needed more than one epoch to "
-        "leave chance in some seed."
-    )
+    labels = plots.layer_labels(deep)
+    assert labels["conv2d_1"] == "convolution 2" and labels["conv2d_act"] == "convolution 1"
+    assert labels["dense_1"] == "hidden dense 2" and labels["dense_2"] == "output"
 
 
-def test_comparison_table_puts_tutorial_numbers_beside_ours():
-    table = comparison_table(results([0.1, 0.4], [0.6, 0.63]))
-    sigmoid_row = next(row for row in table.splitlines() if row.startswith("| sigmoid"))
-    assert "| 0.4000 |" in sigmoid_row and "| 0.4672 | 1.4827 |" in sigmoid_row
+def test_step_curve_figure_draws_each_activation_and_the_lines_that_matter():
+    run = results()
+    fig = plots.step_curve_figure(run.steps, run.seed_steps, 0.15)
+    (ax,) = fig.axes
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["sigmoid", "relu", "chance (0.10)", "escape (0.15)"]
+    sigmoid = ax.get_lines()[0]
+    assert list(sigmoid.get_ydata()) == run.steps["sigmoid"]["val_accuracy"].tolist()
+    assert ax.get_xlabel().startswith("epoch") and fig.legends  # one legend, below the chart
 
 
-@pytest.mark.parametrize(
-    "build",
-    [
-        lambda: plots.activation_figure(),
-        lambda: plots.sample_grid(
-            np.zeros((20, 32, 32, 3), np.uint8), np.arange(20) % 10, list("abcdefghij")
-        ),
-        lambda: plots.curves_figure({"sigmoid": history([0.1, 0.2]), "relu": history([0.5, 0.6])}),
-        lambda: plots.confusion_figure({"relu": np.eye(3, dtype=int)}, ["a", "b", "c"]),
-        lambda: plots.gradient_figure({"relu": diagnostics("relu", [1, 2], [1, 2], [0.2, 0.1])}),
-        lambda: plots.units_figure({"sigmoid": diagnostics("sigmoid", [1, 2], [1, 2], [1, 0.2])}),
-    ],
-)
-def test_figures_render(build, tmp_path):
-    figure = build()
-    assert isinstance(figure, Figure)
-    figure.savefig(tmp_path / "f.png")
-    assert (tmp_path / "f.png").stat().st_size > 1000
+def test_gradient_and_units_figures_use_reader_names():
+    diags = results().diagnostics
+    titles = [ax.get_title() for ax in plots.gradient_figure(diags).axes]
+    assert titles == [
+        "first convolution: weight gradient",
+        "hidden dense: weight gradient",
+        "output: weight gradient",
+    ]
+    units = plots.units_figure(diags)
+    slope_ax = units.axes[0]
+    assert "sigmoid, hidden dense" in [line.get_label() for line in slope_ax.get_lines()]
+    assert slope_ax.get_title().startswith("Mean slope")
 
 
-def test_curves_figure_has_both_models_on_each_chart():
-    fig = plots.curves_figure({"sigmoid": history([0.1, 0.2]), "relu": history([0.5, 0.6])})
-    for ax in fig.axes:
-        labels = [line.get_label() for line in ax.get_lines()]
-        assert "sigmoid validation" in labels and "relu validation" in labels
+def test_confusion_matrices_sit_in_a_grid_with_one_scale():
+    confusions = {a: np.eye(3, dtype=int) for a in ("sigmoid", "relu", "tanh", "elu")}
+    fig = plots.confusion_figure(confusions, ["a", "b", "c"], seed=42)
+    drawn = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in drawn] == [f"{a}, seed 42" for a in confusions]
+    assert len(fig.axes) == 7  # a 2 × 3 grid (two left blank) and one colour bar
 
 
 def test_curves_figure_shades_the_seed_spread_only_with_several_seeds():
     seeds = pd.concat([history([0.1, 0.2]).assign(seed=1), history([0.3, 0.4]).assign(seed=2)])
     means = {"sigmoid": history([0.2, 0.3]), "relu": history([0.5, 0.6])}
     fig = plots.curves_figure(means, {"sigmoid": seeds, "relu": seeds[seeds["seed"] == 1]})
-    accuracy_ax = fig.axes[0]
     for ax in fig.axes:
         assert len(ax.collections) == 1  # sigmoid's two seeds; relu has one seed, so no band
-    band = accuracy_ax.collections[0].get_paths()[0].vertices[:, 1]
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert "sigmoid validation" in labels and "relu validation" in labels
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
     assert (band.min(), band.max()) == pytest.approx((0.1, 0.4))
-
-
-def test_several_seeds_add_spread_paired_difference_and_ranking():
-    res = results([0.1, 0.4], [0.6, 0.63])
-    per_seed = {1: 2, 2: 1, 3: None}
-    res.evaluation.test["relu"] = scores(0.63, seeds=3, std=0.01)
-    res.evaluation.test["sigmoid"] = scores(0.4, seeds=3, std=0.02)
-    res.evaluation.training["sigmoid"] = training([0.1, 0.4], per_seed)
-    res.evaluation.paired["test_accuracy"] = Paired(3, Spread(0.2, 0.01, 0.175, 0.225))
-    lines = findings(res)
-    assert (
-        "Paired by seed over 3 seeds (same initial draw for both), ReLU − sigmoid test "
-        "accuracy is +0.2000 ± 0.0100 [+0.1750, +0.2250] (mean ± std [95% CI])."
-    ) in lines
-    assert "| sigmoid | 2, 1, never |" in evidence_table(res)
-    table = ranking_table(res).splitlines()
-    assert table[2].startswith("| 1 | relu | 3 | 0.6300 ± 0.0100 [0.5300, 0.7300]")
-    assert table[3].startswith("| 2 | sigmoid | 3 |")
 
 
 def test_writing_the_report_keeps_the_studies_beside_it(tmp_path):
@@ -210,3 +313,9 @@ def test_writing_the_report_keeps_the_studies_beside_it(tmp_path):
     assert (tmp_path / "report.md").read_text() == "# report\n"
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["curves.png"]
     assert study.read_text() == "a study"
+
+
+def test_a_study_folder_reads_back_its_cells(tmp_path):
+    from pipeline.studies import read_cells, read_scores
+
+    assert read_cells(tmp_path / "absent") == [] and read_scores(tmp_path) == {}
