@@ -26,6 +26,8 @@ PROJECT_FILES = [
     ".gitignore",
     ".dvc/config",
     ".dvc/.gitignore",
+    ".dvc/plots",
+    "reports/studies",
 ]
 REAL_ARCHIVE = Path(
     os.environ.get("CIFAR10_ARCHIVE", PROJECT.parent / "shared" / "data" / "cifar-10-python.tar.gz")
@@ -34,6 +36,8 @@ REAL_ARCHIVE = Path(
 REAL_SHA256 = "e52a1ffb853e969fd30e4d8aa4d6f9827e577ef51e73dce9728e662c5dc608a9"
 
 README = PROJECT / "README.md"
+# The pages whose shell blocks run as written: the README first, then docs/ in name order.
+DOC_PAGES = [README, *sorted((PROJECT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```sh(?: ([a-z-]+))?\n(.*?)^```$", re.M | re.S)
 # README blocks run by tests of their own (team-server and queue: test_team_server.py; machines:
 # test_machines.py); untagged ones by test_readme.py; no-test ones by none.
@@ -104,12 +108,11 @@ def commit(root: Path, env: dict[str, str], message: str) -> None:
 
 
 def tagged_blocks() -> list[tuple[str | None, str, str]]:
-    """(the block's tag, its text, the README paragraph just before it), in order."""
-    text = README.read_text()
+    """(the block's tag, its text, the page it is on), in order: README.md, then docs/*.md."""
     found = []
-    for match in BLOCK.finditer(text):
-        before = text[: match.start()].rstrip("\n").rsplit("\n\n", 1)[-1]
-        found.append((match.group(1), match.group(2), before))
+    for page in DOC_PAGES:
+        for match in BLOCK.finditer(page.read_text()):
+            found.append((match.group(1), match.group(2), page.relative_to(PROJECT).as_posix()))
     return found
 
 

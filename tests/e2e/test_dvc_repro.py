@@ -301,3 +301,62 @@ def test_a_refused_param_deletes_nothing(repo, override, message):
     assert snapshot(root, "results", "reports", "models", "data") == good
     run(["git", "checkout", "params.yaml"], root, env)
     assert "up to date" in run(["dvc", "status"], root, env)
+
+
+# Chromium as the MLflow UI test drives it; every request that is not a local file is refused,
+# as it would be on a machine without internet.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run"]
+# DVC's linear template colours lines by revision (one here: the workspace) and dashes them by
+# file (sigmoid's and ReLU's): the colour vega gives the first revision.
+SERIES_RGB = ((0x94, 0x5D, 0xD6),)
+COUNT_COLOURS = """canvas => {
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  return COLOURS.map(([r, g, b]) => {
+    let n = 0;
+    for (let i = 0; i < data.length; i += 4)
+      if (Math.abs(data[i] - r) < 12 && Math.abs(data[i + 1] - g) < 12 && Math.abs(data[i + 2] - b) < 12) n++;
+    return n;
+  });
+}"""
+
+
+@pytest.mark.servers
+def test_plots_show_draws_both_curves_without_internet(repo, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "Debian's chromium is not installed (apt-get install chromium); .ci/run installs it"
+        )
+    from playwright.sync_api import sync_playwright
+
+    root, env, _ = repo
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], root, env)
+    page_file = tmp_path / "plots" / "index.html"
+    html = page_file.read_text()
+    assert "cdn.jsdelivr" not in html
+    for activation in ("sigmoid", "relu"):  # both series are in the first chart's data
+        assert f'"filename": "{activation}/steps.csv"' in html
+    refused = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.route(
+                "**/*",
+                lambda route: (
+                    route.continue_()
+                    if route.request.url.startswith("file:")
+                    else (refused.append(route.request.url), route.abort())
+                ),
+            )
+            page.goto(page_file.as_uri())
+            page.wait_for_selector("canvas", timeout=30_000)
+            canvases = page.locator("canvas")
+            assert canvases.count() == 5  # the five plots of dvc.yaml
+            script = COUNT_COLOURS.replace("COLOURS", str([list(c) for c in SERIES_RGB]))
+            first = canvases.first.evaluate(script)
+        finally:
+            browser.close()
+    assert refused == []
+    # The lines are drawn: a blank or failed chart has no pixel of the series' colour.
+    assert all(pixels > 200 for pixels in first), f"line pixels per colour: {first}"
