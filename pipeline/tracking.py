@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import psutil
 from mlflow.entities import Metric, RunStatus
 
 from pipeline.errors import PipelineError
@@ -254,6 +256,46 @@ def ensure_experiment(name: str) -> str:
         return experiment.experiment_id
 
 
+def process_tags() -> dict[str, str]:
+    """What tells this run's process from any other, now or later: host, pid and start time
+    (a pid alone is reused once its process is gone)."""
+    me = psutil.Process()
+    return {
+        "process.host": socket.gethostname(),
+        "process.pid": str(me.pid),
+        "process.started": f"{me.create_time():.2f}",
+    }
+
+
+def process_alive(tags: Mapping[str, str]) -> bool | None:
+    """Whether the process that opened a run still runs: None when it ran on another host (or
+    before runs recorded it), where this machine cannot tell."""
+    if tags.get("process.host") != socket.gethostname() or "process.pid" not in tags:
+        return None
+    try:
+        started = psutil.Process(int(tags["process.pid"])).create_time()
+    except psutil.NoSuchProcess:
+        return False
+    return abs(started - float(tags["process.started"])) < 1.0
+
+
+def reap_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED every RUNNING run of the experiment whose process on this host is gone (a
+    SIGKILL, the OOM killer, a lost terminal leave no chance to say so); return their names.
+    Live runs, and runs of other hosts, are left as they are."""
+    client = mlflow.MlflowClient()
+    running = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    )
+    reaped = []
+    for run in running:
+        if process_alive(run.data.tags) is False:
+            client.set_tag(run.info.run_id, "process.reaped", "its process had ended unannounced")
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            reaped.append(run.info.run_name)
+    return reaped
+
+
 def stage_tags(stage: str, activation: str | None = None) -> dict[str, str]:
     """Tags that let a run be found by stage, activation, commit and DVC experiment.
 
@@ -303,15 +345,21 @@ def stage_run(
     try:
         with store_lock(uri):
             experiment_id = ensure_experiment(experiment)
+            reaped = reap_dead_runs(experiment_id)
     except Exception as exc:
         raise PipelineError(store_error(uri, exc)) from None
+    if reaped:
+        print(
+            f"note: marked KILLED {len(reaped)} run(s) whose process had died: {', '.join(reaped)}",
+            file=sys.stderr,
+        )
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.set_system_metrics_samples_before_logging(1)
     run = mlflow.start_run(
         experiment_id=experiment_id,
         run_name=stage,
-        tags=stage_tags(stage, activation) | dict(tags or {}),
+        tags=stage_tags(stage, activation) | process_tags() | dict(tags or {}),
         log_system_metrics=system_metrics,
     )
     with _ending_honestly(run):

@@ -1,5 +1,5 @@
-"""Faults on real processes: signals during training, an unreachable tracking server, and two
-stages logging to one SQLite store at once."""
+"""Faults on real processes: signals during training, a training killed without a word, an
+unreachable tracking server, and two stages logging to one SQLite store at once."""
 
 from __future__ import annotations
 
@@ -151,3 +151,48 @@ def test_a_server_that_rejects_the_host_header_gets_an_error_naming_allowed_host
     assert result.returncode == 1, result.stderr[-2000:]
     assert len(errors) == 1 and "--allowed-hosts including 127.0.0.1:" in errors[0], errors
     assert "Traceback" not in result.stderr and "Epoch 1/" not in result.stdout
+
+
+def start_training(activation: str, params: Path, workspace: Path, out: Path, uri: str):
+    """A train stage as a process, once its run is open and training is under way."""
+    proc = subprocess.Popen(
+        train_process(activation, params, workspace, out),
+        env=stage_env(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in proc.stdout:
+        if line.startswith("Epoch 2/"):
+            return proc
+    raise AssertionError(f"{activation} never reached epoch 2: {proc.wait()}")
+
+
+def test_a_killed_training_is_marked_killed_and_a_live_one_is_left_alone(workspace, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    long = params_with_epochs(workspace, tmp_path, 500)
+    # SIGKILL, as the OOM killer sends it: the process gets no chance to end its run.
+    ghost = start_training("relu", long, workspace, tmp_path / "ghost", uri)
+    ghost.kill()
+    ghost.wait(timeout=30)
+    (run,) = logged_runs(uri)
+    assert run.info.status == "RUNNING"  # the ghost
+    # A second training starts and stays alive while a third one starts beside it.
+    live = start_training("sigmoid", long, workspace, tmp_path / "live", uri)
+    try:
+        (tmp_path / "third").mkdir()
+        third = train_once(workspace, tmp_path / "third", uri, timeout=300)
+        assert third.returncode == 0, third.stderr[-2000:]
+        runs = {r.info.run_id: r for r in logged_runs(uri)}
+        assert runs[run.info.run_id].info.status == "KILLED"
+        assert runs[run.info.run_id].data.tags["process.reaped"]
+        statuses = sorted((r.info.run_name, r.info.status) for r in runs.values())
+        assert statuses == [
+            ("train_relu@42", "FINISHED"),  # the third
+            ("train_relu@42", "KILLED"),  # the ghost, marked by the live one's start
+            ("train_sigmoid@42", "RUNNING"),  # alive throughout: untouched by the third's start
+        ]
+    finally:
+        live.send_signal(signal.SIGTERM)
+        live.communicate(timeout=60)
+    assert {r.info.status for r in logged_runs(uri)} == {"FINISHED", "KILLED"}
