@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -96,6 +97,10 @@ def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | 
             main(argv)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if exc.exit_at_once:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         return 1
     except KeyboardInterrupt:
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -12,6 +13,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import PipelineError
+
+# What the system says when an output cannot be written, and what to do about it.
+UNWRITABLE = {
+    errno.ENOSPC: "no space left on the device; free some space there, or move the folder to a "
+    "larger disk",
+    errno.EDQUOT: "the disk quota is used up; free some space, or ask for a larger quota",
+    errno.EACCES: "permission denied; make the folder writable for this user",
+    errno.EPERM: "operation not permitted; make the folder writable for this user",
+    errno.EROFS: "the file system is read-only; put the folder on a writable disk",
+}
+
+
+def unwritable(path: Path, exc: OSError) -> PipelineError:
+    """One line naming the output that could not be written, why, and the fix."""
+    return PipelineError(
+        f"cannot write {path}: {UNWRITABLE[exc.errno]}; then rerun `dvc repro` "
+        "(earlier outputs were left as they were)"
+    )
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -20,14 +41,25 @@ def atomic_path(path: Path) -> Iterator[Path]:
     Works for a file or a directory: whatever the caller creates at the yielded path is moved.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        if exc.errno in UNWRITABLE:
+            raise unwritable(path, exc) from None
+        raise
     tmp = tmp_dir / path.name
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OSError as exc:
+        # Only errors writing this output (a library may not say which file it was writing).
+        ours = exc.filename is None or str(exc.filename).startswith((str(tmp_dir), str(path)))
+        if exc.errno in UNWRITABLE and ours:
+            raise unwritable(path, exc) from None
+        raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 

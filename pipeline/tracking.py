@@ -7,12 +7,14 @@ Nothing here runs at import time; `stage_run` sets the tracking URI when a stage
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -49,6 +51,45 @@ HEALTH_TIMEOUT_S = 10
 
 class TrackingOutage(PipelineError):
     """The tracking server stopped answering and MLflow's retries were spent."""
+
+    exit_at_once = True  # MLflow's threads may still be retrying other requests
+
+
+def retry_window() -> float:
+    """Seconds MLflow's HTTP client retries one request to a server that stopped answering:
+    f·(2^R − 2) for R retries and backoff factor f (126 s with the stages' defaults)."""
+    retries = int(os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7"))
+    factor = float(os.environ.get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"))
+    return max(factor * (2**retries - 2), 1.0)
+
+
+class Watchdog:
+    """Ends the process with one error line when nothing progresses for `window` seconds.
+
+    MLflow's retries apply per request: with the server gone, every batch still queued would
+    wait them out in turn, so after training the stage as a whole gets one window. The process
+    exits at once (MLflow's retrying threads would hold up a normal exit just as long).
+    """
+
+    def __init__(self, window: float, describe: Callable[[], str]) -> None:
+        self.window = window
+        self.describe = describe
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        threading.Thread(target=self._watch, daemon=True, name="logging-watchdog").start()
+
+    def progress(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.5):
+            if time.monotonic() - self._last > self.window:
+                print(f"error: {self.describe()}", file=sys.stderr, flush=True)
+                sys.stdout.flush()
+                os._exit(1)
 
 
 class LostMetrics(Exception):
@@ -108,9 +149,50 @@ def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
         ) from None
 
 
+# SQLite's own error names (Python's sqlite3.Error.sqlite_errorname), by prefix, and what to do.
+SQLITE_PROBLEMS = {
+    "SQLITE_READONLY": "is read-only; make the file and its folder writable, or set "
+    "MLFLOW_TRACKING_URI to a store you can write",
+    "SQLITE_BUSY": "is locked by another process; let it finish (or stop it), or set "
+    "MLFLOW_TRACKING_URI to another store",
+    "SQLITE_LOCKED": "is locked by another process; let it finish (or stop it), or set "
+    "MLFLOW_TRACKING_URI to another store",
+    "SQLITE_CORRUPT": "is corrupt; move it aside (mv {path} {path}.broken) to start a new store, "
+    "or restore it from a backup",
+    "SQLITE_NOTADB": "is not an SQLite database; move it aside (mv {path} {path}.broken) to start "
+    "a new store, or set MLFLOW_TRACKING_URI to the right one",
+    "SQLITE_FULL": "is on a full disk; free some space there",
+    "SQLITE_CANTOPEN": "cannot be opened; check that its folder exists and is writable",
+    "SQLITE_IOERR": "could not be read or written (an I/O error); check the disk",
+}
+
+
+def sqlite_problem(uri: str, exc: BaseException) -> str | None:
+    """One line for an SQLite store that refused, from the error SQLite itself reported (found
+    in the exception's chain); None when the store is not SQLite or the cause is something else."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    # The store's lock file beside it fails first when its folder cannot be written.
+    as_sqlite = {errno.EROFS: "SQLITE_READONLY", errno.EACCES: "SQLITE_READONLY"}
+    as_sqlite |= {errno.EPERM: "SQLITE_READONLY", errno.ENOSPC: "SQLITE_FULL"}
+    seen = exc
+    while seen is not None:
+        name = getattr(seen, "sqlite_errorname", None) or ""
+        if isinstance(seen, OSError):
+            name = as_sqlite.get(seen.errno, name)
+        for prefix, problem in SQLITE_PROBLEMS.items():
+            if name.startswith(prefix):
+                path = uri.removeprefix("sqlite:///")
+                return f"the MLflow store {path} {problem.format(path=path)}; nothing was run"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def store_error(uri: str, exc: Exception) -> str:
     """One line naming why the store refused and the fix: a server that answers /health can
     still reject the client's Host header (403, fixed on the server) or its credentials."""
+    if (problem := sqlite_problem(uri, exc)) is not None:
+        return problem
     text = str(exc)
     first_line = (text.splitlines() or [type(exc).__name__])[0][:300]
     if "Invalid Host header" in text:
@@ -165,6 +247,7 @@ class BackgroundMetrics:
 
     def __init__(self) -> None:
         self._sent: list[tuple[int, dict[str, float], Any]] = []
+        self._confirmed: set[int] = set()
         # MLflow logs every failed batch as an error; settle() reports what was lost, once.
         logging.getLogger("mlflow.utils.async_logging.async_logging_queue").setLevel(
             logging.CRITICAL
@@ -175,11 +258,21 @@ class BackgroundMetrics:
         operation = mlflow.log_metrics(metrics, step=step, synchronous=False)
         self._sent.append((step, metrics, operation))
 
-    def settle(self) -> None:
+    def unconfirmed(self) -> str:
+        """'the metrics of epochs 3–20': what has not been seen to reach the server."""
+        steps = sorted({s for s, _, _ in self._sent} - self._confirmed)
+        return f"the metrics of {describe_steps(steps)}" if steps else "no epoch metrics"
+
+    def settle(self, progress: Callable[[], None] = lambda: None) -> None:
+        """Wait for every batch; send again, waiting, each that failed. `progress` is called
+        whenever a batch is confirmed."""
+        self._confirmed = set()
         failed = []
         for step, metrics, operation in self._sent:
             try:
                 operation.wait()
+                self._confirmed.add(step)
+                progress()
             except Exception as exc:
                 if not is_outage(exc):
                     raise
@@ -187,6 +280,8 @@ class BackgroundMetrics:
         for i, (step, metrics) in enumerate(failed):
             try:
                 mlflow.log_metrics(metrics, step=step)
+                self._confirmed.add(step)
+                progress()
             except Exception as exc:
                 if not is_outage(exc):
                     raise
@@ -201,26 +296,63 @@ def log_curve(key: str, steps: Sequence[int], values: Sequence[float]) -> None:
 
 
 def log_after_training(
-    uri: str, stage: str, steps: Sequence[tuple[str, Callable[[], Any]]], system_metrics: bool
+    uri: str,
+    stage: str,
+    steps: Sequence[tuple[str, Callable[[], Any]]],
+    system_metrics: bool,
+    background: BackgroundMetrics | None = None,
 ) -> None:
-    """Run the named logging steps in order. When the server is gone for longer than MLflow's
-    retries last, stop with one line naming the URI and every step not logged."""
-    for i, (what, step) in enumerate(steps):
-        try:
-            step()
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            lost = [getattr(exc, "what", what)] + [name for name, _ in steps[i + 1 :]]
-            if system_metrics:
-                # MLflow's sampler stops for good once the server fails to answer it.
-                lost.append("system metrics from the outage on")
-            raise TrackingOutage(
-                f"the MLflow tracking server {uri} stopped answering and MLflow's retries "
-                f"(MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR) ran out; "
-                f"not logged: {'; '.join(lost)}. Training finished and its outputs were written, "
-                f"but DVC did not record them: rerun `dvc repro {stage}` once the server answers"
-            ) from None
+    """Run the named logging steps in order (first settling `background`'s metrics, when
+    given). When the server is gone for longer than MLflow's retries last, or nothing reaches it
+    for that long in all, stop with one line naming the URI and every step not logged."""
+    window = retry_window()
+    current = 0
+
+    def outage(lost_now: str, reason: str) -> str:
+        lost = [lost_now] + [name for name, _ in steps[current + 1 :]]
+        if system_metrics:
+            # MLflow's sampler stops for good once the server fails to answer it.
+            lost.append("system metrics from the outage on")
+        return (
+            f"the MLflow tracking server {uri} stopped answering and {reason}; not logged: "
+            f"{'; '.join(lost)}. Training finished and its outputs were written, but DVC did not "
+            f"record them: rerun `dvc repro {stage}` once the server answers"
+        )
+
+    if background is not None:
+        steps = [("the epoch metrics", background.settle), *steps]
+
+    def what_now() -> str:
+        if current == 0 and background is not None:
+            return background.unconfirmed()
+        return steps[current][0]
+
+    watchdog = Watchdog(
+        window,
+        lambda: outage(
+            what_now(),
+            f"nothing reached it for {window:.0f} s after training (the window set by "
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)",
+        ),
+    )
+    try:
+        for current, (what, step) in enumerate(steps):  # `current` is read by the watchdog
+            try:
+                if current == 0 and background is not None:
+                    step(watchdog.progress)
+                else:
+                    step()
+                watchdog.progress()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                reason = (
+                    "MLflow's retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES, "
+                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR) ran out"
+                )
+                raise TrackingOutage(outage(getattr(exc, "what", what), reason)) from None
+    finally:
+        watchdog.stop()
 
 
 @contextlib.contextmanager
@@ -356,12 +488,15 @@ def stage_run(
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.set_system_metrics_samples_before_logging(1)
-    run = mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=stage,
-        tags=stage_tags(stage, activation) | process_tags() | dict(tags or {}),
-        log_system_metrics=system_metrics,
-    )
+    try:
+        run = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=stage,
+            tags=stage_tags(stage, activation) | process_tags() | dict(tags or {}),
+            log_system_metrics=system_metrics,
+        )
+    except Exception as exc:
+        raise PipelineError(store_error(uri, exc)) from None
     with _ending_honestly(run):
         mlflow.log_params(dict(params))
         yield run

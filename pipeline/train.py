@@ -259,7 +259,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             tracking.tracking_uri(),
             stage,
             [
-                ("the metrics of every epoch", background.settle),
                 ("the run's summary metrics", lambda: mlflow.log_metrics(final)),
                 (
                     "the step-by-step validation curve",
@@ -277,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ("the results folder", lambda: mlflow.log_artifacts(str(results_dir), "results")),
             ],
             system_metrics=True,
+            background=background,
         )
     print(
         f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} "

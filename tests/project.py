@@ -213,6 +213,12 @@ class MlflowServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def hang(self) -> None:
+        """Still listening, never answering: the kernel accepts connections for a stopped
+        process, which reads none of them (a hung server, or one behind a dead link)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGSTOP)
+
     def kill(self) -> None:
         """Gone at once, as in a crash or a cut connection: nothing more is answered."""
         if self.proc and self.proc.poll() is None:

@@ -113,10 +113,6 @@ def evidence(run=None, cells=(), study=None):
     return claims.Evidence(run or results(), list(cells), study or {})
 
 
-def verdicts(ev):
-    return {c.claim.split(" ")[0] + str(i): c.verdict for i, c in enumerate(claims.settle(ev))}
-
-
 def test_every_claim_gets_a_verdict_and_evidence():
     settled = claims.settle(evidence())
     assert len(settled) == 9

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -195,3 +196,38 @@ def test_a_dataset_two_stages_log_at_once_is_linked_on_the_second_try(monkeypatc
         tracking.stage_run("evaluate", "exp", {}),
     ):
         tracking.log_split("cifar10-test", "testing", images, labels, "src", split)
+
+
+WATCHED = """
+import time
+from pipeline import cli, tracking
+
+def main(argv):
+    steps = [("the first", lambda: None), ("the stuck one", lambda: time.sleep(600)), ("the last", lambda: None)]
+    tracking.log_after_training("http://h:1", "train_relu@42", steps, system_metrics=False)
+
+raise SystemExit(cli.run_cli(main))
+"""
+
+
+def test_logging_that_makes_no_progress_for_the_window_ends_the_stage_in_one_line():
+    import subprocess
+    import sys
+    import time
+
+    env = {
+        **os.environ,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # a window of 1·(2² − 2) = 2 s
+    }
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", WATCHED], env=env, capture_output=True, text=True, timeout=120
+    )
+    took = time.monotonic() - start
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: the MLflow tracking server http://h:1 stopped answering")
+    assert "nothing reached it for 2 s after training" in line
+    assert "not logged: the stuck one; the last." in line
+    assert took < 60, f"took {took:.0f} s"  # far less than the stuck step's 600 s
