@@ -41,15 +41,16 @@ def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 # The longest test files (minutes each, measured here), started first: `make test` hands whole
 # files to two workers, and a long file started last leaves one worker idle at the end.
 LONGEST_FIRST = (
-    "test_readme.py",
-    "test_team_server.py",
     "test_dvc_repro.py",
-    "test_machines.py",
+    "test_readme.py",
     "test_outage.py",
+    "test_team_server.py",
+    "test_machines.py",
     "test_mlflow_models.py",
     "test_faults.py",
     "test_bench_run.py",
     "test_mirrored.py",
+    "test_environment.py",
 )
 
 
