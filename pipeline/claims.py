@@ -363,8 +363,8 @@ def reconcile(ev: Evidence) -> list[str]:
             f"outputs: with sigmoid all positive and averaging {in_s:.2f}, with ReLU "
             f"{in_r:.3f}, {ratio(in_s, in_r)} smaller. Large inputs outweigh the smaller error "
             f"there. The {labels[first]} reads the images themselves, the same for both, so its "
-            "gradient shows the attenuation alone; the output layer's gradient is larger with "
-            "sigmoid for the same reason."
+            "gradient shows the attenuation alone; at initialisation the output layer's gradient "
+            "is larger with sigmoid for the same reason."
         )
     layer = hidden[-1]
     sat, dead = f"saturated_fraction/{layer}", f"dead_fraction/{layer}"
