@@ -31,8 +31,9 @@ run: $(STAMP)
 test: $(STAMP)
 	pytest -n 2 --dist loadfile
 
+# No training, no stage process: two workers keep it under a minute.
 test-fast: $(STAMP)
-	pytest -m "not slow"
+	pytest -n 2 -m "not slow"
 
 # The tutorial's training path against ours, alternating, on the archive `make run` downloaded
 # (or ARCHIVE=/path/to/cifar-10-python.tar.gz). Takes a few minutes; not part of `make test`.
