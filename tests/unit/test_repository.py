@@ -73,3 +73,34 @@ def test_no_committed_result_names_a_folder_of_this_machine():
         and LOCAL_PATH.search((PROJECT / f).read_text())
     ]
     assert found == []
+
+
+def readme_rows() -> dict[str, list[str]]:
+    """The README's results table: first cell (the model) → the other cells."""
+    text = (PROJECT / "README.md").read_text()
+    table = text[text.index("| model | test accuracy |") :].split("\n\n", 1)[0]
+    rows = [line.strip("|").split("|") for line in table.splitlines()[2:]]
+    return {cells[0].strip().lower(): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def test_the_readme_quotes_the_committed_results():
+    import json
+
+    metrics = json.loads((PROJECT / "results" / "test_metrics.json").read_text())
+    rows = readme_rows()
+    assert sorted(rows) == ["relu", "sigmoid"]
+    for activation, (accuracy, loss, _tutorial) in rows.items():
+        assert accuracy == f"{metrics[activation]['test_accuracy']:.4f}", activation
+        assert loss == f"{metrics[activation]['test_loss']:.4f}", activation
+    text = " ".join((PROJECT / "README.md").read_text().split())
+    summary = {
+        a: json.loads((PROJECT / f"results/curves/{a}/train.json").read_text())
+        for a in ("sigmoid", "relu")
+    }
+    (sigmoid,) = summary["sigmoid"]["escape_step_per_seed"].values()
+    (relu,) = summary["relu"]["escape_step_per_seed"].values()
+    per_epoch = summary["relu"]["steps_per_epoch"]
+    assert (
+        f"sigmoid stayed at chance for its first {sigmoid} training steps (of {per_epoch} in an "
+        f"epoch); ReLU left chance after {relu}"
+    ) in text
