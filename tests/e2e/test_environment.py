@@ -5,6 +5,7 @@ one line naming the path and the fix, exit 1, nothing partial, earlier outputs u
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -143,3 +144,36 @@ def test_a_locked_store_is_named(tiny_archive, tmp_path):
         release.set()
         holder.join(timeout=30)
     assert line.startswith(f"error: the MLflow store {db} is locked by another process;")
+
+
+# Root ignores permission bits; without these two capabilities it obeys them like any user.
+WITHOUT_DAC = [
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--",
+]
+
+
+def test_an_output_folder_without_write_permission_is_named(tiny_archive, tmp_path):
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) to drop root's permission override")
+    params = write_params(tmp_path / "params.yaml", data__val_size=50)
+    locked = tmp_path / "data"
+    locked.mkdir()
+    (locked / "earlier.txt").write_text("an earlier output")
+    locked.chmod(0o555)
+    try:
+        cmd = [*WITHOUT_DAC, sys.executable, "-m", "pipeline.preprocess"]
+        cmd += ["--params", str(params), "--archive", str(tiny_archive[0])]
+        cmd += ["--output", str(locked / "processed")]
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        result = subprocess.run(
+            cmd, env=stage_env(uri), capture_output=True, text=True, timeout=300
+        )
+        line = one_error(result)
+    finally:
+        locked.chmod(0o755)
+    assert line.startswith(f"error: cannot write {locked / 'processed'}: permission denied;")
+    assert "make the folder writable" in line
+    assert sorted(p.name for p in locked.iterdir()) == ["earlier.txt"]
