@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.metrics import ESCAPE_THRESHOLD
 from pipeline.plots import layer_labels
 from pipeline.results import RunResults, Scores, Spread
-from pipeline.stats import paired_difference
+from pipeline.stats import summarize_values
 from pipeline.studies import Cell
 
 SUPPORTED, MIXED, NOT_SUPPORTED, NOT_TESTED = (
@@ -88,7 +88,7 @@ def _spread(values: Sequence[float]) -> Spread:
     mean = float(np.mean(values))
     if len(values) < 2:
         return Spread(mean, None, None, None)
-    summary = paired_difference(values, [0.0] * len(values))
+    summary = summarize_values(values)
     return Spread(mean, summary["std"], summary["ci_low"], summary["ci_high"])
 
 

@@ -180,6 +180,7 @@ def render_markdown(evidence: claims.Evidence, params: Params) -> str:
         keep_trailing_newline=True,
     )
     seeds = params.train.seeds
+    settled = claims.settle(evidence)
     return environment.get_template(TEMPLATE).render(
         validation_on_test=results.validation_source == "test",
         val_size=f"{params.data.val_size:,}",
@@ -192,8 +193,8 @@ def render_markdown(evidence: claims.Evidence, params: Params) -> str:
         plateau=plateau(results),
         results_table=results_table(results),
         paired=results.evaluation.paired.get("test_accuracy"),
-        claims=claims.settle(evidence),
-        claims_table=claims_table(claims.settle(evidence)),
+        claims=settled,
+        claims_table=claims_table(settled),
         reconcile=claims.reconcile(evidence),
         layer_table=layer_table(results),
         when_to_use=claims.when_to_use(evidence),
