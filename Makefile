@@ -12,7 +12,7 @@ LOCK_ARGS := --extra dev --extra server --universal --python-version 3.11 --gene
 # Stage commands call `python` and `dvc`; they must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast bench lint format ui clean lock
+.PHONY: install run test test-fast durations bench lint format ui clean lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,13 @@ run: $(STAMP)
 test: $(STAMP)
 	pytest -n 2 --dist loadfile
 
-# No training, no stage process: two workers keep it under a minute.
+# The unit tier: no training, no server, no stage process; two workers keep it under a minute.
 test-fast: $(STAMP)
-	pytest -n 2 -m "not slow"
+	pytest -n 2 tests/unit
+
+# Rewrites tests/durations.json, the per-file times `make test` orders its files by.
+durations: $(STAMP)
+	pytest -n 2 --dist loadfile --record-durations
 
 # The tutorial's training path against ours, alternating, on the archive `make run` downloaded
 # (or ARCHIVE=/path/to/cifar-10-python.tar.gz). Takes a few minutes; not part of `make test`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,25 +39,64 @@ def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return uri
 
 
-# The longest test files (minutes each, measured here), started first: `make test` hands whole
-# files to two workers, and a long file started last leaves one worker idle at the end.
-LONGEST_FIRST = (
-    "test_dvc_repro.py",
-    "test_readme.py",
-    "test_outage.py",
-    "test_team_server.py",
-    "test_machines.py",
-    "test_mlflow_models.py",
-    "test_faults.py",
-    "test_bench_run.py",
-    "test_mirrored.py",
-    "test_environment.py",
-)
+# Tiers are folders; a test's markers follow from its folder (and may add `servers`):
+# unit — no training, no server, no stage process (`make test-fast`); e2e — real stages, DVC,
+# servers; realdata — the full CIFAR-10 mirror; release — the committed results match the code.
+TIER_MARKERS = {
+    "unit": (),
+    "e2e": ("slow",),
+    "realdata": ("slow", "realdata"),
+    "release": ("release",),
+}
+# Seconds each test file took in the last recorded run (`make durations`): `make test` hands
+# whole files to two workers, and a long file started last leaves one worker idle at the end.
+DURATIONS = Path(__file__).parent / "durations.json"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-durations",
+        action="store_true",
+        help=f"write each test file's total time to {DURATIONS.name} (for the slowest-first order)",
+    )
+
+
+def _tier(item: pytest.Item) -> str:
+    return item.path.relative_to(Path(__file__).parent).parts[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _tier(item)
+        if tier not in TIER_MARKERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in {', '.join(TIER_MARKERS)}")
+        for marker in TIER_MARKERS[tier]:
+            item.add_marker(marker)
+        if tier == "unit" and item.get_closest_marker("servers"):
+            raise pytest.UsageError(f"{item.nodeid} starts servers: move it out of tests/unit")
+    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+
+    def rank(item: pytest.Item) -> tuple[bool, float]:
+        # Files not yet recorded go first among their tier's peers: new tests are often long.
+        recorded = seconds.get(item.path.name)
+        return (_tier(item) == "unit", -(recorded if recorded is not None else 1e9))
 
     items.sort(key=rank)  # stable: each file keeps its own order
+
+
+_spent: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    name = Path(report.location[0]).name
+    _spent[name] = _spent.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if session.config.getoption("--record-durations") and not hasattr(
+        session.config, "workerinput"
+    ):
+        ordered = dict(sorted(_spent.items(), key=lambda kv: -kv[1]))
+        DURATIONS.write_text(
+            json.dumps({k: round(v, 1) for k, v in ordered.items()}, indent=1) + "\n"
+        )

@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 from project import stage_env, write_params
 
-# Each test starts stage processes (some load TensorFlow): not for the fast tier.
-pytestmark = pytest.mark.slow
-
 
 def run_stage(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(

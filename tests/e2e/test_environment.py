@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 from project import logged_runs, stage_env, train_cmd, write_params
 
-pytestmark = pytest.mark.slow
-
 
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:

@@ -14,8 +14,6 @@ import mlflow
 import pytest
 from project import free_port, logged_runs, mlflow_server, stage_env, train_cmd, write_params
 
-pytestmark = pytest.mark.slow
-
 
 def params_with_epochs(workspace: Path, tmp_path: Path, epochs: int) -> Path:
     return write_params(tmp_path / "params.yaml", workspace / "params.yaml", train__epochs=epochs)

@@ -21,7 +21,7 @@ from project import (
     start_script,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.servers]
+pytestmark = pytest.mark.servers
 
 MACHINES = {"A": ("machine-a-lr-0.0005", "0.0005"), "B": ("machine-b-lr-0.002", "0.002")}
 STAGES = {"train_sigmoid@42", "train_relu@42", "evaluate", "report"}

@@ -7,10 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
-import pytest
 from project import logged_runs, stage_env, write_params
-
-pytestmark = pytest.mark.slow
 
 SPLIT_AND_TRAIN = """
 import sys

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from project import clean_env, commit, free_port, run, wait_for_url
 
-pytestmark = [pytest.mark.slow, pytest.mark.servers]
+pytestmark = pytest.mark.servers
 
 # Stages that log an MLflow run (check_params computes nothing to track).
 STAGES = ["download", "preprocess", "train_sigmoid@42", "train_relu@42", "evaluate", "report"]

@@ -14,7 +14,7 @@ import mlflow
 import pytest
 from project import MlflowServer, logged_runs, stage_env, train_cmd, write_params
 
-pytestmark = [pytest.mark.slow, pytest.mark.servers]
+pytestmark = pytest.mark.servers
 
 EPOCHS = 20
 # How long the "back" server stays down. The suite uses 10 s; the documented 2-minute bound was

@@ -28,7 +28,7 @@ from project import (
     wait_for_url,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.servers]
+pytestmark = pytest.mark.servers
 
 DB_PASSWORD = "db-secret-for-tests"
 ADMIN_PASSWORD = "admin-secret-for-tests"

@@ -14,8 +14,6 @@ from project import logged_runs, write_params
 from pipeline import preprocess, train
 from pipeline.params import load_params
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory, tiny_archive):
