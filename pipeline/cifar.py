@@ -22,9 +22,29 @@ FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META = "batches.meta"
-N_CLASSES = 10
-IMAGE_SHAPE = (32, 32, 3)
-ROW_LENGTH = 32 * 32 * 3
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """What every stage needs to know about the dataset, said once."""
+
+    name: str  # as MLflow names its splits and the registered models: "cifar10-train", …
+    title: str  # as people write it
+    image_shape: tuple[int, int, int]  # height, width, channels (uint8, channels last)
+    n_classes: int
+    train_images: int  # in the real archive (the tiny test archives have fewer)
+    test_images: int
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of guessing: 1 / classes."""
+        return 1 / self.n_classes
+
+
+CIFAR10 = Dataset("cifar10", "CIFAR-10", (32, 32, 3), 10, 50_000, 10_000)
+N_CLASSES = CIFAR10.n_classes
+IMAGE_SHAPE = CIFAR10.image_shape
+ROW_LENGTH = int(np.prod(IMAGE_SHAPE))
 # A real batch is 31 MB; anything far larger is not a CIFAR batch and is not read into memory.
 MAX_MEMBER_BYTES = 64 << 20
 
@@ -104,7 +124,8 @@ def decode_batch(batch: dict[str, Any], member: str) -> tuple[np.ndarray, np.nda
     ):
         raise ArchiveError(f"{member}: labels must be integers 0–9; the archive is corrupt")
     # Rows are channel-major (1024 red, 1024 green, 1024 blue); models want channels last.
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    height, width, channels = IMAGE_SHAPE
+    images = data.reshape(-1, channels, height, width).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), label_array.astype(np.uint8)
 
 

@@ -14,30 +14,35 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from pipeline import activations
 from pipeline.cifar import N_CLASSES
 from pipeline.metrics import majority_share
 
-# An output counts as saturated where the activation's slope is nearly zero.
-SATURATION_BOUNDS = {"sigmoid": (0.01, 0.99), "tanh": (-0.99, 0.99)}
-# Activations that output exactly zero for all negative inputs: their units can die.
-ZERO_FLOOR = ("relu",)
+# An input is "flat" (the unit is saturated there) where the activation's slope is below this
+# share of its peak slope: sigmoid's σ′ = σ(1 − σ) is below 0.0396 · σ′(0) exactly where σ is
+# below 0.01 or above 0.99, the bounds this project used for sigmoid before.
+FLAT_SHARE = 0.0396
+# Where the peak slope is looked for, and how finely.
+PEAK_GRID = np.linspace(-20, 20, 40_001, dtype=np.float32)
 
 
-def activation_stats(outputs: np.ndarray, activation: str) -> dict[str, float]:
-    """Statistics of one hidden layer's outputs, shape (images, units…).
+def peak_slope(function) -> float:
+    """The largest slope f′(z) of the activation over z in [-20, 20]."""
+    return float(tf.reduce_max(local_slope(function, tf.constant(PEAK_GRID))))
 
-    saturated_fraction: share of outputs in the flat tails (saturating activations only).
-    dead_fraction: share of units that output 0 for every probe image (ReLU-like only).
+
+def slope_stats(slopes: np.ndarray, peak: float) -> dict[str, float]:
+    """What one hidden layer's local slopes f′(z), shape (images, units…), say of its units.
+
+    saturated_fraction: share of inputs where the slope is below FLAT_SHARE of the peak.
+    dead_fraction: share of units whose slope is 0 for every probe image (they pass no gradient).
     """
-    outputs = np.asarray(outputs, dtype=np.float64)
-    stats = {"mean_activation": float(outputs.mean())}
-    if activation in SATURATION_BOUNDS:
-        low, high = SATURATION_BOUNDS[activation]
-        stats["saturated_fraction"] = float(np.mean((outputs < low) | (outputs > high)))
-    if activation in ZERO_FLOOR:
-        per_unit = outputs.reshape(len(outputs), -1)
-        stats["dead_fraction"] = float(np.mean(np.all(per_unit <= 0, axis=0)))
-    return stats
+    slopes = np.asarray(slopes)
+    per_unit = slopes.reshape(len(slopes), -1)
+    return {
+        "saturated_fraction": float(np.mean(slopes < FLAT_SHARE * peak)),
+        "dead_fraction": float(np.mean(np.all(per_unit == 0, axis=0))),
+    }
 
 
 def probe_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -82,7 +87,8 @@ def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dic
     `mean_slope/dense` (the mean of the activation's derivative at that layer's inputs), …
     """
     # Layers whose output is `activation` applied: fused in Conv2D/Dense, or an Activation layer.
-    function = keras.activations.get(activation)
+    function = activations.resolve(activation)
+    peak = peak_slope(function)
     hidden = [
         layer for layer in model.layers[:-1] if getattr(layer, "activation", None) is function
     ]
@@ -98,22 +104,25 @@ def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dic
             *outputs, probabilities = with_outputs(images, training=False)
             loss = loss_fn(labels, probabilities)
         grads = tape.gradient(loss, model.trainable_variables)
-        inputs, activations = outputs[: len(hidden)], outputs[len(hidden) :]
+        inputs, layer_outputs = outputs[: len(hidden)], outputs[len(hidden) :]
         slopes = [
-            tf.reduce_mean(local_slope(function, pre_activation(layer, x)))
+            local_slope(function, pre_activation(layer, x))
             for layer, x in zip(hidden, inputs, strict=True)
         ]
-        return activations, slopes, [tf.norm(g) for g in grads]
+        means = [tf.reduce_mean(slope) for slope in slopes]
+        return layer_outputs, slopes, means, [tf.norm(g) for g in grads]
 
     names = [_variable_name(v) for v in model.trainable_variables]
 
     def probe(images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        activations, slopes, norms = step(tf.constant(images), tf.constant(labels))
+        layer_outputs, slopes, means, norms = step(tf.constant(images), tf.constant(labels))
         metrics = {f"grad_norm/{name}": float(n) for name, n in zip(names, norms, strict=True)}
-        for layer, outputs, slope in zip(hidden, activations, slopes, strict=True):
-            for key, value in activation_stats(outputs.numpy(), activation).items():
+        for layer, outputs, slope, mean in zip(hidden, layer_outputs, slopes, means, strict=True):
+            mean_output = np.asarray(outputs, dtype=np.float64).mean()  # float64: many values
+            metrics[f"mean_activation/{layer.name}"] = float(mean_output)
+            for key, value in slope_stats(slope.numpy(), peak).items():
                 metrics[f"{key}/{layer.name}"] = value
-            metrics[f"mean_slope/{layer.name}"] = float(slope)
+            metrics[f"mean_slope/{layer.name}"] = float(mean)
         return metrics
 
     return probe

@@ -20,7 +20,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import cli, serving, tracking
+from pipeline import activations, cli, serving, tracking
+from pipeline.cifar import CIFAR10
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.metrics import (
@@ -77,10 +78,11 @@ def example_table(
     return table
 
 
-def load_model(path: Path) -> keras.Model:
+def load_model(path: Path, activation: str) -> keras.Model:
     if not path.is_file():
         raise PipelineError(f"{path} not found; run `dvc repro` to train it first")
-    return keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS)
+    objects = CUSTOM_OBJECTS | activations.custom_objects([activation])
+    return keras.saving.load_model(path, custom_objects=objects)
 
 
 def read_trained(results: Path, activation: str, seed: int) -> dict:
@@ -242,14 +244,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     with tracking.stage_run("evaluate", params.mlflow.experiment, logged) as run:
         tracking.log_split(
-            "cifar10-test", "test", images, labels, params.data.url, args.data / "test.npz"
+            f"{CIFAR10.name}-test", "test", images, labels, params.data.url, args.data / "test.npz"
         )
         primary_models, primary_probabilities, details, metrics = {}, {}, {}, {}
         scores: dict[str, dict[int, dict[str, float]]] = {}  # activation → seed → headline
         for activation in activations:
             scores[activation] = {}
             for seed in seeds:
-                model = load_model(args.models / activation / f"seed{seed}.keras")
+                model = load_model(args.models / activation / f"seed{seed}.keras", activation)
                 probabilities = predict(model, images)
                 found = evaluate_predictions(labels, probabilities, len(class_names))
                 scores[activation][seed] = headline(found)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from pipeline import activations
 from pipeline.cifar import IMAGE_SHAPE, N_CLASSES
-from pipeline.params import ModelParams, check_activation
+from pipeline.params import ModelParams, check_geometry
 
 # The tutorial's network: with these settings it has 923,914 trainable parameters.
 TUTORIAL = ModelParams(
@@ -70,7 +71,7 @@ def _name(base: str, index: int) -> str:
     return base if index == 0 else f"{base}_{index}"
 
 
-def _hidden(layer: layers.Layer, activation: str, batch_norm: bool) -> list[layers.Layer]:
+def _hidden(layer: layers.Layer, activation, batch_norm: bool) -> list[layers.Layer]:
     """`layer` with `activation`; with batch_norm: layer → BatchNormalization → activation."""
     if not batch_norm:
         return [layer]
@@ -94,21 +95,13 @@ def build_cnn(
     takes raw uint8 images and scales them to [0, 1] itself, so the data can stay uint8 until it
     is batched and the saved model needs no preprocessing step to serve.
     """
-    check_activation(activation)
+    name, activation = activation, activations.resolve(activation)
     stack: list[layers.Layer] = [
         keras.Input(shape=input_shape, dtype="uint8", name="image"),
         ToUnitRange(name="to_unit_range"),
     ]
-    side = input_shape[0]
+    check_geometry(params, input_shape[0])
     for block in range(params.conv_blocks):
-        side = side - params.kernel_size + 1
-        if side < params.pool_size:
-            raise ValueError(
-                f"kernel_size {params.kernel_size}, pool_size {params.pool_size} and "
-                f"{params.conv_blocks} conv blocks leave nothing of a {input_shape[0]}-pixel "
-                "image; use smaller values or fewer blocks"
-            )
-        side //= params.pool_size
         conv = layers.Conv2D(
             params.conv_filters,
             params.kernel_size,
@@ -124,7 +117,7 @@ def build_cnn(
     stack.append(
         layers.Dense(n_classes, activation="softmax", name=_name("dense", params.dense_layers))
     )
-    return keras.Sequential(stack, name=f"cnn_{activation}")
+    return keras.Sequential(stack, name=f"cnn_{activations.slug(name)}")
 
 
 def export_model(model: keras.Model) -> keras.Model:

@@ -1,145 +1,126 @@
-"""params.yaml → frozen, validated dataclasses.
+"""params.yaml → frozen, validated pydantic models.
 
 The key names in params.yaml are the user interface (`dvc exp run -S train.epochs=5`), so every
-mistake is reported with the key that caused it and how to fix it, before any work starts.
+mistake is reported in one line with the key that caused it and how to fix it, before any work
+starts. Strict types: YAML's true/false are not numbers, "10" is not 10.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import typing
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, Literal
 
+import pydantic
 import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from pipeline.cifar import IMAGE_SHAPE
+from pipeline.cifar import CIFAR10
 from pipeline.errors import PipelineError
 
-# Activations the network can be built with; names are Keras activation identifiers.
-ACTIVATIONS = ("sigmoid", "relu", "tanh", "leaky_relu", "elu", "gelu", "swish")
 # The two the tutorial compares: always trained, by the stages train_sigmoid and train_relu.
 MAIN_ACTIVATIONS = ("sigmoid", "relu")
-
-# How training is spread over devices (see pipeline.train.make_strategy).
-DISTRIBUTIONS = ("none", "mirrored")
-
-_URL_SCHEMES = ("https://", "http://", "file://")
-# The real archive always has this many training images (the tiny test archives have fewer,
-# which preprocess checks against the archive itself).
-CIFAR10_TRAIN_IMAGES = 50_000
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# An extra activation is any of Keras' by name (selu, mish, …) or a user's own function,
+# `package.module:function`; pipeline.activations resolves them. Only the form is checked here
+# (no TensorFlow at this point); a name Keras does not know fails its train stage in one line.
+KERAS_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+USER_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
 class ParamsError(PipelineError):
     """params.yaml is missing, malformed, or holds a value of the wrong type or range."""
 
 
-def check_activation(name: str) -> str:
-    """Return `name` if the network can be built with it, else raise naming the allowed values."""
-    if name not in ACTIVATIONS:
-        raise ParamsError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
-    return name
-
-
-def _positive(value: float) -> bool:
-    return value > 0
-
-
-def _non_negative(value: float) -> bool:
-    return value >= 0
-
-
-def _is_url_or_path(value: str) -> bool:
+def _url_or_path(value: str) -> str:
     """A URL of a scheme we fetch, or a local path (no scheme at all)."""
-    return value.startswith(_URL_SCHEMES) or (bool(value.strip()) and "://" not in value)
+    if value.startswith(("https://", "http://", "file://")) or (
+        value.strip() and "://" not in value
+    ):
+        return value
+    raise ValueError("must be a URL starting with https://, http:// or file://, or a local path")
 
 
-def _is_sha256(value: str) -> bool:
-    return bool(_SHA256.match(value))
+def _sha256(value: str) -> str:
+    if re.fullmatch(r"[0-9a-f]{64}", value) is None:
+        raise ValueError("must be 64 lowercase hex digits")
+    return value
 
 
-def _non_empty(value: str) -> bool:
-    return bool(value.strip())
+def _name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty name")
+    return value
 
 
-# A rule is (check, what the value must be). Checks run after the type check.
-Rule = tuple[Callable[[Any], bool], str]
-POSITIVE: Rule = (_positive, "greater than 0")
-NON_NEGATIVE: Rule = (_non_negative, "0 or more")
+def _distinct(values: tuple) -> tuple:
+    if len(set(values)) != len(values):
+        raise ValueError("must not repeat a value")
+    return values
 
 
-@dataclass(frozen=True)
-class DataParams:
-    url: str  # where the archive comes from: https://, http://, file:// or a path (relative: to the repo)
-    sha256: str  # expected sha256 of that archive, 64 lowercase hex digits
-    val_size: int  # training images held out for validation; 0 = validate on the test set
-    train_limit: int  # stratified subset of the remaining training images; 0 = all of them
-    seed: int  # seed of the validation split and the subset
-
-    RULES: ClassVar[dict[str, Rule]] = {
-        "url": (
-            _is_url_or_path,
-            "a URL starting with https://, http:// or file://, or a path to a local file",
-        ),
-        "sha256": (_is_sha256, "64 lowercase hex digits"),
-        "val_size": NON_NEGATIVE,
-        "train_limit": NON_NEGATIVE,
-        "seed": NON_NEGATIVE,
-    }
+def _extra_activations(values: tuple[str, ...]) -> tuple[str, ...]:
+    for name in values:
+        if name in MAIN_ACTIVATIONS:
+            raise ValueError(f"must not repeat {name}, which is always trained")
+        if not (KERAS_NAME.fullmatch(name) or USER_NAME.fullmatch(name)):
+            raise ValueError(
+                f"holds {name!r}, neither a Keras activation name (selu, mish, …) nor "
+                "package.module:function"
+            )
+    return values
 
 
-@dataclass(frozen=True)
-class ModelParams:
-    conv_filters: int  # filters of each convolution (tutorial: 32, one convolution)
-    kernel_size: int  # their square kernel side (tutorial: 3)
-    pool_size: int  # max-pooling window side (tutorial: 2)
-    dense_units: int  # units of each hidden dense layer (tutorial: 128)
-    conv_blocks: int  # convolution + max-pooling blocks (tutorial: 1)
-    dense_layers: int  # hidden dense layers (tutorial: 1)
+def _as_tuple(value: Any) -> Any:
+    """YAML gives lists; the params keep tuples (frozen). Anything else is refused as not a list."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+Seeds = Annotated[
+    tuple[Annotated[int, Field(ge=0)], ...],
+    BeforeValidator(_as_tuple),
+    Field(min_length=1),
+    AfterValidator(_distinct),
+]
+Names = Annotated[
+    tuple[str, ...],
+    BeforeValidator(_as_tuple),
+    AfterValidator(_distinct),
+    AfterValidator(_extra_activations),
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(_Section):
+    # where the archive comes from: https://, http://, file:// or a path (relative: to the repo)
+    url: Annotated[str, AfterValidator(_url_or_path)]
+    sha256: Annotated[str, AfterValidator(_sha256)]  # expected sha256 of that archive
+    val_size: int = Field(ge=0)  # training images held out for validation; 0 = the test set
+    train_limit: int = Field(ge=0)  # stratified subset of the remaining training images; 0 = all
+    seed: int = Field(ge=0)  # seed of the validation split and the subset
+
+
+class ModelParams(_Section):
+    conv_filters: int = Field(gt=0)  # filters of each convolution (tutorial: 32, one convolution)
+    kernel_size: int = Field(ge=1, le=32)  # their square kernel side (tutorial: 3)
+    pool_size: int = Field(ge=1, le=30)  # max-pooling window side (tutorial: 2)
+    dense_units: int = Field(gt=0)  # units of each hidden dense layer (tutorial: 128)
+    conv_blocks: int = Field(ge=1, le=4)  # convolution + max-pooling blocks (tutorial: 1)
+    dense_layers: int = Field(ge=1, le=8)  # hidden dense layers (tutorial: 1)
     batch_norm: bool  # batch normalisation before each hidden activation (tutorial: no)
 
-    RULES: ClassVar[dict[str, Rule]] = {
-        "conv_filters": POSITIVE,
-        "kernel_size": (lambda v: 1 <= v <= 32, "between 1 and 32"),
-        "pool_size": (lambda v: 1 <= v <= 30, "between 1 and 30"),
-        "dense_units": POSITIVE,
-        "conv_blocks": (lambda v: 1 <= v <= 4, "between 1 and 4"),
-        "dense_layers": (lambda v: 1 <= v <= 8, "between 1 and 8"),
-        "batch_norm": (lambda v: True, "true or false"),
-    }
 
-
-@dataclass(frozen=True)
-class TrainParams:
-    epochs: int  # passes over the training set (tutorial: 10)
-    batch_size: int  # images per gradient step (tutorial: 64)
-    learning_rate: float  # Adam's step size (tutorial: 1e-3)
-    seeds: tuple[int, ...]  # one model per seed (weights and data order); the first is the primary
-    distribution: str  # "none": one device; "mirrored": tf.distribute.MirroredStrategy
-    extra_activations: tuple[str, ...]  # trained by stage train_extra beside the main two
-
-    RULES: ClassVar[dict[str, Rule]] = {
-        "epochs": POSITIVE,
-        "batch_size": POSITIVE,
-        "learning_rate": POSITIVE,
-        "seeds": (
-            lambda v: len(v) > 0 and len(set(v)) == len(v) and min(v) >= 0,
-            "a non-empty list of distinct seeds, each 0 or more",
-        ),
-        "extra_activations": (
-            lambda v: (
-                len(set(v)) == len(v)
-                and all(a in ACTIVATIONS and a not in MAIN_ACTIVATIONS for a in v)
-            ),
-            "a list of distinct activations from "
-            + ", ".join(a for a in ACTIVATIONS if a not in MAIN_ACTIVATIONS),
-        ),
-        "distribution": (lambda v: v in DISTRIBUTIONS, f"one of {', '.join(DISTRIBUTIONS)}"),
-    }
+class TrainParams(_Section):
+    epochs: int = Field(gt=0)  # passes over the training set (tutorial: 10)
+    batch_size: int = Field(gt=0)  # images per gradient step (tutorial: 64)
+    learning_rate: float = Field(gt=0)  # Adam's step size (tutorial: 1e-3)
+    seeds: Seeds  # one model per seed (weights and data order); the first is the primary
+    # "none": one device; "mirrored": tf.distribute.MirroredStrategy (pipeline.train)
+    distribution: Literal["none", "mirrored"]
+    extra_activations: Names  # trained by the stages train_extra beside the main two
 
     @property
     def activations(self) -> tuple[str, ...]:
@@ -147,144 +128,99 @@ class TrainParams:
         return (*MAIN_ACTIVATIONS, *self.extra_activations)
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
-    n_examples: int  # fixed test images whose predictions the report shows
-
-    RULES: ClassVar[dict[str, Rule]] = {
-        "n_examples": (lambda v: 0 <= v <= 100, "between 0 and 100"),
-    }
+class EvaluateParams(_Section):
+    n_examples: int = Field(ge=0, le=100)  # fixed test images whose predictions the report shows
 
 
-@dataclass(frozen=True)
-class MlflowParams:
-    experiment: str  # MLflow experiment every stage logs its run to
-
-    RULES: ClassVar[dict[str, Rule]] = {"experiment": (_non_empty, "a non-empty name")}
+class MlflowParams(_Section):
+    experiment: Annotated[str, AfterValidator(_name)]  # MLflow experiment every stage logs to
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(_Section):
     data: DataParams
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
     mlflow: MlflowParams
 
-
-# What a YAML value may be for each field type (YAML's true/false are bools, which Python also
-# counts as ints, so they are refused where a number is wanted), and how errors name the type.
-_ACCEPTS: dict[Any, tuple[type, ...]] = {
-    int: (int,),
-    float: (int, float),
-    str: (str,),
-    bool: (bool,),
-}
-_TYPE_NAMES: dict[Any, str] = {
-    int: "int",
-    float: "float",
-    str: "str",
-    bool: "bool",
-    tuple[int, ...]: "list of integers",
-    tuple[str, ...]: "list of names",
-}
+    @pydantic.model_validator(mode="after")
+    def _fits_the_dataset(self) -> Params:
+        """Rules across keys, checked before any stage runs (so before DVC deletes any output):
+        the split must fit the training set, and the network must fit the image."""
+        check_split(self.data, CIFAR10.train_images)
+        check_geometry(self.model, CIFAR10.image_shape[0])
+        return self
 
 
-def _has_type(value: Any, annotation: Any) -> bool:
-    """Does a YAML value fit a field of type `annotation` (int, float, str, bool, tuple[…, ...])?"""
-    if typing.get_origin(annotation) is tuple:
-        inner = typing.get_args(annotation)[0]
-        return isinstance(value, list) and all(_has_type(v, inner) for v in value)
-    if annotation is not bool and isinstance(value, bool):
-        return False
-    return isinstance(value, _ACCEPTS[annotation])
-
-
-_FIX = "fix it in params.yaml or override it with `dvc exp run -S {key}=...`"
-
-
-def _build_section(name: str, cls: type, raw: Any) -> Any:
-    if not isinstance(raw, dict):
-        raise ParamsError(f"params section {name!r} must be a mapping of keys to values")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    types = typing.get_type_hints(cls)
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        key = f"{name}.{unknown[0]}"
-        raise ParamsError(
-            f"unknown param {key!r}; known keys in {name!r}: {', '.join(fields)}; "
-            "remove or rename it in params.yaml"
+def check_split(data: DataParams, train_images: int) -> None:
+    """The validation split and the subset must fit `train_images` (CIFAR-10's 50,000 here;
+    preprocess checks the archive it reads the same way)."""
+    if data.val_size >= train_images:
+        raise ValueError(
+            f"param 'data.val_size' must be less than {train_images:,} (the training images), "
+            f"got {data.val_size}; " + _fix("data.val_size")
         )
-    values = {}
-    for field_name in fields:
-        key = f"{name}.{field_name}"
-        if field_name not in raw:
-            raise ParamsError(f"missing param {key!r}; add it to params.yaml")
-        value = raw[field_name]
-        if not _has_type(value, types[field_name]):
-            raise ParamsError(
-                f"param {key!r} must be of type {_TYPE_NAMES[types[field_name]]}, got {value!r}; "
-                + _FIX.format(key=key)
-            )
-        check, wanted = cls.RULES[field_name]
-        if not check(value):
-            raise ParamsError(
-                f"param {key!r} must be {wanted}, got {value!r}; " + _FIX.format(key=key)
-            )
-        if types[field_name] is float:
-            value = float(value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        values[field_name] = value
-    return cls(**values)
-
-
-def check_consistency(params: Params) -> None:
-    """Rules that span several keys, checked before any stage runs (so before DVC deletes any
-    output): the split must fit CIFAR-10's training set, and the network must fit the image."""
-    data = params.data
-    if data.val_size >= CIFAR10_TRAIN_IMAGES:
-        raise ParamsError(
-            f"param 'data.val_size' must be less than {CIFAR10_TRAIN_IMAGES:,} (CIFAR-10's "
-            f"training images), got {data.val_size}; " + _FIX.format(key="data.val_size")
-        )
-    if data.train_limit > CIFAR10_TRAIN_IMAGES - data.val_size:
-        raise ParamsError(
+    if data.train_limit > train_images - data.val_size:
+        raise ValueError(
             f"param 'data.train_limit' is {data.train_limit}, but only "
-            f"{CIFAR10_TRAIN_IMAGES - data.val_size:,} training images remain after data.val_size; "
+            f"{train_images - data.val_size:,} training images remain after data.val_size; "
             "choose a smaller value or 0 for all"
         )
-    model = params.model
-    side = IMAGE_SHAPE[0]
+
+
+def check_geometry(model: ModelParams, side: int) -> None:
+    """Every convolution and pooling must leave something of a `side`-pixel image."""
+    image = side
     for _ in range(model.conv_blocks):
         side -= model.kernel_size - 1
         if side < model.pool_size:
-            raise ParamsError(
+            raise ValueError(
                 f"model.kernel_size {model.kernel_size}, model.pool_size {model.pool_size} and "
-                f"model.conv_blocks {model.conv_blocks} leave nothing of a {IMAGE_SHAPE[0]}-pixel "
-                "image; use smaller values or fewer blocks"
+                f"model.conv_blocks {model.conv_blocks} leave nothing of a {image}-pixel image; "
+                "use smaller values or fewer blocks"
             )
         side //= model.pool_size
 
 
+def _fix(key: str) -> str:
+    return f"fix it in params.yaml or override it with `dvc exp run -S {key}=...`"
+
+
+def _one_line(error: pydantic.ValidationError) -> str:
+    """pydantic's first complaint as one line naming the key and the fix."""
+    first = error.errors(include_url=False)[0]
+    loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
+    key = ".".join(loc)
+    kind, message = first["type"], first["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        if len(loc) == 1:
+            return (
+                f"unknown params section {key!r}; known sections: {', '.join(Params.model_fields)}"
+            )
+        known = ", ".join(Params.model_fields[loc[0]].annotation.model_fields)
+        return f"unknown param {key!r}; known keys in {loc[0]!r}: {known}; remove or rename it in params.yaml"
+    if kind == "missing":
+        what = "params section" if len(loc) == 1 else "param"
+        return f"missing {what} {key!r}; add it to params.yaml"
+    if not loc:  # a rule across keys: its message names them
+        return message
+    if kind == "model_type":
+        return f"params section {key!r} must be a mapping of keys to values; fix params.yaml"
+    if kind == "tuple_type":
+        message = "Input should be a list"
+    return f"param {key!r}: {message}, got {first['input']!r}; " + _fix(key)
+
+
 def parse_params(raw: Any) -> Params:
-    """Validate a params mapping (as loaded from YAML) and return it as dataclasses."""
+    """Validate a params mapping (as loaded from YAML) and return it as frozen models."""
     if not isinstance(raw, dict):
-        raise ParamsError("params.yaml must be a mapping with the sections " + _section_names())
-    sections = typing.get_type_hints(Params)  # section name → its dataclass
-    unknown = sorted(set(raw) - set(sections))
-    if unknown:
         raise ParamsError(
-            f"unknown params section {unknown[0]!r}; known sections: {_section_names()}"
+            "params.yaml must be a mapping with the sections " + ", ".join(Params.model_fields)
         )
-    built = {}
-    for name, section_type in sections.items():
-        if name not in raw:
-            raise ParamsError(f"missing params section {name!r}; add it to params.yaml")
-        built[name] = _build_section(name, section_type, raw[name])
-    params = Params(**built)
-    check_consistency(params)
-    return params
+    try:
+        return Params.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise ParamsError(_one_line(exc)) from None
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:
@@ -301,10 +237,10 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     return parse_params(raw)
 
 
-def flatten(section: str, values: Any) -> dict[str, Any]:
+def flatten(section: str, values: BaseModel) -> dict[str, Any]:
     """`flatten("train", TrainParams(...))` → {"train.epochs": 10, ...}, as MLflow logs them."""
     flat = {}
-    for key, value in dataclasses.asdict(values).items():
+    for key, value in values.model_dump().items():
         flat[f"{section}.{key}"] = ",".join(map(str, value)) if isinstance(value, tuple) else value
     return flat
 
@@ -318,7 +254,3 @@ def logged_params(params: Params, keys: Sequence[str]) -> dict[str, Any]:
         flat = flatten(section, getattr(params, section))
         logged |= flat if key == section else {key: flat[key]}
     return logged
-
-
-def _section_names() -> str:
-    return ", ".join(f.name for f in dataclasses.fields(Params))

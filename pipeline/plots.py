@@ -9,23 +9,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-COLORS = {
-    "sigmoid": "tab:orange",
-    "relu": "tab:blue",
-    "tanh": "tab:green",
-    "leaky_relu": "tab:red",
-    "elu": "tab:purple",
-    "gelu": "tab:brown",
-    "swish": "tab:pink",
-}
+from pipeline.cifar import CIFAR10
 
 
-def _color(activation: str) -> str:
-    """A fixed colour per activation; others take the next colours of matplotlib's cycle."""
-    if activation in COLORS:
-        return COLORS[activation]
-    spare = ["tab:olive", "tab:cyan", "tab:gray", "black"]
-    return spare[sum(map(ord, activation)) % len(spare)]
+def _palette(activations) -> dict[str, str]:
+    """A colour per activation, from its place in the run (sigmoid, ReLU, then the extras in
+    params order, as every figure receives them): matplotlib's default cycle, so any activation
+    gets one and the same activation the same one in every figure of a run."""
+    return {name: f"C{i % 10}" for i, name in enumerate(activations)}
 
 
 def activation_figure() -> Figure:
@@ -37,9 +28,10 @@ def activation_figure() -> Figure:
         "relu": (np.maximum(x, 0), (x > 0).astype(float)),
     }
     fig = Figure(figsize=(10, 3.6), layout="constrained")
+    colors = _palette(curves)
     for ax, (name, (value, slope)) in zip(fig.subplots(1, 2), curves.items(), strict=True):
-        ax.plot(x, value, color=_color(name), label=name)
-        ax.plot(x, slope, color=_color(name), linestyle="--", label=f"{name}' (derivative)")
+        ax.plot(x, value, color=colors[name], label=name)
+        ax.plot(x, slope, color=colors[name], linestyle="--", label=f"{name}' (derivative)")
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.set_title(name)
         ax.set_xlabel("input")
@@ -77,8 +69,9 @@ def curves_figure(
     """
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_acc, ax_loss = fig.subplots(1, 2)
+    colors = _palette(histories)
     for activation, history in histories.items():
-        color = _color(activation)
+        color = colors[activation]
         seeds = (seed_histories or {}).get(activation)
         several = seeds is not None and seeds["seed"].nunique() > 1
         spread = seeds.groupby("epoch").agg(["min", "max"]) if several else None
@@ -102,7 +95,9 @@ def curves_figure(
                 alpha=0.6,
                 label=f"{activation} training",
             )
-    ax_acc.axhline(0.1, color="grey", linestyle=":", label="chance (10 classes)")
+    ax_acc.axhline(
+        CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.n_classes} classes)"
+    )
     ax_acc.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
     ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
     ax_loss.set_ylim(bottom=0)
@@ -227,12 +222,13 @@ def gradient_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
     )
     fig = Figure(figsize=(4.2 * max(len(layers), 1), 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(len(layers), 1)))
+    colors = _palette(diagnostics)
     for ax, layer in zip(axes, layers, strict=False):
         for activation, frame in diagnostics.items():
             column = f"grad_norm/{layer}/kernel"
             if column in frame:
                 ax.plot(
-                    frame["epoch"], frame[column], "o-", color=_color(activation), label=activation
+                    frame["epoch"], frame[column], "o-", color=colors[activation], label=activation
                 )
         ax.set_yscale("log")
         ax.set(
@@ -252,8 +248,9 @@ def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
     fig = Figure(figsize=(12, 8), layout="constrained")
     (ax_slope, ax_plateau), (ax_sat, ax_dead) = fig.subplots(2, 2)
     styles = ["o-", "s--", "^:", "d-."]
+    colors = _palette(diagnostics)
     for activation, frame in diagnostics.items():
-        color = _color(activation)
+        color = colors[activation]
         labels = layer_labels(frame)
         panels = (
             (ax_slope, "mean_slope/"),
@@ -274,10 +271,15 @@ def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
         title="Mean slope of the activation at each layer's inputs",
         ylabel="mean f'(z) (ReLU: share of active inputs)",
     )
-    ax_sat.set(title="Saturated outputs (sigmoid: below 0.01 or above 0.99)", ylabel="share")
-    ax_dead.set(title="Dead units (ReLU: 0 for every probe image)", ylabel="share of units")
+    ax_sat.set(
+        title="Saturated: slope below 4% of the activation's peak (sigmoid: σ < 0.01 or > 0.99)",
+        ylabel="share of inputs",
+    )
+    ax_dead.set(title="Dead units: slope 0 for every probe image", ylabel="share of units")
     ax_plateau.set(title="Validation predictions on the most-predicted class", ylabel="share")
-    ax_plateau.axhline(0.1, color="grey", linestyle=":", label="balanced (0.10)")
+    ax_plateau.axhline(
+        CIFAR10.chance, color="grey", linestyle=":", label=f"balanced ({CIFAR10.chance:.2f})"
+    )
     for ax in (ax_slope, ax_sat, ax_dead, ax_plateau):
         ax.set_xlabel("epoch (0 = initialisation)")
         ax.set_ylim(-0.02, 1.02)
@@ -299,8 +301,9 @@ def step_curve_figure(
     thick one for their mean when there are several."""
     fig = Figure(figsize=(10, 4.6), layout="constrained")
     ax = fig.subplots()
+    colors = _palette(steps)
     for activation, mean in steps.items():
-        color = _color(activation)
+        color = colors[activation]
         seeds = seed_steps.get(activation)
         several = seeds is not None and seeds["seed"].nunique() > 1
         if several:
@@ -308,7 +311,7 @@ def step_curve_figure(
                 ax.plot(one["epoch"], one["val_accuracy"], color=color, alpha=0.35, linewidth=1)
         label = f"{activation} (mean of {seeds['seed'].nunique()} seeds)" if several else activation
         ax.plot(mean["epoch"], mean["val_accuracy"], ".-", color=color, linewidth=2, label=label)
-    ax.axhline(0.1, color="grey", linestyle=":", label="chance (0.10)")
+    ax.axhline(CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.chance:.2f})")
     ax.axhline(
         threshold, color="black", linestyle="--", linewidth=0.8, label=f"escape ({threshold})"
     )
@@ -328,12 +331,13 @@ def seed_strip_figure(per_seed: Mapping[str, Sequence[float]]) -> Figure:
     fig = Figure(figsize=(1.4 * max(len(per_seed), 2) + 2, 3.8), layout="constrained")
     ax = fig.subplots()
     rng = np.random.default_rng(0)  # jitter only, so dots with equal values stay visible
+    colors = _palette(per_seed)
     for x, (activation, values) in enumerate(per_seed.items()):
         values = np.asarray(values, dtype=float)
         ax.scatter(
             x + rng.uniform(-0.12, 0.12, len(values)),
             values,
-            color=_color(activation),
+            color=colors[activation],
             alpha=0.8,
             zorder=3,
         )
@@ -343,7 +347,7 @@ def seed_strip_figure(per_seed: Mapping[str, Sequence[float]]) -> Figure:
     title = (
         "Test accuracy per seed (bar: mean over seeds)" if several else "Test accuracy (one seed)"
     )
-    ax.axhline(0.1, color="grey", linestyle=":", label="chance (0.10)")
+    ax.axhline(CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.chance:.2f})")
     ax.set(title=title, ylabel="test accuracy", ylim=(0, 1))
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3, axis="y")

@@ -13,10 +13,10 @@ import mlflow
 import numpy as np
 
 from pipeline import cli, tracking
-from pipeline.cifar import read_cifar10
+from pipeline.cifar import CIFAR10, read_cifar10
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, write_json
-from pipeline.params import DataParams, logged_params
+from pipeline.params import DataParams, check_split, logged_params
 
 SPLITS = ("train", "validation", "test")
 
@@ -51,17 +51,11 @@ def split_dataset(
     images: np.ndarray, labels: np.ndarray, data: DataParams
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Hold out `val_size` for validation, then keep a `train_limit` subset of the rest."""
-    if data.val_size >= len(labels):
-        raise PipelineError(
-            f"param 'data.val_size' is {data.val_size}, but the training set has only {len(labels)} "
-            "images; choose a smaller value"
-        )
+    try:
+        check_split(data, len(labels))  # against the archive read, which may be a small one
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
     train_idx, val_idx = stratified_split(labels, data.val_size, data.seed)
-    if data.train_limit > len(train_idx):
-        raise PipelineError(
-            f"param 'data.train_limit' is {data.train_limit}, but only {len(train_idx)} training "
-            "images remain after the validation split; choose a smaller value or 0 for all"
-        )
     if data.train_limit:
         # Relative to train_idx; a different stream from the validation split's.
         _, subset = stratified_split(labels[train_idx], data.train_limit, data.seed + 1)
@@ -94,7 +88,7 @@ def load_split(directory: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def class_counts(labels: np.ndarray) -> list[int]:
-    return np.bincount(labels, minlength=10).tolist()
+    return np.bincount(labels, minlength=CIFAR10.n_classes).tolist()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,7 +6,6 @@ the tutorial's numbers appear only where they are said to be the tutorial's.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from pipeline import claims, cli, plots, studies, tracking
+from pipeline.cifar import CIFAR10
 from pipeline.files import atomic_path
 from pipeline.metrics import ESCAPE_THRESHOLD
 from pipeline.params import Params, logged_params
@@ -200,7 +200,9 @@ def render_markdown(evidence: claims.Evidence, params: Params) -> str:
         when_to_use=claims.when_to_use(evidence),
         n_examples=len(results.examples),
         per_class_table=per_class_table(results),
-        params_yaml=yaml.safe_dump(dataclasses.asdict(params), sort_keys=False),
+        params_yaml=yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False),
+        dataset=CIFAR10.title,
+        chance=f"{CIFAR10.chance:.2f}",
     )
 
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
+from pipeline import activations
 from pipeline.cifar import IMAGE_SHAPE, N_CLASSES
 from pipeline.model import export_model
 
@@ -37,23 +38,32 @@ def pip_requirements() -> list[str]:
     return [f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"]
 
 
-def log_served_model(model: keras.Model, name: str = "model"):
+def log_served_model(model: keras.Model, activation: str):
     """Log the trained `model` in its servable form to the active run; returns MLflow's ModelInfo.
 
-    No input example: with Keras 3 in MLflow 3.17, `input_example` fails while saving
-    (FileNotFoundError on input_example.json, the folder is made only afterwards).
+    A model with a user's own activation needs that code to load: it is logged beside the model
+    (under `code/` in the run's artifacts) and named in the model's metadata (`activation`), and
+    the loader must import it first (docs/params.md). No input example: with Keras 3 in MLflow
+    3.17, `input_example` fails while saving (FileNotFoundError on input_example.json, the
+    folder is made only afterwards).
     """
+    code = activations.code_path(activation)
+    if code is not None and code.is_dir():
+        mlflow.log_artifacts(str(code), f"code/{code.name}")  # the whole package, by its name
+    elif code is not None:
+        mlflow.log_artifact(str(code), "code")
     return mlflow.keras.log_model(
         export_model(model),
-        name=name,
+        name=activations.slug(activation),
         signature=model_signature(),
         pip_requirements=pip_requirements(),
+        metadata={"activation": activation} if code is not None else None,
     )
 
 
 def registered_name(experiment: str, activation: str) -> str:
     """One registered model per activation, e.g. `cifar10-activations-relu`."""
-    return f"{experiment}-{activation}"
+    return f"{experiment}-{activations.slug(activation)}"
 
 
 def register(
@@ -69,7 +79,7 @@ def register(
     one (a model DVC restored from a run logged to another store), `model` is logged to the
     active run first."""
     if model_id is None:
-        model_id = log_served_model(model, name=activation).model_id
+        model_id = log_served_model(model, activation).model_id
     version = str(mlflow.register_model(f"models:/{model_id}", name).version)
     mlflow.log_metrics(dict(metrics), model_id=model_id)
     client = mlflow.MlflowClient()

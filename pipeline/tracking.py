@@ -6,10 +6,9 @@ Nothing here runs at import time; `stage_run` sets the tracking URI when a stage
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
-import fcntl
-import logging
 import os
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import filelock
 import mlflow
 import psutil
 from mlflow.entities import Metric, RunStatus
@@ -149,6 +149,13 @@ def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
         ) from None
 
 
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc` and every exception it was raised from or during."""
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 # SQLite's own error names (Python's sqlite3.Error.sqlite_errorname), by prefix, and what to do.
 SQLITE_PROBLEMS = {
     "SQLITE_READONLY": "is read-only; make the file and its folder writable, or set "
@@ -175,8 +182,7 @@ def sqlite_problem(uri: str, exc: BaseException) -> str | None:
     # The store's lock file beside it fails first when its folder cannot be written.
     as_sqlite = {errno.EROFS: "SQLITE_READONLY", errno.EACCES: "SQLITE_READONLY"}
     as_sqlite |= {errno.EPERM: "SQLITE_READONLY", errno.ENOSPC: "SQLITE_FULL"}
-    seen = exc
-    while seen is not None:
+    for seen in _chain(exc):
         name = getattr(seen, "sqlite_errorname", None) or ""
         if isinstance(seen, OSError):
             name = as_sqlite.get(seen.errno, name)
@@ -184,8 +190,23 @@ def sqlite_problem(uri: str, exc: BaseException) -> str | None:
             if name.startswith(prefix):
                 path = uri.removeprefix("sqlite:///")
                 return f"the MLflow store {path} {problem.format(path=path)}; nothing was run"
-        seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """MLflow's error code (its name for the HTTP status) of the first MlflowException in the
+    chain, e.g. UNAUTHENTICATED for 401 and PERMISSION_DENIED for 403."""
+    for seen in _chain(exc):
+        if isinstance(seen, mlflow.exceptions.MlflowException):
+            return seen.error_code
+    return None
+
+
+def _rejects_host(exc: BaseException) -> bool:
+    """A 403 from MLflow's DNS-rebinding guard (its own message constant), not from auth."""
+    from mlflow.server.security_utils import INVALID_HOST_MSG
+
+    return any(INVALID_HOST_MSG in str(seen) for seen in _chain(exc))
 
 
 def store_error(uri: str, exc: Exception) -> str:
@@ -193,26 +214,25 @@ def store_error(uri: str, exc: Exception) -> str:
     still reject the client's Host header (403, fixed on the server) or its credentials."""
     if (problem := sqlite_problem(uri, exc)) is not None:
         return problem
-    text = str(exc)
-    first_line = (text.splitlines() or [type(exc).__name__])[0][:300]
-    if "Invalid Host header" in text:
+    code = _error_code(exc)
+    if code == "PERMISSION_DENIED" and _rejects_host(exc):
         host = urllib.parse.urlsplit(uri).netloc
         return (
             f"the MLflow tracking server {uri} rejects the Host header {host!r} (403 Invalid Host "
             f"header); start the server with --allowed-hosts including {host}, nothing was run"
         )
-    if "error code 401" in text or "UNAUTHENTICATED" in text:
+    if code == "UNAUTHENTICATED":
         return (
             f"the MLflow tracking server {uri} asks for credentials (401); set "
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, nothing was run"
         )
-    if "error code 403" in text or "PERMISSION_DENIED" in text:
+    if code == "PERMISSION_DENIED":
         return (
             f"the MLflow tracking server {uri} refused this user (403); check "
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD and the user's permissions on "
             "the experiment, nothing was run"
         )
-    # MLflow wraps some connection failures and lets others through as requests errors.
+    first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
     return (
         f"cannot use the MLflow tracking store {uri} ({first_line}); "
         "check that it is running and MLFLOW_TRACKING_URI"
@@ -220,15 +240,19 @@ def store_error(uri: str, exc: Exception) -> str:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """True when `exc` means the server did not answer (after MLflow's retries), not a refusal."""
+    """True when `exc` means the server did not answer (after MLflow's retries), not a refusal:
+    MLflow raises its own exception from (or while handling) the requests/urllib3 one."""
     import requests
+    import urllib3
 
-    if isinstance(
-        exc, LostMetrics | requests.exceptions.ConnectionError | requests.exceptions.Timeout
-    ):
-        return True
-    text = str(exc)
-    return "Max retries exceeded" in text or "failed with timeout exception" in text
+    unanswered = (
+        LostMetrics,
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.RetryError,
+        urllib3.exceptions.MaxRetryError,
+    )
+    return any(isinstance(seen, unanswered) for seen in _chain(exc))
 
 
 def describe_steps(steps: Sequence[int]) -> str:
@@ -242,21 +266,28 @@ def describe_steps(steps: Sequence[int]) -> str:
 
 
 class BackgroundMetrics:
-    """Per-epoch metrics sent without waiting for the server, so training never waits on it;
-    `settle()` after training waits for them and sends again, waiting, any batch that failed."""
+    """Per-epoch metrics sent by one background thread, so training never waits on the server;
+    `settle()` after training waits for them and sends again, waiting, any batch that failed.
 
-    def __init__(self) -> None:
-        self._sent: list[tuple[int, dict[str, float], Any]] = []
+    Our own thread rather than MLflow's asynchronous logging: its futures report failures as one
+    summary exception that drops the cause, and the cause tells an outage from a refusal.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._client = mlflow.MlflowClient()
+        self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="metrics")
+        self._sent: list[tuple[int, dict[str, float], concurrent.futures.Future]] = []
         self._confirmed: set[int] = set()
-        # MLflow logs every failed batch as an error; settle() reports what was lost, once.
-        logging.getLogger("mlflow.utils.async_logging.async_logging_queue").setLevel(
-            logging.CRITICAL
-        )
+
+    def _send(self, step: int, metrics: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self._client.log_batch(self.run_id, metrics=batch)
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         metrics = dict(metrics)
-        operation = mlflow.log_metrics(metrics, step=step, synchronous=False)
-        self._sent.append((step, metrics, operation))
+        self._sent.append((step, metrics, self._sender.submit(self._send, step, metrics)))
 
     def unconfirmed(self) -> str:
         """'the metrics of epochs 3–20': what has not been seen to reach the server."""
@@ -268,18 +299,18 @@ class BackgroundMetrics:
         whenever a batch is confirmed."""
         self._confirmed = set()
         failed = []
-        for step, metrics, operation in self._sent:
-            try:
-                operation.wait()
+        for step, metrics, future in self._sent:
+            if (exc := future.exception()) is None:
                 self._confirmed.add(step)
                 progress()
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
+            elif is_outage(exc):
                 failed.append((step, metrics))
+            else:
+                raise exc
+        self._sender.shutdown()
         for i, (step, metrics) in enumerate(failed):
             try:
-                mlflow.log_metrics(metrics, step=step)
+                self._send(step, metrics)
                 self._confirmed.add(step)
                 progress()
             except Exception as exc:
@@ -364,12 +395,8 @@ def store_lock(uri: str) -> Iterator[None]:
         return
     lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with filelock.FileLock(lock_path):
+        yield
 
 
 def ensure_experiment(name: str) -> str:
@@ -519,12 +546,10 @@ def log_split(
         dataset = from_numpy(images, targets=labels, source=source, name=name, digest=digest)
     try:
         mlflow.log_input(dataset, context=context)
-    except mlflow.exceptions.MlflowException as exc:
-        # A server on PostgreSQL checks for the dataset, then inserts it: two stages logging the
-        # same split at once can both insert, and one gets a unique-key error. The dataset now
-        # exists, so a second try links it.
-        if "dataset_pk" not in str(exc) and "UNIQUE constraint failed: datasets" not in str(exc):
-            raise
+    except mlflow.exceptions.MlflowException:
+        # A store checks for the dataset, then inserts it: two stages logging the same split at
+        # once can both insert, and one is refused. The dataset now exists, so a second try
+        # links it; any other refusal is refused again and raised.
         mlflow.log_input(dataset, context=context)
 
 

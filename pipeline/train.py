@@ -20,21 +20,15 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import cli, tracking
-from pipeline.cifar import N_CLASSES
+from pipeline import activations, cli, tracking
+from pipeline.cifar import CIFAR10
 from pipeline.diagnostics import DiagnosticsCallback, StepCurveCallback, probe_batch
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.manifest import collect_manifest
 from pipeline.metrics import escape_step, summarize_history
 from pipeline.model import build_cnn, compile_model
-from pipeline.params import (
-    MAIN_ACTIVATIONS,
-    ModelParams,
-    TrainParams,
-    check_activation,
-    logged_params,
-)
+from pipeline.params import MAIN_ACTIVATIONS, ModelParams, TrainParams, logged_params
 from pipeline.preprocess import load_split
 from pipeline.serving import log_served_model
 
@@ -116,7 +110,6 @@ def train(
 
     `seed` defaults to the first of `train_params.seeds`.
     """
-    check_activation(activation)
     seed_everything(train_params.seeds[0] if seed is None else seed)
     # Keras 3.15's multi-step loop fails under MirroredStrategy (InvalidArgumentError at
     # while/cond/Placeholder), so mirrored training runs one step per call.
@@ -141,7 +134,7 @@ def train(
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
     """Integer labels → float32 one-hot rows, what categorical cross-entropy takes."""
-    return np.eye(N_CLASSES, dtype=np.float32)[labels]
+    return np.eye(CIFAR10.n_classes, dtype=np.float32)[labels]
 
 
 def stage_name(activation: str, seed: int) -> str:
@@ -172,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--activation", required=True)
     parser.add_argument("--seed", type=int, help="default: the first of train.seeds")
     args, params = cli.parse_stage(parser, argv)
-    activation = check_activation(args.activation)
+    activation = args.activation
+    activations.resolve(activation)  # an unknown name fails here, before any data is read
     seed = params.train.seeds[0] if args.seed is None else args.seed
     if seed < 0:
         raise PipelineError(f"--seed must be 0 or more, got {seed}")
@@ -186,13 +180,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     tags = {"seed": str(seed)}
     with tracking.stage_run(
         stage, params.mlflow.experiment, logged, activation, tags, system_metrics=True
-    ):
+    ) as run:
         for split, context, (images, labels) in (
             ("train", "training", train_data),
             ("validation", "validation", val_data),
         ):
             tracking.log_split(
-                f"cifar10-{split}",
+                f"{CIFAR10.name}-{split}",
                 context,
                 images,
                 labels,
@@ -209,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
         )
         mlflow.log_dict(run_manifest(seed, params.data.seed, args.data), "manifest.json")
-        background = tracking.BackgroundMetrics()
+        background = tracking.BackgroundMetrics(run.info.run_id)
         probe = probe_batch(train_data, PROBE_SIZE, seed)
         diagnostics = DiagnosticsCallback(activation, probe, val_data[0], log=background.log)
         step_curve = StepCurveCallback(
@@ -267,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     ),
                 ),
                 ("the replicas param", lambda: mlflow.log_param("replicas", replicas)),
-                ("the model", lambda: log_served_model(model, name=activation)),
+                ("the model", lambda: log_served_model(model, activation)),
                 # Lets evaluate find this run from the model file alone, in any store.
                 (
                     "the model_sha256 tag",

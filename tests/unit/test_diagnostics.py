@@ -1,33 +1,48 @@
-import dataclasses
-
 import numpy as np
 import pytest
 
-from pipeline.diagnostics import activation_stats, make_probe, probe_indices
+from pipeline.diagnostics import make_probe, peak_slope, probe_indices, slope_stats
 from pipeline.model import TUTORIAL, build_cnn
 
-SMALL = dataclasses.replace(TUTORIAL, conv_filters=4, dense_units=8)
+SMALL = TUTORIAL.model_copy(update={"conv_filters": 4, "dense_units": 8})
 
 
-def test_sigmoid_tails_count_as_saturated():
-    outputs = np.array([[0.005, 0.5], [0.995, 0.98]])
-    stats = activation_stats(outputs, "sigmoid")
-    assert stats["saturated_fraction"] == pytest.approx(0.5)
-    assert stats["mean_activation"] == pytest.approx(outputs.mean())
-    assert "dead_fraction" not in stats
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
 
 
-def test_tanh_saturation_is_symmetric():
-    stats = activation_stats(np.array([[-0.999, 0.0, 0.995, 0.5]]), "tanh")
-    assert stats["saturated_fraction"] == pytest.approx(0.5)
+def test_flat_for_sigmoid_is_the_old_bound_outside_001_and_099():
+    """σ′ = σ(1 − σ) < 0.0396 · σ′(0) exactly where σ < 0.01 or σ > 0.99."""
+    z = np.linspace(-8, 8, 2001)
+    y = sigmoid(z)
+    stats = slope_stats((y * (1 - y))[None, :], peak=0.25)
+    old = np.mean((y < 0.01) | (y > 0.99))
+    assert stats["saturated_fraction"] == pytest.approx(old, abs=1 / len(z))
+    assert stats["dead_fraction"] == 0.0
 
 
-def test_dead_units_are_zero_for_every_image():
-    # Unit 0 is zero for both images (dead); unit 1 fires once (alive); unit 2 always fires.
-    outputs = np.array([[0.0, 0.0, 1.0], [0.0, 2.0, 3.0]])
-    stats = activation_stats(outputs, "relu")
+def test_dead_units_have_zero_slope_for_every_image():
+    # Unit 0 has slope 0 for both images (dead); unit 1 once (alive); unit 2 never.
+    slopes = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    stats = slope_stats(slopes, peak=1.0)
     assert stats["dead_fraction"] == pytest.approx(1 / 3)
-    assert "saturated_fraction" not in stats
+    assert stats["saturated_fraction"] == pytest.approx(0.5)  # three of six inputs are flat
+
+
+@pytest.mark.parametrize(
+    ("activation", "peak"),
+    [
+        ("sigmoid", 0.25),
+        ("tanh", 1.0),
+        ("relu", 1.0),
+        ("selu", 1.0507 * 1.67326),
+        ("softsign", 1.0),
+    ],
+)
+def test_peak_slope_of_any_keras_activation(activation, peak):
+    import keras
+
+    assert peak_slope(keras.activations.get(activation)) == pytest.approx(peak, rel=2e-3)
 
 
 def test_probe_indices_are_fixed_by_seed():
@@ -95,7 +110,7 @@ def test_probe_names_every_trainable_variable():
 
 
 def test_mean_slope_with_batch_norm_reads_the_activation_layers_input():
-    model = build_cnn("sigmoid", dataclasses.replace(SMALL, batch_norm=True))
+    model = build_cnn("sigmoid", SMALL.model_copy(update={"batch_norm": True}))
     metrics = make_probe(model, "sigmoid")(*images())
     slopes = [v for k, v in metrics.items() if k.startswith("mean_slope/")]
     assert len(slopes) == 2 and all(0 < s <= 0.25 for s in slopes)

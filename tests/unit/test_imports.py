@@ -20,3 +20,17 @@ def test_module_does_not_import_tensorflow(module):
     code = f"import sys, {module}; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_every_module_imports_without_fcntl():
+    """fcntl exists only on Unix: the package must not need it (Windows has none)."""
+    code = (
+        "import sys, pkgutil, importlib, pipeline\n"
+        "sys.modules['fcntl'] = None  # makes `import fcntl` raise ImportError\n"
+        "names = [m.name for m in pkgutil.iter_modules(pipeline.__path__, 'pipeline.')]\n"
+        "for name in names: importlib.import_module(name)\n"
+        "print(len(names))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 20

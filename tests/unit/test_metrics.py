@@ -3,16 +3,15 @@ import pytest
 
 from pipeline.metrics import (
     classification_metrics,
-    confusion_matrix,
     cross_entropy,
     escape_epoch,
     majority_share,
 )
 
 
-def test_confusion_matrix_counts_pairs():
-    counts = confusion_matrix([0, 0, 1, 2], [0, 1, 1, 1], 3)
-    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
+def test_confusion_counts_pairs_and_keeps_classes_never_seen():
+    counts = classification_metrics(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), 4)["confusion"]
+    assert counts == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
 
 
 def test_known_precision_recall_f1():

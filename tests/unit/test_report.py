@@ -204,11 +204,24 @@ def test_results_table_puts_the_tutorial_beside_ours():
 
 def test_the_report_renders_every_section():
     params = Params(
-        DataParams("https://example.org/a.tar.gz", "0" * 64, 5000, 0, 42),
-        TUTORIAL,
-        TrainParams(3, 64, 0.001, (42,), "none", ()),
-        EvaluateParams(0),
-        MlflowParams("x"),
+        data=DataParams(
+            url="https://example.org/a.tar.gz",
+            sha256="0" * 64,
+            val_size=5000,
+            train_limit=0,
+            seed=42,
+        ),
+        model=TUTORIAL,
+        train=TrainParams(
+            epochs=3,
+            batch_size=64,
+            learning_rate=0.001,
+            seeds=(42,),
+            distribution="none",
+            extra_activations=(),
+        ),
+        evaluate=EvaluateParams(n_examples=0),
+        mlflow=MlflowParams(experiment="x"),
     )
     text = render_markdown(evidence(), params)
     for heading in (

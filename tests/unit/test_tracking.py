@@ -91,29 +91,37 @@ def test_logged_splits_carry_the_files_digest_and_the_source_as_given(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("response", "names"),
+    ("status", "body", "names"),
     [
         (
-            "API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with error "
-            "code 403 != 200. Response body: 'Invalid Host header - possible DNS rebinding attack "
-            "detected'",
+            403,
+            "Invalid Host header - possible DNS rebinding attack detected",
             "--allowed-hosts including tracking-host:5000",
         ),
         (
-            "API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with error "
-            "code 401 != 200. Response body: 'You are not authenticated.'",
+            401,
+            "You are not authenticated.",
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
         ),
-        (
-            "API request to endpoint /api/2.0/mlflow/experiments/create failed with error "
-            "code 403 != 200. Response body: 'Permission denied'",
-            "the user's permissions",
-        ),
+        (403, "Permission denied", "the user's permissions"),
+        (500, "Internal error", "check that it is running"),
     ],
 )
-def test_a_refusing_server_gets_an_error_that_names_the_fix(response, names):
-    message = tracking.store_error("http://tracking-host:5000", Exception(response))
+def test_a_refusing_server_gets_an_error_that_names_the_fix(status, body, names):
+    """As MLflow's REST client raises a non-JSON refusal: its error code from the status."""
+    refused = mlflow.exceptions.MlflowException(
+        f"API request to endpoint /api/2.0/mlflow/runs/create failed with error code {status} "
+        f"!= 200. Response body: '{body}'",
+        error_code=mlflow.exceptions.get_error_code(status),
+    )
+    message = tracking.store_error("http://tracking-host:5000", refused)
     assert names in message and "\n" not in message
+
+
+def test_the_status_decides_not_the_words():
+    """A message that merely mentions 401 is not a credentials problem."""
+    message = tracking.store_error("http://h:1", ValueError("error code 401 UNAUTHENTICATED"))
+    assert "MLFLOW_TRACKING_USERNAME" not in message
 
 
 @pytest.mark.parametrize(
@@ -124,21 +132,32 @@ def test_describe_steps(steps, text):
     assert tracking.describe_steps(steps) == text
 
 
+def _raised_from(cause: BaseException, message: str) -> mlflow.exceptions.MlflowException:
+    """An MlflowException raised while handling `cause`, as MLflow's REST client does."""
+    try:
+        raise cause
+    except type(cause):
+        try:
+            raise mlflow.exceptions.MlflowException(message)
+        except mlflow.exceptions.MlflowException as exc:
+            return exc
+
+
 def test_only_a_server_that_does_not_answer_is_an_outage():
     import requests
 
-    gone = mlflow.exceptions.MlflowException(
-        "API request to http://h/api failed with exception HTTPConnectionPool: Max retries exceeded"
-    )
-    assert tracking.is_outage(gone)
+    assert tracking.is_outage(_raised_from(requests.exceptions.ConnectionError("refused"), "x"))
+    assert tracking.is_outage(_raised_from(requests.exceptions.ReadTimeout("slow"), "x"))
     assert tracking.is_outage(requests.exceptions.ConnectionError("refused"))
+    # The words alone decide nothing: a refusal stays a refusal whatever it says.
+    assert not tracking.is_outage(mlflow.exceptions.MlflowException("Max retries exceeded"))
     assert not tracking.is_outage(mlflow.exceptions.MlflowException("RESOURCE_DOES_NOT_EXIST"))
     assert not tracking.is_outage(ValueError("a bug"))
 
 
 def test_background_metrics_land_in_the_run():
-    with tracking.stage_run("train_relu", "exp", {}):
-        background = tracking.BackgroundMetrics()
+    with tracking.stage_run("train_relu", "exp", {}) as run:
+        background = tracking.BackgroundMetrics(run.info.run_id)
         for step in range(3):
             background.log(step, {"val_accuracy": step / 10})
         background.settle()
@@ -148,8 +167,10 @@ def test_background_metrics_land_in_the_run():
 
 
 def test_an_outage_after_training_names_every_step_not_logged():
+    import requests
+
     def gone():
-        raise mlflow.exceptions.MlflowException("failed with exception: Max retries exceeded")
+        raise _raised_from(requests.exceptions.ConnectionError("refused"), "API request failed")
 
     done = []
     steps = [("first", lambda: done.append(1)), ("second", gone), ("third", lambda: done.append(3))]
