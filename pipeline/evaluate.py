@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -231,91 +232,139 @@ def register_primary_models(
     return versions
 
 
+@dataclass
+class Evaluated:
+    """Every selected model scored on the test set, in memory: no file written, nothing logged."""
+
+    scores: dict[str, dict[int, dict[str, float]]]  # activation → seed → headline numbers
+    details: dict[str, dict]  # activation → the primary model's per-class detail
+    metrics: dict[str, dict]  # activation → means over seeds, with spread (test_metrics.json)
+    paired: dict[str, dict]  # ReLU minus sigmoid, seed by seed
+    examples: pd.DataFrame  # each primary model's prediction for the first test images
+    primary: dict[str, keras.Model]  # activation → the primary seed's model
+
+    @property
+    def champion(self) -> str:
+        """The activation with the best mean test accuracy."""
+        return max(self.metrics, key=lambda a: self.metrics[a]["test_accuracy"])
+
+
+def compute(
+    models: Mapping[tuple[str, int], keras.Model],
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    n_examples: int,
+) -> Evaluated:
+    """Score `models` ({(activation, seed): model}, the primary seed first) on the test split."""
+    seeds = list(dict.fromkeys(seed for _, seed in models))
+    scores: dict[str, dict[int, dict[str, float]]] = {}
+    details, primary, probabilities = {}, {}, {}
+    for (activation, seed), model in models.items():
+        predicted = predict(model, images)
+        found = evaluate_predictions(labels, predicted, len(class_names))
+        scores.setdefault(activation, {})[seed] = headline(found)
+        if seed == seeds[0]:  # the primary model: per-class detail, examples, registry
+            primary[activation], probabilities[activation] = model, predicted
+            details[activation] = found
+    for activation, per_seed in scores.items():
+        details[activation]["per_seed"] = per_seed_block(per_seed)
+    paired = {
+        key: paired_difference(
+            [scores["relu"][s][key] for s in seeds], [scores["sigmoid"][s][key] for s in seeds]
+        )
+        for key in SPREAD_KEYS
+    }
+    return Evaluated(
+        scores,
+        details,
+        {activation: summarize_seeds(per_seed) for activation, per_seed in scores.items()},
+        paired,
+        example_table(labels, probabilities, n_examples, class_names),
+        primary,
+    )
+
+
+def write(evaluated: Evaluated, trained: dict, results: Path, class_names, seeds) -> None:
+    """evaluate's files, each atomically."""
+    write_curves(results / "curves", trained)
+    write_json(results / "test_metrics.json", evaluated.metrics)
+    evaluation = {
+        "class_names": list(class_names),
+        "seeds": list(seeds),
+        "models": evaluated.details,
+        "relu_minus_sigmoid": evaluated.paired,
+    }
+    write_json(results / "evaluation.json", evaluation)
+    with atomic_path(results / "examples.csv") as tmp:
+        evaluated.examples.to_csv(tmp, index=False)
+
+
+def record(evaluated: Evaluated, results: Path, models: Path, run, params) -> tuple[dict, int]:
+    """The run's metrics and files; test scores onto the training runs; the registry. Returns
+    the registered versions and how many training runs got test metrics."""
+    for activation, numbers in evaluated.metrics.items():
+        mlflow.log_metrics({f"{activation}.{k}": v for k, v in numbers.items() if v is not None})
+    mlflow.log_metrics({f"relu_minus_sigmoid.{k}": v["mean"] for k, v in evaluated.paired.items()})
+    for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
+        mlflow.log_artifact(str(results / name))
+    mlflow.log_artifacts(str(results / "curves"), artifact_path="curves")
+    numbers = {(a, s): n for a, per_seed in evaluated.scores.items() for s, n in per_seed.items()}
+    runs = training_runs(models, list(numbers), run.info.experiment_id)
+    linked = log_test_metrics_to_train_runs(runs, numbers)
+    tags = {k: v for k, v in run.data.tags.items() if k in ("git_commit", "dvc_experiment")}
+    versions = register_primary_models(
+        evaluated.primary,
+        runs,
+        params.mlflow.experiment,
+        params.train.seeds[0],
+        evaluated.metrics,
+        tags,
+        evaluated.champion,
+    )
+    return versions, linked
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = cli.stage_parser(__doc__, "data", "models", "trained", "results")
     args, params = cli.parse_stage(parser, argv)
-    activations = params.train.activations
-    seeds = params.train.seeds
-    trained = {a: {s: read_trained(args.trained, a, s) for s in seeds} for a in activations}
+    selected, seeds = params.train.activations, params.train.seeds
+    trained = {a: {s: read_trained(args.trained, a, s) for s in seeds} for a in selected}
     images, labels = load_split(args.data, "test")
     class_names = json.loads((args.data / "meta.json").read_text())["class_names"]
     logged = logged_params(params, ("evaluate", "train.seeds")) | {
-        "activations": ",".join(activations)
+        "activations": ",".join(selected)
     }
     with tracking.stage_run("evaluate", params.mlflow.experiment, logged) as run:
         tracking.log_split(
             f"{CIFAR10.name}-test", "test", images, labels, params.data.url, args.data / "test.npz"
         )
-        primary_models, primary_probabilities, details, metrics = {}, {}, {}, {}
-        scores: dict[str, dict[int, dict[str, float]]] = {}  # activation → seed → headline
-        for activation in activations:
-            scores[activation] = {}
-            for seed in seeds:
-                model = load_model(args.models / activation / f"seed{seed}.keras", activation)
-                probabilities = predict(model, images)
-                found = evaluate_predictions(labels, probabilities, len(class_names))
-                scores[activation][seed] = headline(found)
-                if seed == seeds[0]:  # the primary model: per-class detail, examples, registry
-                    primary_models[activation] = model
-                    primary_probabilities[activation] = probabilities
-                    details[activation] = found
-            details[activation]["per_seed"] = per_seed_block(scores[activation])
-            metrics[activation] = summarize_seeds(scores[activation])
-        paired = {
-            key: paired_difference(
-                [scores["relu"][s][key] for s in seeds], [scores["sigmoid"][s][key] for s in seeds]
-            )
-            for key in SPREAD_KEYS
+        models = {
+            (a, s): load_model(args.models / a / f"seed{s}.keras", a)
+            for a in selected
+            for s in seeds
         }
-        examples = example_table(
-            labels, primary_probabilities, params.evaluate.n_examples, class_names
-        )
-        write_curves(args.results / "curves", trained)
-        write_json(args.results / "test_metrics.json", metrics)
-        write_json(
-            args.results / "evaluation.json",
-            {
-                "class_names": class_names,
-                "seeds": list(seeds),
-                "models": details,
-                "relu_minus_sigmoid": paired,
-            },
-        )
-        with atomic_path(args.results / "examples.csv") as tmp:
-            examples.to_csv(tmp, index=False)
-        for activation, numbers in metrics.items():
-            mlflow.log_metrics(
-                {f"{activation}.{k}": v for k, v in numbers.items() if v is not None}
-            )
-        mlflow.log_metrics({f"relu_minus_sigmoid.{k}": v["mean"] for k, v in paired.items()})
-        for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
-            mlflow.log_artifact(str(args.results / name))
-        mlflow.log_artifacts(str(args.results / "curves"), artifact_path="curves")
-        numbers = {(a, s): scores[a][s] for a in activations for s in seeds}
-        runs = training_runs(args.models, list(numbers), run.info.experiment_id)
-        linked = log_test_metrics_to_train_runs(runs, numbers)
-        champion = max(metrics, key=lambda a: metrics[a]["test_accuracy"])  # best mean accuracy
-        versions = register_primary_models(
-            primary_models,
-            runs,
-            params.mlflow.experiment,
-            seeds[0],
-            metrics,
-            {k: v for k, v in run.data.tags.items() if k in ("git_commit", "dvc_experiment")},
-            champion,
-        )
-    for path in unselected(args.models, args.trained, activations, seeds):
+        evaluated = compute(models, images, labels, class_names, params.evaluate.n_examples)
+        write(evaluated, trained, args.results, class_names, seeds)
+        versions, linked = record(evaluated, args.results, args.models, run, params)
+    report_to_console(evaluated, versions, linked, params, args)
+
+
+def report_to_console(evaluated: Evaluated, versions, linked: int, params, args) -> None:
+    """Leftover models to remove, the registry, and each activation's test numbers."""
+    selected, seeds = params.train.activations, params.train.seeds
+    for path in unselected(args.models, args.trained, selected, seeds):
         print(
             f"note: {path} is from a seed or activation the params no longer select and was not "
             "evaluated; remove it and run `dvc repro` (nothing retrains) so that dvc.lock matches "
             "a fresh checkout. DVC's cache keeps every model."
         )
+    champion = serving.registered_name(params.mlflow.experiment, evaluated.champion)
     print(
         f"registered {', '.join(f'{n} v{v}' for n, v in versions.items())}; champion: "
-        f"models:/{serving.registered_name(params.mlflow.experiment, champion)}@"
-        f"{serving.CHAMPION}; test metrics added to {linked} training run(s)"
+        f"models:/{champion}@{serving.CHAMPION}; test metrics added to {linked} training run(s)"
     )
-    for activation, numbers in metrics.items():
+    for activation, numbers in evaluated.metrics.items():
         print(
             f"{activation}: test accuracy {numbers['test_accuracy']:.4f}, "
             f"test loss {numbers['test_loss']:.4f} (mean of {numbers['seeds']} seed(s))"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.manifest import collect_manifest
 from pipeline.metrics import escape_step, summarize_history
 from pipeline.model import build_cnn, compile_model
-from pipeline.params import MAIN_ACTIVATIONS, ModelParams, TrainParams, logged_params
+from pipeline.params import MAIN_ACTIVATIONS, ModelParams, Params, TrainParams, logged_params
 from pipeline.preprocess import load_split
 from pipeline.serving import log_served_model
 
@@ -144,20 +145,125 @@ def stage_name(activation: str, seed: int) -> str:
     return f"train_extra@{activation}-{seed}"
 
 
-def write_results(
-    history: pd.DataFrame,
-    diagnostics: pd.DataFrame,
-    steps: pd.DataFrame,
-    summary: dict,
-    results_dir: Path,
-) -> None:
-    """One model's results folder, atomically: its curves and its summary."""
+@dataclass
+class Trained:
+    """What training one model produced, in memory: no file written, nothing logged."""
+
+    model: keras.Model
+    history: pd.DataFrame  # per epoch
+    diagnostics: pd.DataFrame  # per epoch, from epoch 0 (initialisation)
+    steps: pd.DataFrame  # the step-by-step curve of the first epochs
+    summary: dict  # what train.json holds
+    seconds: float  # training, diagnostics included
+    diagnostics_seconds: float
+
+
+def compute(
+    activation: str,
+    seed: int,
+    params: Params,
+    train_data: tuple[np.ndarray, np.ndarray],
+    val_data: tuple[np.ndarray, np.ndarray],
+    log: Callable[[int, dict[str, float]], None] | None = None,
+    stop=None,
+) -> Trained:
+    """Train one model with its diagnostics. `log(epoch, metrics)` receives every epoch's
+    metrics as they come; `stop` (a threading.Event) ends training early when set."""
+    probe = probe_batch(train_data, PROBE_SIZE, seed)
+    diagnostics = DiagnosticsCallback(activation, probe, val_data[0], log=log)
+    step_curve = StepCurveCallback(
+        val_data[0][:STEP_CURVE_IMAGES],
+        val_data[1][:STEP_CURVE_IMAGES],
+        min(STEP_CURVE_EPOCHS, params.train.epochs),
+    )
+    callbacks = [StopWhenAsked(stop)] if stop is not None else []
+    callbacks += [EpochMetricsLogger(log)] if log is not None else []
+    start = time.perf_counter()
+    model, history = train(
+        activation,
+        params.model,
+        params.train,
+        train_data,
+        val_data,
+        callbacks=[*callbacks, diagnostics, step_curve],
+        seed=seed,
+    )
+    seconds = time.perf_counter() - start
+    steps = step_curve.frame()
+    summary = summarize_history(history) | {
+        "escape_step": escape_step(steps),
+        "steps_per_epoch": step_curve.params["steps"],
+        "step_curve_images": len(step_curve.labels),
+        "seed": seed,
+        "parameters": int(model.count_params()),
+        "train_seconds": round(seconds, 1),
+        "diagnostics_seconds": round(diagnostics.seconds + step_curve.seconds, 1),
+    }
+    return Trained(
+        model, history, diagnostics.frame(), steps, summary, seconds, diagnostics.seconds
+    )
+
+
+def write(trained: Trained, model_path: Path, results_dir: Path) -> None:
+    """The model and its results folder, each atomically."""
+    with atomic_path(model_path) as tmp:
+        trained.model.save(tmp)
     with atomic_path(results_dir) as tmp:
         tmp.mkdir()
-        history.to_csv(tmp / "history.csv", index=False, float_format="%.6f")
-        diagnostics.to_csv(tmp / "diagnostics.csv", index=False, float_format="%.6g")
-        steps.to_csv(tmp / "steps.csv", index=False, float_format="%.6g")
-        write_json(tmp / "train.json", summary)
+        trained.history.to_csv(tmp / "history.csv", index=False, float_format="%.6f")
+        trained.diagnostics.to_csv(tmp / "diagnostics.csv", index=False, float_format="%.6g")
+        trained.steps.to_csv(tmp / "steps.csv", index=False, float_format="%.6g")
+        write_json(tmp / "train.json", trained.summary)
+
+
+def log_inputs(params: Params, data_dir: Path, activation: str, seed: int, data) -> None:
+    """What the run trained on and with, before training starts."""
+    for split, context, (images, labels) in zip(
+        ("train", "validation"), ("training", "validation"), data, strict=True
+    ):
+        tracking.log_split(
+            f"{CIFAR10.name}-{split}",
+            context,
+            images,
+            labels,
+            params.data.url,
+            data_dir / f"{split}.npz",
+        )
+    mlflow.log_params(
+        {
+            "activation": activation,
+            "seed": seed,
+            "train_images": len(data[0][1]),
+            "val_images": len(data[1][1]),
+            "probe_images": PROBE_SIZE,
+        }
+    )
+    mlflow.log_dict(run_manifest(seed, params.data.seed, data_dir), "manifest.json")
+
+
+def logging_steps(
+    trained: Trained, activation: str, model_path: Path, results_dir: Path
+) -> list[tuple[str, Callable[[], Any]]]:
+    """What is logged after training, each step named for the outage message."""
+    final = {"train_seconds": trained.seconds, "diagnostics_seconds": trained.diagnostics_seconds}
+    for key in ("escape_epoch", "escape_step"):
+        if trained.summary[key] is not None:
+            final[key] = trained.summary[key]
+    steps = trained.steps
+    strategy = getattr(trained.model, "distribute_strategy", None)
+    replicas = strategy.num_replicas_in_sync if strategy else 1
+    return [
+        ("the run's summary metrics", lambda: mlflow.log_metrics(final)),
+        (
+            "the step-by-step validation curve",
+            lambda: tracking.log_curve("step_val_accuracy", steps["step"], steps["val_accuracy"]),
+        ),
+        ("the replicas param", lambda: mlflow.log_param("replicas", replicas)),
+        ("the model", lambda: log_served_model(trained.model, activation)),
+        # Lets evaluate find this run from the model file alone, in any store.
+        ("the model_sha256 tag", lambda: mlflow.set_tag("model_sha256", sha256_file(model_path))),
+        ("the results folder", lambda: mlflow.log_artifacts(str(results_dir), "results")),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -165,117 +271,48 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--activation", required=True)
     parser.add_argument("--seed", type=int, help="default: the first of train.seeds")
     args, params = cli.parse_stage(parser, argv)
-    activation = args.activation
+    activation, seed = args.activation, check_seed(args.seed, params)
     activations.resolve(activation)  # an unknown name fails here, before any data is read
-    seed = params.train.seeds[0] if args.seed is None else args.seed
-    if seed < 0:
-        raise PipelineError(f"--seed must be 0 or more, got {seed}")
-    train_data = load_split(args.data, "train")
-    val_data = load_split(args.data, "validation")
-    if len(train_data[1]) == 0:
-        raise PipelineError("the training split is empty; check data.train_limit and data.val_size")
-    logged = logged_params(params, LOGGED_KEYS)
+    data = load_training_data(args.data)
     stage = stage_name(activation, seed)
     model_path = args.models / activation / f"seed{seed}.keras"
+    results_dir = args.results / activation / f"seed{seed}"
+    logged = logged_params(params, LOGGED_KEYS)
     tags = {"seed": str(seed)}
     with tracking.stage_run(
         stage, params.mlflow.experiment, logged, activation, tags, system_metrics=True
     ) as run:
-        for split, context, (images, labels) in (
-            ("train", "training", train_data),
-            ("validation", "validation", val_data),
-        ):
-            tracking.log_split(
-                f"{CIFAR10.name}-{split}",
-                context,
-                images,
-                labels,
-                params.data.url,
-                args.data / f"{split}.npz",
-            )
-        mlflow.log_params(
-            {
-                "activation": activation,
-                "seed": seed,
-                "train_images": len(train_data[1]),
-                "val_images": len(val_data[1]),
-                "probe_images": PROBE_SIZE,
-            }
-        )
-        mlflow.log_dict(run_manifest(seed, params.data.seed, args.data), "manifest.json")
+        log_inputs(params, args.data, activation, seed, data)
         background = tracking.BackgroundMetrics(run.info.run_id)
-        probe = probe_batch(train_data, PROBE_SIZE, seed)
-        diagnostics = DiagnosticsCallback(activation, probe, val_data[0], log=background.log)
-        step_curve = StepCurveCallback(
-            val_data[0][:STEP_CURVE_IMAGES],
-            val_data[1][:STEP_CURVE_IMAGES],
-            min(STEP_CURVE_EPOCHS, params.train.epochs),
-        )
-        start = time.perf_counter()
         with cli.deferred_stop() as stop:
-            model, history = train(
-                activation,
-                params.model,
-                params.train,
-                train_data,
-                val_data,
-                callbacks=[
-                    StopWhenAsked(stop),
-                    EpochMetricsLogger(background.log),
-                    diagnostics,
-                    step_curve,
-                ],
-                seed=seed,
-            )
-        seconds = time.perf_counter() - start
-        strategy = getattr(model, "distribute_strategy", None)
-        replicas = strategy.num_replicas_in_sync if strategy else 1
-        steps = step_curve.frame()
-        summary = summarize_history(history) | {
-            "escape_step": escape_step(steps),
-            "steps_per_epoch": step_curve.params["steps"],
-            "step_curve_images": len(step_curve.labels),
-            "seed": seed,
-            "parameters": int(model.count_params()),
-            "train_seconds": round(seconds, 1),
-            "diagnostics_seconds": round(diagnostics.seconds + step_curve.seconds, 1),
-        }
+            trained = compute(activation, seed, params, *data, log=background.log, stop=stop)
         # Written before the last logging, so a tracking outage does not throw the training away.
-        with atomic_path(model_path) as tmp:
-            model.save(tmp)
-        results_dir = args.results / activation / f"seed{seed}"
-        write_results(history, diagnostics.frame(), steps, summary, results_dir)
-        final = {"train_seconds": seconds, "diagnostics_seconds": diagnostics.seconds}
-        for key in ("escape_epoch", "escape_step"):
-            if summary[key] is not None:
-                final[key] = summary[key]
+        write(trained, model_path, results_dir)
+        steps = logging_steps(trained, activation, model_path, results_dir)
         tracking.log_after_training(
-            tracking.tracking_uri(),
-            stage,
-            [
-                ("the run's summary metrics", lambda: mlflow.log_metrics(final)),
-                (
-                    "the step-by-step validation curve",
-                    lambda: tracking.log_curve(
-                        "step_val_accuracy", steps["step"], steps["val_accuracy"]
-                    ),
-                ),
-                ("the replicas param", lambda: mlflow.log_param("replicas", replicas)),
-                ("the model", lambda: log_served_model(model, activation)),
-                # Lets evaluate find this run from the model file alone, in any store.
-                (
-                    "the model_sha256 tag",
-                    lambda: mlflow.set_tag("model_sha256", sha256_file(model_path)),
-                ),
-                ("the results folder", lambda: mlflow.log_artifacts(str(results_dir), "results")),
-            ],
-            system_metrics=True,
-            background=background,
+            tracking.tracking_uri(), stage, steps, system_metrics=True, background=background
         )
+    summary = trained.summary
     print(
         f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} "
-        f"after {summary['epochs']} epochs ({seconds:.0f} s)"
+        f"after {summary['epochs']} epochs ({trained.seconds:.0f} s)"
     )
+
+
+def check_seed(seed: int | None, params: Params) -> int:
+    """--seed, or the first of train.seeds."""
+    seed = params.train.seeds[0] if seed is None else seed
+    if seed < 0:
+        raise PipelineError(f"--seed must be 0 or more, got {seed}")
+    return seed
+
+
+def load_training_data(data_dir: Path):
+    """(train, validation) splits as preprocess wrote them."""
+    train_data, val_data = load_split(data_dir, "train"), load_split(data_dir, "validation")
+    if len(train_data[1]) == 0:
+        raise PipelineError("the training split is empty; check data.train_limit and data.val_size")
+    return train_data, val_data
 
 
 def run_manifest(seed: int, data_seed: int, data_dir: Path) -> dict:

@@ -92,6 +92,6 @@ def test_unknown_activation(tmp_path):
     params = write_params(tmp_path / "params.yaml")
     paths = ("--data", "processed", "--models", "models", "--results", "results")
     result = run_stage(
-        "train", "--params", str(params), "--activation", "softsign", *paths, cwd=tmp_path
+        "train", "--params", str(params), "--activation", "swishy", *paths, cwd=tmp_path
     )
-    assert_one_line_error(result, "unknown activation 'softsign'", "sigmoid, relu")
+    assert_one_line_error(result, "unknown activation 'swishy'", "keras.activations")

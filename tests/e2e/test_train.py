@@ -117,3 +117,21 @@ def test_main_records_diagnostics_from_epoch_zero(processed, tmp_path):
     assert set(manifest["data_sha256"]) >= {"train.npz", "validation.npz", "test.npz"}
     assert {"keras", "mlflow", "dvc", "python"} <= set(manifest["versions"])
     assert manifest["machine"]["cores"] >= 1 and "intra_op" in manifest["threads"]
+
+
+def test_compute_trains_without_files_or_a_tracking_store(processed, tmp_path, monkeypatch):
+    """The stage's computation alone: a model, its curves and summary, nothing written or
+    logged (the store the environment names is never created)."""
+    store = tmp_path / "never.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    monkeypatch.chdir(tmp_path)
+    data, params_path = processed
+    params = load_params(params_path)
+    splits = [preprocess.load_split(data, name) for name in ("train", "validation")]
+    logged = []
+    trained = train.compute("tanh", 7, params, *splits, log=lambda e, m: logged.append(e))
+    assert list(trained.history["epoch"]) == [1, 2]
+    assert list(trained.diagnostics["epoch"]) == [0, 1, 2]
+    assert trained.summary["seed"] == 7 and trained.summary["epochs"] == 2
+    assert sorted(set(logged)) == [0, 1, 2]  # diagnostics from epoch 0, metrics per epoch
+    assert not store.exists() and list(tmp_path.iterdir()) == []

@@ -70,3 +70,29 @@ def test_the_newest_training_run_names_the_model_to_register():
     assert logged_model_id([run(1, ["m-old"]), run(2, ["m-new"])]) == "m-new"
     assert logged_model_id([run(1, ["m-old"]), run(2, [])]) == "m-old"
     assert logged_model_id([]) is None  # trained against another store: evaluate logs it
+
+
+def test_compute_scores_models_without_files_or_a_tracking_store(tmp_path, monkeypatch):
+    import numpy as np
+
+    from pipeline import evaluate
+    from pipeline.model import TUTORIAL, build_cnn
+
+    store = tmp_path / "never.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    small = TUTORIAL.model_copy(update={"conv_filters": 2, "dense_units": 4})
+    models = {(a, s): build_cnn(a, small) for a in ("sigmoid", "relu") for s in (42, 43)}
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 30)
+    evaluated = evaluate.compute(models, images, labels, [f"c{i}" for i in range(10)], 5)
+    assert list(evaluated.metrics) == ["sigmoid", "relu"]
+    assert evaluated.metrics["relu"]["seeds"] == 2
+    assert set(evaluated.scores["sigmoid"]) == {42, 43}
+    assert len(evaluated.examples) == 5 and set(evaluated.primary) == {"sigmoid", "relu"}
+    assert evaluated.champion in ("sigmoid", "relu")
+    assert evaluated.paired["test_accuracy"]["mean"] == pytest.approx(
+        np.mean([evaluated.scores["relu"][s]["test_accuracy"] for s in (42, 43)])
+        - np.mean([evaluated.scores["sigmoid"][s]["test_accuracy"] for s in (42, 43)])
+    )
+    assert not store.exists()
