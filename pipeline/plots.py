@@ -272,7 +272,7 @@ def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
         ylabel="mean f'(z) (ReLU: share of active inputs)",
     )
     ax_sat.set(
-        title="Saturated: slope below 4% of the activation's peak (sigmoid: σ < 0.01 or > 0.99)",
+        title="Saturated: slope below 4% of its peak\n(for sigmoid: σ below 0.01 or above 0.99)",
         ylabel="share of inputs",
     )
     ax_dead.set(title="Dead units: slope 0 for every probe image", ylabel="share of units")
