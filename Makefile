@@ -26,9 +26,9 @@ install: $(STAMP)
 run: $(STAMP)
 	dvc repro
 
-# Three workers on two cores, a test file each at a time: the end-to-end tests spend much of
-# their time waiting (servers starting, an outage's retry window, DVC's bookkeeping), and a third
-# worker keeps both cores busy meanwhile. Slowest files first (tests/durations.json).
+# Three workers on two cores, a test file each at a time: the end-to-end tests spend part of
+# their time waiting (servers starting, an outage's retry window, DVC's bookkeeping), which a
+# third worker can fill. Slowest files first (tests/durations.json).
 test: $(STAMP)
 	pytest -n 3 --dist loadfile
 
