@@ -84,7 +84,8 @@ def code_path(name: str) -> Path | None:
 
 def custom_objects(names: Sequence[str]) -> dict[str, Callable]:
     """What `keras.saving.load_model` needs besides Keras for models with these activations."""
-    return {resolve(n).__name__: resolve(n) for n in names if is_user_defined(n)}
+    functions = [resolve(n) for n in names if is_user_defined(n)]
+    return {function.__name__: function for function in functions}
 
 
 def fingerprint(name: str) -> dict[str, str]:
