@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -40,8 +41,9 @@ README = PROJECT / "README.md"
 DOC_PAGES = [README, *sorted((PROJECT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```sh(?: ([a-z-]+))?\n(.*?)^```$", re.M | re.S)
 # README blocks run by tests of their own (team-server and queue: test_team_server.py; machines:
-# test_machines.py); untagged ones by test_readme.py; no-test ones by none.
-OWN_TESTS = {"team-server", "queue", "machines"}
+# test_machines.py; classroom and classroom-student: test_classroom.py); untagged ones by
+# test_readme.py; no-test ones by none.
+OWN_TESTS = {"team-server", "queue", "machines", "classroom", "classroom-student"}
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
 
@@ -100,6 +102,27 @@ def make_repo(root: Path, archive: Path, sha256: str, env: dict[str, str]) -> Pa
     run(["git", "init", "-q"], root, env)
     commit(root, env, "project")
     return root
+
+
+def copy_repo(source: Path, target: Path) -> Path:
+    """A copy of a project repository that has run (git, DVC cache, outputs, its MLflow store):
+    cheaper than running it again. The store's runs and experiments name their artifact
+    folders by absolute path, so those move to the copy's."""
+    shutil.copytree(source, target, symlinks=True)
+    db = target / "mlflow.db"
+    if db.exists():
+        with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+            tables = [
+                t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            for table in tables:
+                for _, column, kind, *_ in conn.execute(f'PRAGMA table_info("{table}")'):
+                    if kind.upper().startswith(("VARCHAR", "TEXT")):
+                        conn.execute(
+                            f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?)',
+                            (str(source), str(target)),
+                        )
+    return target
 
 
 def commit(root: Path, env: dict[str, str], message: str) -> None:

@@ -4,9 +4,12 @@ run against it once (it is the most expensive thing here, and several modules re
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import filelock
 import pytest
 from project import clean_env, commit, make_repo, mlflow_server, run, set_params, write_params
+from tiny_cifar import write_tiny_cifar
 
 from pipeline import preprocess
 
@@ -33,6 +36,28 @@ def served_repo(tmp_path_factory, tiny_archive, tracking_server):
     commit(root, env, "data.url relative to the repository")
     run(["dvc", "repro"], root, env)
     return root, env
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, worker_id) -> tuple[Path, str]:
+    """The tiny project run once with `dvc repro`, committed and tagged `baseline`: (its
+    folder, what `dvc repro` printed). Made once per session by the first worker that asks (the
+    others wait for it) and never changed afterwards: tests take a copy (project.copy_repo)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # the session's, not a worker's
+    root, log = shared / "tiny-run", shared / "tiny-run.log"
+    with filelock.FileLock(f"{root}.lock"):
+        if not log.exists():
+            env = clean_env()  # the stages' default store: mlflow.db in the repository
+            archive = shared / "tiny-run-archive" / "cifar-10-python.tar.gz"
+            archive.parent.mkdir()
+            root.mkdir()
+            make_repo(root, archive, write_tiny_cifar(archive), env)
+            output = run(["dvc", "repro"], root, env)
+            commit(root, env, "the first run")
+            run(["git", "tag", "baseline"], root, env)
+            log.write_text(output)
+    return root, log.read_text()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import os
 import pickle
 import re
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
-from project import clean_env, commit, logged_runs, make_repo, run, set_params
+from project import clean_env, commit, copy_repo, logged_runs, run, set_params
 from tiny_cifar import batches, write_archive
 
 from pipeline.preprocess import load_split
@@ -42,15 +41,11 @@ class Evil:
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, tiny_archive):
-    """A copy of the project in a new git repository, run once with `dvc repro` and committed
-    (tag `baseline`). Expensive, so the tests share it; `repo` gives each of them that state."""
-    env = clean_env()
-    root = make_repo(tmp_path_factory.mktemp("project"), *tiny_archive, env)
-    first = run(["dvc", "repro"], root, env)
-    commit(root, env, "the first run")
-    run(["git", "tag", "baseline"], root, env)
-    return root, env, first
+def first_run(tmp_path_factory, tiny_run):
+    """A copy of the session's tiny run (tag `baseline`), for this module's tests to change;
+    `repo` gives each of them that state."""
+    source, first = tiny_run
+    return copy_repo(source, tmp_path_factory.mktemp("project") / "repo"), clean_env(), first
 
 
 @pytest.fixture
@@ -243,35 +238,6 @@ def test_interrupted_repro_leaves_no_model_and_next_repro_completes(repo):
     run(["dvc", "repro"], root, env)
     assert "up to date" in run(["dvc", "status"], root, env)
     assert (root / "models/relu/seed42.keras").exists()
-
-
-def test_growing_seeds_trains_only_the_new_models_and_shrinking_trains_none(repo):
-    root, env, _ = repo
-    set_params(root, train__seeds=[42, 43], train__extra_activations=[])
-    models = {p: p.read_bytes() for p in (root / "models").rglob("seed42.keras")}
-    grown = run(["dvc", "repro"], root, env)
-    assert sorted(stages_run(grown)) == sorted(
-        ["check_params", "train_sigmoid@43", "train_relu@43", "evaluate", "report"]
-    )
-    assert {p: p.read_bytes() for p in models} == models  # seed 42's models were not retrained
-    metrics = json.loads((root / "results/test_metrics.json").read_text())
-    assert metrics["relu"]["seeds"] == 2 and metrics["relu"]["test_accuracy_std"] is not None
-    seeds_csv = (root / "results/curves/relu/history_seeds.csv").read_text()
-    assert {line.split(",")[0] for line in seeds_csv.splitlines()[1:]} == {"42", "43"}
-    set_params(root, train__seeds=[42])
-    shrunk = run(["dvc", "repro"], root, env)
-    assert stages_run(shrunk) == ["check_params", "evaluate", "report"]
-    metrics = json.loads((root / "results/test_metrics.json").read_text())
-    assert metrics["relu"]["seeds"] == 1
-    assert "note: results/train/relu/seed43 is from a seed" in shrunk
-    # Doing what the notes say: the leftovers (seed 43's) go,
-    # evaluate's inputs change, nothing retrains, and evaluate's outputs come out the same, so
-    # the report is not rebuilt.
-    leftovers = re.findall(r"^note: (\S+) is from a seed", shrunk, re.M)
-    assert "models/relu/seed43.keras" in leftovers and "results/train/sigmoid/seed43" in leftovers
-    for leftover in map(root.joinpath, leftovers):
-        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-    assert stages_run(run(["dvc", "repro"], root, env)) == ["evaluate"]
 
 
 @pytest.mark.parametrize(
