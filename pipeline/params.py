@@ -25,6 +25,15 @@ MAIN_ACTIVATIONS = ("sigmoid", "relu")
 # `package.module:function`; pipeline.activations resolves them. Only the form is checked here
 # (no TensorFlow at this point); a name Keras does not know fails its train stage in one line.
 KERAS_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# The params a train stage reads and logs, as dvc.yaml lists them: not train.seeds (its seed
+# comes from the command line) nor train.extra_activations (they only decide which stages exist).
+TRAIN_KEYS = (
+    "model",
+    "train.epochs",
+    "train.batch_size",
+    "train.learning_rate",
+    "train.distribution",
+)
 USER_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 

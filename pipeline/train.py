@@ -29,20 +29,18 @@ from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.manifest import collect_manifest
 from pipeline.metrics import escape_step, summarize_history
 from pipeline.model import build_cnn, compile_model
-from pipeline.params import MAIN_ACTIVATIONS, ModelParams, Params, TrainParams, logged_params
+from pipeline.params import (
+    MAIN_ACTIVATIONS,
+    TRAIN_KEYS,
+    ModelParams,
+    Params,
+    TrainParams,
+    logged_params,
+)
 from pipeline.preprocess import load_split
 from pipeline.serving import log_served_model
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-# The params a train stage reads, as dvc.yaml lists them: not train.seeds (its seed comes from
-# the command line) nor train.extra_activations (they only decide which stages exist).
-LOGGED_KEYS = (
-    "model",
-    "train.epochs",
-    "train.batch_size",
-    "train.learning_rate",
-    "train.distribution",
-)
 # Several batches per call into TensorFlow: measured here ~1.5x faster on a 2-core CPU, same numbers.
 STEPS_PER_EXECUTION = 32
 # Training images the diagnostics probe every epoch (chosen by the seed being trained).
@@ -277,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     stage = stage_name(activation, seed)
     model_path = args.models / activation / f"seed{seed}.keras"
     results_dir = args.results / activation / f"seed{seed}"
-    logged = logged_params(params, LOGGED_KEYS)
+    logged = logged_params(params, TRAIN_KEYS)
     tags = {"seed": str(seed)}
     with tracking.stage_run(
         stage, params.mlflow.experiment, logged, activation, tags, system_metrics=True

@@ -1,0 +1,545 @@
+"""A class on one tracking server: the teacher's accounts, a student's run, the pooled report.
+
+    python -m pipeline.classroom accounts class.txt --archive … --data-url …   # the teacher
+    python -m pipeline.classroom run [--activation tanh]                        # a student
+    python -m pipeline.classroom report --output reports/class                  # anyone who reads
+
+Each student logs to an experiment of their own, `<mlflow.experiment>-<account>`, which the
+teacher's command creates and gives them MANAGE on; every other account has the server's
+default permission (READ) there. So a student logs and manages their own runs and models, can
+read everyone's, and can change no one else's; the teacher, the server's admin, reads all.
+Each experiment carries the student's seed (42 for the first name on the class list, then 43, …)
+and where the class's copy of the archive is served, so a student's run needs only their login.
+
+The pooled report reads the class's runs from the server alone, with read access: nothing from
+the students' machines. It is a module rather than a DVC stage because its input is the server's
+state, which DVC cannot hash: as a stage it would have to run every time anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import subprocess
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import cli, tracking
+from pipeline.errors import PipelineError
+from pipeline.files import sha256_file
+from pipeline.metrics import ESCAPE_THRESHOLD, escape_epoch
+from pipeline.params import MAIN_ACTIVATIONS, TRAIN_KEYS, Params, load_params, logged_params
+from pipeline.stats import paired_difference, summarize_values
+
+FIRST_SEED = 42  # the tutorial's: the first student on the list reproduces it
+ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Experiment tags the teacher's command sets and a student's run reads.
+STUDENT_TAG, SEED_TAG = "class.student", "class.seed"
+URL_TAG, SHA_TAG = "class.data_url", "class.data_sha256"
+
+
+def student_experiment(params: Params, account: str) -> str:
+    return f"{params.mlflow.experiment}-{account}"
+
+
+@dataclass(frozen=True)
+class Student:
+    account: str
+    seed: int
+    password: str | None  # from the class file; None: the command makes one
+
+
+def read_class_list(text: str) -> list[Student]:
+    """One student per line, `account [password]`; blank lines and `#` comments are skipped.
+    Seeds follow the order: 42 for the first student, 43 for the next, …"""
+    students, seen = [], set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        account, password = words[0], (words[1] if len(words) > 1 else None)
+        if len(words) > 2 or ACCOUNT.fullmatch(account) is None:
+            raise PipelineError(
+                f"class list line {number}: {line.strip()!r} is not `account [password]` (an "
+                "account is letters, digits, '.', '_' or '-'); fix that line"
+            )
+        if account in seen:
+            raise PipelineError(f"class list line {number}: {account!r} is listed twice")
+        seen.add(account)
+        students.append(Student(account, FIRST_SEED + len(students), password))
+    if not students:
+        raise PipelineError("the class list names no student; write one account per line")
+    return students
+
+
+def _server() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri.startswith(("http://", "https://")):
+        raise PipelineError(
+            "set MLFLOW_TRACKING_URI to the class's tracking server (http://host:port), with "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    tracking.check_server(uri)
+    return uri
+
+
+def _refused(uri: str, exc: Exception) -> PipelineError:
+    return PipelineError(tracking.store_error(uri, exc).removesuffix(", nothing was run"))
+
+
+def _grant(auth, account: str, kind: str, resource: str) -> None:
+    """MANAGE on one resource for `account`; kept as it is when it was granted before."""
+    import mlflow
+
+    try:
+        auth.grant_user_permission(account, kind, resource, "MANAGE")
+    except mlflow.exceptions.RestException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def create_accounts(
+    uri: str,
+    params: Params,
+    students: Sequence[Student],
+    data_url: str,
+    sha256: str,
+    logins: bool = True,
+) -> list[tuple[Student, str | None]]:
+    """Accounts, experiments and permissions for `students`; returns each with the password
+    made for it (None for an account that already existed: its password is left as it was).
+    Without `logins` (a server without authentication) only the experiments are made."""
+    import mlflow
+
+    with warnings.catch_warnings():  # the server's own modules warn about Starlette on import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from mlflow.server import get_app_client
+
+    auth = get_app_client("basic-auth", tracking_uri=uri) if logins else None
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    made = []
+    for student in students:
+        password = None
+        if auth is not None:
+            try:
+                auth.get_user(student.account)
+            except mlflow.exceptions.RestException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                password = student.password or secrets.token_urlsafe(9)
+                auth.create_user(student.account, password)
+        name = student_experiment(params, student.account)
+        experiment = client.get_experiment_by_name(name)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+        tags = {
+            STUDENT_TAG: student.account,
+            SEED_TAG: str(student.seed),
+            URL_TAG: data_url,
+            SHA_TAG: sha256,
+        }
+        for key, value in tags.items():
+            client.set_experiment_tag(experiment_id, key, value)
+        made.append((student, password))
+        if auth is None:
+            continue
+        _grant(auth, student.account, "experiment", experiment_id)
+        # The main models' registered names are reserved too: first come would be first served.
+        for activation in MAIN_ACTIVATIONS:
+            registered = f"{name}-{activation}"
+            try:
+                client.get_registered_model(registered)
+            except mlflow.exceptions.RestException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                client.create_registered_model(registered)
+            _grant(auth, student.account, "registered_model", registered)
+    return made
+
+
+def accounts_main(args: argparse.Namespace) -> None:
+    path = Path(args.class_list)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; write the class list, one account per line")
+    students = read_class_list(path.read_text())
+    if not Path(args.archive).is_file():
+        raise PipelineError(f"{args.archive} not found; give the archive the class downloads")
+    params = load_params(args.params)
+    uri = _server()
+    try:
+        made = create_accounts(
+            uri, params, students, args.data_url, sha256_file(args.archive), not args.no_logins
+        )
+    except PipelineError:
+        raise
+    except Exception as exc:
+        raise _refused(uri, exc) from None
+    print(f"{'account':<20} {'password':<16} {'seed':>4}  experiment")
+    for student, password in made:
+        shown = password or ("(unchanged)" if not args.no_logins else "(no logins)")
+        print(
+            f"{student.account:<20} {shown:<16} {student.seed:>4}  "
+            f"{student_experiment(params, student.account)}"
+        )
+
+
+def assignment(uri: str, params: Params, account: str) -> dict[str, str]:
+    """The seed and data the teacher's command gave `account`, from their experiment's tags."""
+    import mlflow
+
+    name = student_experiment(params, account)
+    try:
+        experiment = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(name)
+    except Exception as exc:
+        raise _refused(uri, exc) from None
+    if experiment is None or SEED_TAG not in experiment.tags:
+        raise PipelineError(
+            f"the server {uri} has no class experiment {name!r}; ask your teacher to add "
+            f"{account!r} with `python -m pipeline.classroom accounts`"
+        )
+    return experiment.tags
+
+
+def student_command(params: Params, account: str, tags: Mapping[str, str], activation: str | None):
+    """The `dvc exp run` that trains a student's seed, logging to their experiment."""
+    overrides = {
+        "mlflow.experiment": student_experiment(params, account),
+        "train.seeds": f"[{tags[SEED_TAG]}]",
+        "data.url": tags[URL_TAG],
+        "data.sha256": tags[SHA_TAG],
+        "train.extra_activations": f"[{activation}]" if activation else "[]",
+    }
+    return ["dvc", "exp", "run", *(a for k, v in overrides.items() for a in ("-S", f"{k}={v}"))]
+
+
+def run_main(args: argparse.Namespace) -> None:
+    uri = _server()
+    account = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if not account:
+        raise PipelineError("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    params = load_params(args.params)
+    tags = assignment(uri, params, account)
+    command = student_command(params, account, tags, args.activation)
+    print(f"{account}: seed {tags[SEED_TAG]}; running {' '.join(command)}", flush=True)
+    result = subprocess.run(command, check=False)
+    if result.returncode != 0:
+        raise PipelineError(f"`dvc exp run` failed (exit {result.returncode}); see above")
+
+
+# ---- the pooled report -------------------------------------------------------------------
+
+
+@dataclass
+class ClassRun:
+    """One student's training run, as read back from the server."""
+
+    account: str
+    run_name: str
+    activation: str
+    seed: int | None
+    status: str
+    params: dict[str, str]
+    val_accuracy: list[float]  # per epoch, epoch 1 first
+    test_accuracy: float | None
+
+    @property
+    def escape_epoch(self) -> int | None:
+        return escape_epoch(self.val_accuracy)
+
+
+@dataclass
+class Pooled:
+    pooled: list[ClassRun]
+    apart: list[tuple[ClassRun, str]]  # (run, why it was not pooled)
+    students: list[str] = field(default_factory=list)
+
+
+def _differences(run: ClassRun, reference: Mapping[str, str]) -> list[str]:
+    return [
+        f"{key} {run.params.get(key, 'missing')} (class: {value})"
+        for key, value in reference.items()
+        if run.params.get(key) != value
+    ]
+
+
+def pool(runs: Sequence[ClassRun], reference: Mapping[str, str]) -> Pooled:
+    """Finished, evaluated runs of the class's params (and of the data most runs used) are
+    pooled; every other run is listed apart with the reason."""
+    apart, candidates = [], []
+    for run in runs:
+        if run.status != "FINISHED":
+            apart.append((run, run.status.lower()))
+        elif differences := _differences(run, reference):
+            apart.append((run, "other params: " + ", ".join(differences)))
+        elif run.test_accuracy is None:
+            apart.append((run, "not evaluated (its evaluate stage did not finish)"))
+        else:
+            candidates.append(run)
+    data = Counter((r.params.get("train_images"), r.params.get("val_images")) for r in candidates)
+    usual = data.most_common(1)[0][0] if data else None
+    pooled = []
+    for run in candidates:
+        seen = (run.params.get("train_images"), run.params.get("val_images"))
+        if seen == usual:
+            pooled.append(run)
+        else:
+            apart.append(
+                (
+                    run,
+                    f"other data: {seen[0]} training / {seen[1]} validation images "
+                    f"(most runs: {usual[0]} / {usual[1]})",
+                )
+            )
+    students = sorted({r.account for r in pooled})
+    return Pooled(pooled, apart, students)
+
+
+def escape_counts(runs: Sequence[ClassRun], epochs: int) -> dict[str, int]:
+    """How many runs left chance in each epoch, and how many never did."""
+    counts = {str(e): 0 for e in range(1, epochs + 1)} | {"never": 0}
+    for run in runs:
+        counts[str(run.escape_epoch) if run.escape_epoch else "never"] += 1
+    return counts
+
+
+def paired_by_seed(runs: Sequence[ClassRun]) -> dict[str, Any] | None:
+    """ReLU − sigmoid test accuracy over (student, seed) pairs that have both; None if none do."""
+    by_pair: dict[tuple[str, int | None], dict[str, float]] = {}
+    for run in runs:
+        by_pair.setdefault((run.account, run.seed), {})[run.activation] = run.test_accuracy
+    pairs = [v for v in by_pair.values() if set(MAIN_ACTIVATIONS) <= set(v)]
+    if not pairs:
+        return None
+    return paired_difference([p["relu"] for p in pairs], [p["sigmoid"] for p in pairs])
+
+
+def read_class_runs(uri: str, params: Params) -> list[ClassRun]:
+    """Every training run (not deleted) in the class's student experiments."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    prefix = f"{params.mlflow.experiment}-"
+    experiments = [
+        e
+        for e in client.search_experiments(max_results=1000)
+        if STUDENT_TAG in e.tags and e.name.startswith(prefix)
+    ]
+    runs = []
+    for experiment in experiments:
+        found = client.search_runs(
+            [experiment.experiment_id], "tags.stage LIKE 'train_%'", max_results=1000
+        )
+        for run in found:
+            history = client.get_metric_history(run.info.run_id, "val_accuracy")
+            seed = run.data.tags.get("seed")
+            runs.append(
+                ClassRun(
+                    account=experiment.tags[STUDENT_TAG],
+                    run_name=run.info.run_name,
+                    activation=run.data.tags.get("activation", "?"),
+                    seed=int(seed) if seed and seed.isdigit() else None,
+                    status=run.info.status,
+                    params=dict(run.data.params),
+                    val_accuracy=[m.value for m in sorted(history, key=lambda m: m.step)],
+                    test_accuracy=run.data.metrics.get("test_accuracy"),
+                )
+            )
+    return sorted(runs, key=lambda r: (r.account, r.activation, r.seed or 0, r.run_name))
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def report_tables(result: Pooled, epochs: int) -> dict[str, Any]:
+    """What the template shows, as markdown tables and numbers."""
+    import pandas as pd
+
+    activations = list(dict.fromkeys(r.activation for r in result.pooled))
+    by_activation = {a: [r for r in result.pooled if r.activation == a] for a in activations}
+    summary_rows = []
+    for activation, runs in by_activation.items():
+        accuracy = summarize_values([r.test_accuracy for r in runs])
+        counts = escape_counts(runs, epochs)
+        summary_rows.append(
+            {
+                "activation": activation,
+                "runs": len(runs),
+                "test accuracy (mean)": _pct(accuracy["mean"]),
+                "95% interval": "—"
+                if accuracy["ci_low"] is None
+                else f"[{accuracy['ci_low']:.4f}, {accuracy['ci_high']:.4f}]",
+                "min – max": f"{min(r.test_accuracy for r in runs):.4f} – "
+                f"{max(r.test_accuracy for r in runs):.4f}",
+                "never left chance": counts["never"],
+            }
+        )
+    escape_rows = [
+        {
+            "escape epoch": epoch,
+            **{a: escape_counts(by_activation[a], epochs)[epoch] for a in activations},
+        }
+        for epoch in escape_counts([], epochs)
+    ]
+    lines = [
+        {
+            "account": r.account,
+            "seed": r.seed,
+            "activation": r.activation,
+            "test accuracy": _pct(r.test_accuracy),
+            "escape epoch": r.escape_epoch or "never",
+        }
+        for r in result.pooled
+    ]
+    apart = [
+        {"account": r.account, "run": r.run_name, "status": r.status, "why not pooled": why}
+        for r, why in result.apart
+    ]
+
+    def table(rows: list[dict]) -> str:
+        return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else ""
+
+    return {
+        "summary": table(summary_rows),
+        "escapes": table(escape_rows),
+        "lines": table(lines),
+        "apart": table(apart),
+        "by_activation": by_activation,
+    }
+
+
+def curves_figure(runs: Sequence[ClassRun]):
+    """Every pooled run's validation accuracy per epoch, coloured by activation."""
+    from matplotlib.figure import Figure
+
+    from pipeline.cifar import CIFAR10
+
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.subplots()
+    activations = list(dict.fromkeys(r.activation for r in runs))
+    colours = {a: f"C{i % 10}" for i, a in enumerate(activations)}
+    for activation in activations:
+        mine = [r for r in runs if r.activation == activation]
+        for i, run in enumerate(mine):
+            epochs = range(1, len(run.val_accuracy) + 1)
+            label = f"{activation} ({len(mine)} runs)" if i == 0 else None
+            ax.plot(epochs, run.val_accuracy, color=colours[activation], alpha=0.5, label=label)
+    ax.axhline(CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.chance:.2f})")
+    ax.axhline(
+        ESCAPE_THRESHOLD,
+        color="black",
+        linestyle="--",
+        linewidth=0.8,
+        label=f"escape ({ESCAPE_THRESHOLD:.2f})",
+    )
+    ax.set(
+        title="Every student's validation curve",
+        xlabel="epoch",
+        ylabel="validation accuracy",
+        ylim=(0, 1),
+    )
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=min(len(activations) + 2, 5), frameon=False)
+    return fig
+
+
+def escape_figure(by_activation: Mapping[str, Sequence[ClassRun]], epochs: int):
+    """How many runs left chance in each epoch (and never), one bar group per activation."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    ax = fig.subplots()
+    labels = list(escape_counts([], epochs))
+    width = 0.8 / max(len(by_activation), 1)
+    for i, (activation, runs) in enumerate(by_activation.items()):
+        counts = list(escape_counts(runs, epochs).values())
+        ax.bar(
+            np.arange(len(labels)) + i * width, counts, width, label=activation, color=f"C{i % 10}"
+        )
+    ax.set_xticks(np.arange(len(labels)) + width * (len(by_activation) - 1) / 2, labels)
+    ax.set(title="When each run left chance", xlabel="escape epoch", ylabel="runs")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def report_main(args: argparse.Namespace) -> None:
+    import jinja2
+
+    from pipeline.files import atomic_path
+    from pipeline.plots import seed_strip_figure
+
+    params = load_params(args.params)
+    uri = _server()
+    try:
+        runs = read_class_runs(uri, params)
+    except Exception as exc:
+        raise _refused(uri, exc) from None
+    reference = {k: str(v) for k, v in logged_params(params, TRAIN_KEYS).items()}
+    result = pool(runs, reference)
+    if not result.pooled:
+        raise PipelineError(
+            f"no finished, evaluated run of the class's params on {uri} yet; "
+            f"{len(runs)} run(s) found, none poolable"
+        )
+    tables = report_tables(result, params.train.epochs)
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("pipeline", "."), undefined=jinja2.StrictUndefined
+    )
+    markdown = environment.get_template("classroom.md.j2").render(
+        tables=tables,
+        students=result.students,
+        runs=len(result.pooled),
+        paired=paired_by_seed(result.pooled),
+        epochs=params.train.epochs,
+        experiment=params.mlflow.experiment,
+        threshold=f"{ESCAPE_THRESHOLD:.2f}",
+    )
+    figures = {
+        "curves.png": curves_figure(result.pooled),
+        "escape.png": escape_figure(tables["by_activation"], params.train.epochs),
+        "accuracy.png": seed_strip_figure(
+            {a: [r.test_accuracy for r in rs] for a, rs in tables["by_activation"].items()}
+        ),
+    }
+    with atomic_path(Path(args.output)) as tmp:
+        (tmp / "figures").mkdir(parents=True)
+        (tmp / "report.md").write_text(markdown)
+        for name, figure in figures.items():
+            figure.savefig(tmp / "figures" / name, dpi=100)
+    print(
+        f"pooled {len(result.pooled)} run(s) of {len(result.students)} student(s) into "
+        f"{args.output}/report.md; {len(result.apart)} run(s) listed apart"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    commands = parser.add_subparsers(dest="command", required=True)
+    accounts = commands.add_parser("accounts", help="the teacher: accounts from a class list")
+    accounts.add_argument("class_list", help="one account per line: `account [password]`")
+    accounts.add_argument("--archive", required=True, help="the archive file the class downloads")
+    accounts.add_argument("--data-url", required=True, help="where the class downloads it from")
+    accounts.add_argument(
+        "--no-logins", action="store_true", help="a server without logins: experiments only"
+    )
+    student = commands.add_parser("run", help="a student: train your seed, log to the server")
+    student.add_argument("--activation", help="one more activation to train beside the two")
+    report = commands.add_parser("report", help="the pooled report, from the server alone")
+    report.add_argument("--output", required=True, help="folder for report.md and its figures")
+    args = parser.parse_args(argv)
+    {"accounts": accounts_main, "run": run_main, "report": report_main}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_cli(main))

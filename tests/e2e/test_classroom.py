@@ -1,0 +1,228 @@
+"""docs/classroom.md run as written: the teacher's server (basic-auth, SQLite) and the archive
+served over HTTP, three student accounts made from a class list, each student's one command in
+their own clone logging a tiny training, what each account may and may not do checked with real
+requests, and the pooled report built from the server alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from project import (
+    PROJECT,
+    clean_env,
+    free_port,
+    make_repo,
+    readme_blocks,
+    run,
+    start_script,
+    wait_for_url,
+)
+
+pytestmark = pytest.mark.servers
+
+TEACHER_PASSWORD = "teacher-secret-for-tests"
+STUDENTS = ("alice", "bob", "carol")
+# carol trains one more activation, as the page says a student may.
+CHOICE = {"carol": "tanh"}
+SETUP_FILES = ["Makefile", "pyproject.toml", "requirements.lock", "README.md"]
+
+
+def clone(root: Path, archive: Path, sha256: str) -> Path:
+    """A clone of the project set up as `make install` leaves it (the venv linked in)."""
+    root.mkdir(parents=True)
+    for name in SETUP_FILES:
+        shutil.copy2(PROJECT / name, root / name)
+    make_repo(root, archive, sha256, clean_env())
+    (root / ".venv").symlink_to(Path(sys.prefix))
+    return root
+
+
+def as_user(uri: str, user: str, password: str) -> mlflow.MlflowClient:
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user, password
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def refused(call) -> int:
+    """The HTTP status a refused request got."""
+    with pytest.raises(mlflow.exceptions.MlflowException) as caught:
+        call()
+    return caught.value.get_http_status_code()
+
+
+def test_a_class_on_one_server(tmp_path, tiny_archive):
+    server_block, accounts_block, report_block = readme_blocks("classroom")
+    (student_block,) = readme_blocks("classroom-student")
+    served = tmp_path / "served"
+    served.mkdir()
+    archive = served / "cifar-10-python.tar.gz"
+    shutil.copy2(tiny_archive[0], archive)
+    port, data_port = free_port(), free_port()
+    uri = f"http://127.0.0.1:{port}"
+    values = {
+        "CLASS_HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATA_PORT": str(data_port),
+        "TEACHER_PASSWORD": TEACHER_PASSWORD,
+        "ARCHIVE": str(archive),
+    }
+    env = clean_env(**values)
+    env["PATH"] = os.pathsep.join(
+        p for p in env["PATH"].split(os.pathsep) if p != str(Path(sys.executable).parent)
+    )
+    teacher = clone(tmp_path / "teacher", *tiny_archive)
+    (teacher / "class.txt").write_text("# lab group A\n" + "\n".join(STUDENTS) + "\n")
+    servers = start_script(
+        server_block, teacher, env, tmp_path / "servers.log", start_new_session=True
+    )
+    try:
+        wait_for_url(f"{uri}/health", servers, tmp_path / "servers.log")
+        wait_for_url(f"http://127.0.0.1:{data_port}/", servers, tmp_path / "servers.log")
+        made = run(["bash", "-euo", "pipefail", "-c", accounts_block], teacher, env, timeout=120)
+        passwords = dict(re.findall(r"^(\w+)\s+(\S+)\s+\d+\s+cifar10-activations-\1$", made, re.M))
+        assert sorted(passwords) == sorted(STUDENTS), made
+
+        # Every student at once, each in their own clone, with the login the teacher handed out.
+        procs = {}
+        for student in STUDENTS:
+            script = (
+                student_block.replace("teacher-host:5000", f"127.0.0.1:{port}")
+                .replace("=alice", f"={student}")
+                .replace("the password from the teacher", passwords[student])
+            )
+            if student in CHOICE:
+                script = script.replace(
+                    "classroom run", f"classroom run --activation {CHOICE[student]}"
+                )
+            home = clone(tmp_path / student, *tiny_archive)
+            procs[student] = start_script(script, home, env, tmp_path / f"{student}.log")
+        for student, proc in procs.items():
+            log = (tmp_path / f"{student}.log").read_text
+            assert proc.wait(timeout=600) == 0, log()[-4000:]
+            assert "Traceback" not in log()
+            seed = 42 + STUDENTS.index(student)
+            assert f"{student}: seed {seed};" in log()  # the seed came from the server
+            assert f"Running stage 'train_relu@{seed}'" in log()
+            assert "downloaded" in log() and "sha256 verified" in log()
+
+        check_permissions(uri, passwords, tmp_path)
+        check_refused_stage(uri, passwords["bob"], tmp_path / "bob")
+
+        # The accounts command again (as after adding a name), then the report.
+        again = run(["bash", "-euo", "pipefail", "-c", accounts_block + report_block], teacher, env)
+        assert again.count("(unchanged)") == len(STUDENTS), again
+        check_report(teacher / "reports/class", passwords)
+        # It needs only read access: a student's login writes the same report.
+        student_env = env | {"MLFLOW_TRACKING_USERNAME": "bob"}
+        report = report_block.replace("reports/class", str(tmp_path / "by-bob"))
+        run(
+            ["bash", "-euo", "pipefail", "-c", student_export(uri, "bob", passwords) + report],
+            teacher,
+            student_env,
+        )
+        ours = (teacher / "reports/class/report.md").read_text()
+        assert (tmp_path / "by-bob/report.md").read_text() == ours
+    finally:
+        os.killpg(servers.pid, signal.SIGTERM)
+        servers.wait(timeout=30)
+
+
+def student_export(uri: str, student: str, passwords: dict[str, str]) -> str:
+    return (
+        f"source .venv/bin/activate\nexport MLFLOW_TRACKING_URI={uri}\n"
+        f"export MLFLOW_TRACKING_USERNAME={student} MLFLOW_TRACKING_PASSWORD='{passwords[student]}'\n"
+    )
+
+
+def check_permissions(uri: str, passwords: dict[str, str], tmp_path: Path) -> None:
+    """A student logs their own runs and changes them; cannot change, tag or delete another
+    student's runs or models; the teacher reads everything."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    try:
+        teacher = as_user(uri, "teacher", TEACHER_PASSWORD)
+        experiments = {
+            s: teacher.get_experiment_by_name(f"cifar10-activations-{s}") for s in STUDENTS
+        }
+        runs = {s: teacher.search_runs([e.experiment_id]) for s, e in experiments.items()}
+        for student, found in runs.items():  # the teacher reads every student's runs
+            names = {r.info.run_name for r in found if r.info.status == "FINISHED"}
+            seed = 42 + STUDENTS.index(student)
+            assert {f"train_sigmoid@{seed}", f"train_relu@{seed}", "evaluate"} <= names, names
+        alice_run = next(r for r in runs["alice"] if r.info.run_name == "train_relu@42")
+        alice_model = "cifar10-activations-alice-relu"
+
+        bob = as_user(uri, "bob", passwords["bob"])
+        assert bob.get_run(alice_run.info.run_id).info.status == "FINISHED"  # reading is allowed
+        attempts = {
+            "tag a run": lambda: bob.set_tag(alice_run.info.run_id, "graded", "yes"),
+            "log to a run": lambda: bob.log_metric(alice_run.info.run_id, "test_accuracy", 1.0),
+            "delete a run": lambda: bob.delete_run(alice_run.info.run_id),
+            "start a run in her experiment": lambda: bob.create_run(
+                experiments["alice"].experiment_id
+            ),
+            "tag a model version": lambda: bob.set_model_version_tag(alice_model, "1", "k", "v"),
+            "move the champion alias": lambda: bob.set_registered_model_alias(
+                alice_model, "champion", "1"
+            ),
+            "delete a model": lambda: bob.delete_registered_model(alice_model),
+        }
+        for what, attempt in attempts.items():
+            assert refused(attempt) == 403, what
+
+        alice = as_user(uri, "alice", passwords["alice"])  # the same requests, on her own
+        alice.set_tag(alice_run.info.run_id, "graded", "yes")
+        alice.set_model_version_tag(alice_model, "1", "k", "v")
+        scratch = alice.create_run(experiments["alice"].experiment_id)
+        alice.delete_run(scratch.info.run_id)
+        assert teacher.get_run(alice_run.info.run_id).data.tags["graded"] == "yes"
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+def check_refused_stage(uri: str, password: str, bob_home: Path) -> None:
+    """bob's stage aimed at alice's experiment stops before anything runs, in one line."""
+    env = clean_env(
+        MLFLOW_TRACKING_URI=uri, MLFLOW_TRACKING_USERNAME="bob", MLFLOW_TRACKING_PASSWORD=password
+    )
+    params = bob_home / "aimed-at-alice.yaml"
+    text = (bob_home / "params.yaml").read_text()
+    params.write_text(re.sub(r"experiment: \S+", "experiment: cifar10-activations-alice", text))
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pipeline.download", "--params", str(params)),
+            *("--output", str(bob_home / "elsewhere.tar.gz")),
+        ],
+        cwd=bob_home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(errors) == 1 and "refused this user (403)" in errors[0], result.stderr
+    assert not (bob_home / "elsewhere.tar.gz").exists()
+
+
+def check_report(folder: Path, passwords: dict[str, str]) -> None:
+    report = (folder / "report.md").read_text()
+    assert "of 3 student(s) (alice, bob, carol)" in report, report[:600]
+    for student in STUDENTS:
+        seed = 42 + STUDENTS.index(student)
+        for activation in ("sigmoid", "relu"):
+            assert re.search(rf"^\| {student}\s+\| {seed}\s+\| {activation}\s+\|", report, re.M)
+    assert re.search(r"^\| carol\s+\| 44\s+\| tanh\s+\|", report, re.M)
+    # Three students, three seeds: the paired difference pools all three.
+    assert re.search(r"over 3 pair\(s\)", report), report
+    for figure in ("curves.png", "escape.png", "accuracy.png"):
+        assert (folder / "figures" / figure).stat().st_size > 0
+    assert json.dumps(passwords["alice"]) not in report
