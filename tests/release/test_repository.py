@@ -104,3 +104,25 @@ def test_the_readme_quotes_the_committed_results():
         f"sigmoid stayed at chance for its first {sigmoid} training steps (of {per_epoch} in an "
         f"epoch); ReLU left chance after {relu}"
     ) in text
+
+
+def test_the_classroom_page_quotes_its_load_test():
+    """docs/classroom.md's load-test table against the tool's output committed beside it."""
+    import json
+
+    load = json.loads((PROJECT / "docs" / "classroom-load.json").read_text())
+    text = " ".join((PROJECT / "docs" / "classroom.md").read_text().split())
+    artifact = load["by_kind"]["log_artifact"]
+    assert load["client_errors"] == [] and load["clients"] == 30
+    expected = [
+        f"| {load['requests']:,}, none refused or failed |",
+        f"| {load['metric_values_sent']:,} / {load['metric_values_in_store']:,} |",
+        f"| {load['p50_ms']:.0f} ms / {load['p95_ms'] / 1000:.1f} s |",
+        f"| {artifact['p50_ms']:.0f} ms / {artifact['p95_ms'] / 1000:.1f} s |",
+        f"| {load['total_seconds']:.0f} s |",
+        "Three of them were real students",
+    ]
+    for quoted in expected:
+        assert quoted in text, quoted
+    assert len(load["real_students"]) == 3
+    assert all(r["exit"] == 0 for r in load["real_students"].values())
