@@ -4,11 +4,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-LOCK := requirements.lock
-# The lock: every package pinned with its hashes, resolved for CPython 3.11+ on every platform.
+# GPU=1 installs requirements-gpu.lock instead: TensorFlow with its CUDA libraries in place of
+# tensorflow-cpu (Linux x86_64), every other pin the same. Start from a new venv (`make clean`).
+GPU ?=
+LOCK := $(if $(GPU),requirements-gpu.lock,requirements.lock)
+STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
+# The locks: every package pinned with its hashes, resolved for CPython 3.11+ on every platform.
 UV := uv==0.13.9
-LOCK_ARGS := --extra dev --extra server --universal --python-version 3.11 --generate-hashes
+LOCK_ARGS := --extra dev --extra server --extra cluster --universal --python-version 3.11 --generate-hashes
+GPU_LOCK_ARGS := $(LOCK_ARGS) --extra gpu --override tools/gpu-overrides.txt
 # Stage commands call `python` and `dvc`; they must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -61,7 +65,8 @@ ui: $(STAMP)
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet '$(UV)'
-	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) --quiet -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml $(GPU_LOCK_ARGS) --quiet -o requirements-gpu.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -470,6 +470,8 @@ def stage_tags(stage: str, activation: str | None = None) -> dict[str, str]:
         tags["activation"] = activation
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("PIPELINE_STUDY"):  # set by pipeline.cluster for its tasks
+        tags["study"] = os.environ["PIPELINE_STUDY"]
     return tags
 
 

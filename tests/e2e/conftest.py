@@ -60,6 +60,16 @@ def tiny_run(tmp_path_factory, worker_id) -> tuple[Path, str]:
     return root, log.read_text()
 
 
+@pytest.fixture(scope="session")
+def tiny_run_archive(tiny_run) -> tuple[Path, str]:
+    """(path, sha256) of the archive the session's tiny run read: a new project made from it
+    reproduces that run's files exactly."""
+    import hashlib
+
+    path = tiny_run[0].parent / "tiny-run-archive" / "cifar-10-python.tar.gz"
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_archive):
     """Processed tiny data (`processed/`) and its params (`params.yaml`, 50 validation images),

@@ -1,0 +1,262 @@
+"""Train a study's missing models as tasks on a Ray cluster; DVC brings them back.
+
+    python -m pipeline.cluster --address <head>:6379
+
+Looks at the train stages the params select (one per activation and seed), asks DVC which are
+not up to date, and submits each as a Ray task. A task runs on any node that has this project's
+environment: it makes a clone of the git remote at the driver's commit, writes the driver's
+params.yaml, runs `dvc repro <stage>` there (logging to the tracking server the driver names,
+with the driver's credentials) and `dvc push --run-cache` to the project's DVC remote. When every
+task is done the driver runs `dvc pull --run-cache`, so the ordinary `dvc repro` afterwards
+restores each trained model from the run-cache instead of training it, then evaluates and
+reports over all of them.
+
+Ray schedules the tasks and runs a task again on another node when its node is lost; a task's
+own failure (a refused param, a corrupt archive) is not retried and ends the study with the
+stage's one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline import cli
+from pipeline.errors import PipelineError
+from pipeline.params import load_params
+
+# What a task passes on to its stage: the tracking server and credentials, the HTTP client's
+# retry settings, and the study's id (every run of the study is tagged with it).
+FORWARDED = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+STUDY_ENV = "PIPELINE_STUDY"
+# Where a node keeps its mirror of the git remote, its DVC cache and the tasks' clones.
+HOME_ENV = "ACTIVATION_STUDY_HOME"
+
+
+class TaskFailed(PipelineError):
+    """A stage failed on a node for a reason of its own (not the node's loss): not retried."""
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _error_line(output: str) -> str:
+    """The stage's own one-line error, or the last line printed."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith("error: ")]
+    return (ours or lines or ["(no output)"])[-1].removeprefix("error: ")
+
+
+def train_stage(stage: str, commit: str, git_url: str, params_text: str) -> dict:
+    """One Ray task: the stage trained in a fresh clone on this node and pushed to the remote."""
+    import filelock
+
+    home = Path(os.environ.get(HOME_ENV, "~/.cache/activation-study")).expanduser()
+    (home / "work").mkdir(parents=True, exist_ok=True)
+    mirror = home / "repo.git"
+    with filelock.FileLock(home / "mirror.lock"):  # tasks on one node share one mirror
+        if mirror.exists():
+            _git("fetch", "--quiet", git_url, "+refs/heads/*:refs/heads/*", cwd=mirror)
+        else:
+            _git("clone", "--quiet", "--bare", git_url, str(mirror))
+    # A clone per task: DVC locks its workspace, and a node may run several tasks at once.
+    work = Path(tempfile.mkdtemp(prefix="task-", dir=home / "work"))
+    started = time.monotonic()
+    try:
+        _git("clone", "--quiet", "--shared", str(mirror), str(work))
+        _git("-c", "advice.detachedHead=false", "checkout", "--quiet", commit, cwd=work)
+        (work / "params.yaml").write_text(params_text)
+        env = os.environ | {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+        }
+
+        def dvc(*args: str) -> None:
+            result = subprocess.run(
+                ["dvc", *args], cwd=work, env=env, capture_output=True, text=True
+            )
+            if result.returncode != 0:
+                raise TaskFailed(
+                    f"{stage} on node {socket.gethostname()}: {_error_line(result.stdout + result.stderr)}"
+                )
+
+        dvc("cache", "dir", "--local", str(home / "dvc-cache"))  # shared by the node's tasks
+        dvc("repro", stage)
+        dvc("push", "--run-cache")
+        return {
+            "stage": stage,
+            "node": socket.gethostname(),
+            "pid": os.getpid(),
+            "seconds": round(time.monotonic() - started, 1),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def selected_stages(params) -> list[str]:
+    """The train stages the params select, as DVC names them."""
+    from pipeline.params import MAIN_ACTIVATIONS
+
+    stages = []
+    for seed in params.train.seeds:
+        for activation in params.train.activations:
+            if activation in MAIN_ACTIVATIONS:
+                stages.append(f"train_{activation}@{seed}")
+            else:
+                stages.append(f"train_extra@{activation}-{seed}")
+    return stages
+
+
+def missing_stages(stages: Sequence[str]) -> list[str]:
+    """Those of `stages` whose outputs DVC does not have as the lock records them."""
+    result = subprocess.run(
+        ["dvc", "status", "--json", *stages], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise PipelineError(f"`dvc status` failed: {_error_line(result.stdout + result.stderr)}")
+    changed = json.loads(result.stdout or "{}")
+    return [s for s in stages if s in changed]
+
+
+def driver_checks(remote: str) -> tuple[str, str]:
+    """(commit, git URL) the nodes will clone; refuses what a node could not reproduce."""
+    try:
+        commit = _git("rev-parse", "HEAD")
+        url = _git("remote", "get-url", remote)
+    except subprocess.CalledProcessError:
+        raise PipelineError(
+            f"no git remote {remote!r}; every node clones the project from it: add one "
+            "(git remote add origin …) and push"
+        ) from None
+    if not _git("branch", "--remotes", "--contains", commit):
+        raise PipelineError(
+            f"commit {commit[:12]} is not on {remote!r}; push it (git push {remote}) so the "
+            "nodes can check it out"
+        )
+    dirty = [
+        line for line in _git("status", "--porcelain").splitlines() if "params.yaml" not in line
+    ]
+    code = [line for line in dirty if re.search(r"\s(pipeline/|dvc\.yaml)", line)]
+    if code:
+        raise PipelineError(
+            "the code or dvc.yaml has uncommitted changes, which the nodes would not have; "
+            "commit and push them"
+        )
+    default = subprocess.run(["dvc", "remote", "default"], capture_output=True, text=True)
+    if default.returncode != 0 or not default.stdout.strip():
+        raise PipelineError(
+            "no default DVC remote; set one every node can reach (dvc remote add -d store …) "
+            "and commit .dvc/config"
+        )
+    return commit, url
+
+
+def reap_lost_attempts(study: str) -> list[str]:
+    """Mark KILLED every run of this study left RUNNING by a task attempt whose node was lost
+    (the task ran again elsewhere and finished); returns their names."""
+    import mlflow
+    from mlflow.entities import RunStatus
+
+    client = mlflow.MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments(max_results=1000)]
+    found = client.search_runs(
+        experiments,
+        f"tags.study = '{study}' AND attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    for run in found:
+        client.set_tag(run.info.run_id, "process.reaped", "its Ray task attempt was lost")
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+    return [r.info.run_name for r in found]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "auto"))
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--remote", default="origin", help="the git remote every node clones")
+    parser.add_argument("--retries", type=int, default=3, help="runs of a task on lost nodes")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)  # a refused param stops here, before any task
+    commit, url = driver_checks(args.remote)
+    stages = selected_stages(params)
+    missing = missing_stages(stages)
+    print(f"{len(stages)} model(s) selected, {len(missing)} to train", flush=True)
+    if missing:
+        run_tasks(missing, commit, url, Path(args.params).read_text(), args)
+    pulled = subprocess.run(["dvc", "pull", "--run-cache"], capture_output=True, text=True)
+    if pulled.returncode != 0:
+        raise PipelineError(f"`dvc pull --run-cache` failed: {_error_line(pulled.stderr)}")
+    print(
+        "every model is in DVC's run-cache here: `dvc repro` restores them, trains none, and "
+        "evaluates and reports"
+    )
+
+
+def why(stage: str, exc: Exception, retries: int) -> str:
+    """One line for a task that failed: the stage's own error, or its node's loss."""
+    import ray
+
+    cause = getattr(exc, "cause", None)
+    if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, PipelineError):
+        return str(cause)
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        return (
+            f"{stage}: {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+        )
+    return f"{stage} was lost {retries + 1} times ({type(exc).__name__}); check the cluster's nodes"
+
+
+def run_tasks(missing: Sequence[str], commit: str, url: str, params_text: str, args) -> None:
+    import ray
+
+    study = uuid.uuid4().hex[:12]
+    env = {k: os.environ[k] for k in FORWARDED if k in os.environ} | {STUDY_ENV: study}
+    ray.init(
+        address=args.address,
+        runtime_env={"env_vars": env},
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
+    try:
+        task = ray.remote(num_cpus=1, max_retries=args.retries)(train_stage)
+        pending = {task.remote(s, commit, url, params_text): s for s in missing}
+        done = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            stage = pending.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                raise PipelineError(f"the study stopped: {why(stage, exc, args.retries)}") from None
+            done += 1
+            print(
+                f"[{done}/{len(missing)}] {stage} trained on {result['node']} "
+                f"in {result['seconds']:.0f} s",
+                flush=True,
+            )
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            lost = reap_lost_attempts(study)
+            if lost:
+                print(f"note: marked KILLED {len(lost)} run(s) of lost attempts: {', '.join(lost)}")
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_cli(main))

@@ -1,0 +1,211 @@
+"""A study's models trained as tasks on a real two-node Ray cluster on 127.0.0.1 (`ray start
+--head` and `ray start --address`, one CPU each), with a bare git remote, a folder DVC remote and
+a real tracking server; then a node lost mid-task."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import psutil
+import pytest
+from project import (
+    GIT,
+    MlflowServer,
+    clean_env,
+    commit,
+    copy_repo,
+    free_port,
+    make_repo,
+    run,
+    set_params,
+)
+
+pytestmark = pytest.mark.servers
+
+RAY = str(Path(sys.executable).parent / "ray")
+MODELS = [f"models/{a}/seed{s}.keras" for a in ("sigmoid", "relu") for s in (42, 43)]
+
+
+class Node:
+    """One `ray start --block` process (a head or a worker) in a session of its own."""
+
+    def __init__(self, tmp: Path, name: str, *args: str) -> None:
+        self.log = tmp / f"{name}.log"
+        env = clean_env(ACTIVATION_STUDY_HOME=str(tmp / name), RAY_USAGE_STATS_ENABLED="0")
+        cmd = [RAY, "start", "--block", "--num-cpus", "1", "--node-ip-address", "127.0.0.1", *args]
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def lose(self) -> None:
+        """As a lost machine: every process the node started, at once, without a word."""
+        procs = [psutil.Process(self.proc.pid)]
+        procs += procs[0].children(recursive=True)
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.lose()
+
+
+def wait_for_nodes(address: str, count: int, seconds: float = 120) -> None:
+    script = (
+        "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+        "print(sum(n['Alive'] for n in ray.nodes()))"
+    )
+    deadline = time.monotonic() + seconds
+    while True:
+        out = subprocess.run(
+            [sys.executable, "-c", script, address], capture_output=True, text=True, timeout=60
+        )
+        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+            return
+        assert time.monotonic() < deadline, out.stdout + out.stderr
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head and a worker node, one CPU each, and a tracking server: (address, nodes, uri)."""
+    tmp = tmp_path_factory.mktemp("ray")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    server = MlflowServer(tmp).start()
+    head = Node(tmp, "head", "--head", "--port", str(port), "--include-dashboard=false")
+    nodes = {"head": head}
+    try:
+        wait_for_nodes(address, 1)
+        nodes["worker"] = Node(tmp, "worker", "--address", address)
+        wait_for_nodes(address, 2)
+        yield address, nodes, server.uri
+    finally:
+        for node in reversed(list(nodes.values())):
+            node.stop()
+        server.kill()
+
+
+def project_with_remotes(tmp: Path, archive, env: dict[str, str], **params) -> Path:
+    """The project (not yet run) with a bare git remote and a folder DVC remote, the study's
+    params committed and pushed."""
+    root = make_repo(tmp / "driver", *archive, env)
+    run(["git", "clone", "-q", "--bare", str(root), str(tmp / "origin.git")], tmp, env)
+    run(["git", "remote", "add", "origin", str(tmp / "origin.git")], root, env)
+    run(["dvc", "remote", "add", "-d", "store", str(tmp / "dvc-store")], root, env)
+    set_params(root, **params)
+    commit(root, env, "the study")
+    run([*GIT, "push", "-q", "-u", "origin", "HEAD:main"], root, env)
+    return root
+
+
+def study(root: Path, env: dict[str, str], address: str, timeout: int = 600):
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cluster", "--address", address],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def train_runs(uri: str) -> list:
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("cifar10-activations")
+    return client.search_runs([experiment.experiment_id], "tags.stage LIKE 'train_%'")
+
+
+def test_a_study_trains_on_the_cluster_and_dvc_repro_trains_nothing(
+    cluster, tmp_path, tiny_run, tiny_run_archive
+):
+    address, _, uri = cluster
+    env = clean_env(MLFLOW_TRACKING_URI=uri)
+    # A fresh project: nothing trained in its workspace or cache.
+    root = project_with_remotes(tmp_path, tiny_run_archive, env, train__seeds=[42, 43])
+    started = time.monotonic()
+    result = study(root, env, address)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    print(f"cluster: {time.monotonic() - started:.0f} s for 4 models")
+    assert "4 model(s) selected, 4 to train" in output
+    done = re.findall(r"^\[(\d)/4\] (\S+) trained on (\S+)", output, re.M)
+    assert sorted(stage for _, stage, _ in done) == sorted(
+        f"train_{a}@{s}" for a in ("sigmoid", "relu") for s in (42, 43)
+    )
+    again = run(["dvc", "repro"], root, env)
+    assert "Running stage 'train_" not in again, again[-3000:]
+    assert "Running stage 'evaluate'" in again and "Running stage 'report'" in again
+    # The same models as a local `dvc repro` of the same params: the first run (seed 42) grown
+    # by seed 43 here.
+    local = copy_repo(tiny_run[0], tmp_path / "local")
+    set_params(local, train__seeds=[42, 43])
+    run(["dvc", "repro"], local, clean_env())
+    for model in MODELS:
+        assert (root / model).read_bytes() == (local / model).read_bytes(), model
+    runs = train_runs(uri)
+    finished = sorted(r.info.run_name for r in runs if r.info.status == "FINISHED")
+    assert finished == sorted(f"train_{a}@{s}" for a in ("sigmoid", "relu") for s in (42, 43))
+    assert len({r.data.tags["study"] for r in runs}) == 1
+
+
+def test_a_lost_node_reruns_its_task_elsewhere(cluster, tmp_path, tiny_run_archive):
+    address, nodes, uri = cluster
+    env = clean_env(MLFLOW_TRACKING_URI=uri)
+    experiment = "lost-node"
+    root = project_with_remotes(
+        tmp_path,
+        tiny_run_archive,
+        env,
+        train__seeds=[44],
+        train__epochs=60,
+        mlflow__experiment=experiment,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cluster", "--address", address],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    # Wait until the worker node is training a model, then lose the node.
+    worker = psutil.Process(nodes["worker"].proc.pid)
+    deadline = time.monotonic() + 300
+    while not any(
+        "pipeline.train" in " ".join(p.cmdline()) for p in worker.children(True) if p.is_running()
+    ):
+        assert time.monotonic() < deadline and proc.poll() is None, "no training on the worker"
+        time.sleep(0.5)
+    time.sleep(5)
+    nodes["worker"].lose()
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-4000:]
+    assert re.search(r"^\[2/2\]", output, re.M), output
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "tags.stage LIKE 'train_%'"
+    )
+    statuses = sorted((r.info.run_name, r.info.status) for r in runs)
+    # The lost attempt is KILLED (not left RUNNING); each model has exactly one FINISHED run.
+    assert [s for _, s in statuses].count("KILLED") == 1, statuses
+    assert sorted(n for n, s in statuses if s == "FINISHED") == [
+        "train_relu@44",
+        "train_sigmoid@44",
+    ]
+    again = run(["dvc", "repro"], root, env)
+    assert "Running stage 'train_" not in again, again[-3000:]
