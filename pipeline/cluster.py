@@ -197,12 +197,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{len(stages)} model(s) selected, {len(missing)} to train", flush=True)
     if missing:
         run_tasks(missing, commit, url, Path(args.params).read_text(), args)
-    pulled = subprocess.run(["dvc", "pull", "--run-cache"], capture_output=True, text=True)
-    if pulled.returncode != 0:
-        raise PipelineError(f"`dvc pull --run-cache` failed: {_error_line(pulled.stderr)}")
+    restore(stages)
+
+
+def restore(stages: Sequence[str]) -> None:
+    """Bring the trained stages here from the DVC remote: their run-cache entries, then `dvc
+    repro --pull` of those stages, which finds each in the run-cache, pulls its outputs and
+    records it in dvc.lock instead of running it."""
+    for args in (["fetch", "--run-cache"], ["repro", "--pull", *stages]):
+        result = subprocess.run(["dvc", *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise PipelineError(
+                f"`dvc {args[0]}` failed: {_error_line(result.stdout + result.stderr)}"
+            )
+    trained_here = re.findall(r"Running stage '(train_[^']+)'", result.stdout)
+    if trained_here:  # not in the run-cache after all: said, not hidden
+        print(f"note: trained here, not on the cluster: {', '.join(trained_here)}")
     print(
-        "every model is in DVC's run-cache here: `dvc repro` restores them, trains none, and "
-        "evaluates and reports"
+        f"{len(stages) - len(trained_here)} model(s) restored from DVC's run-cache; "
+        "`dvc repro` now evaluates and reports without training"
     )
 
 

@@ -8,8 +8,11 @@ diagnostics per epoch (step = epoch), the manifest and the model. Seed means are
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,10 +205,36 @@ def compute(
     )
 
 
+def save_model(model: keras.Model, path: Path) -> None:
+    """`model.save`, made reproducible to the byte: Keras writes the time of saving (in the
+    metadata and the zip entries) and Python object ids (in the config) into a .keras file, so
+    the same training would give a different file each time and wherever it ran. Those are set
+    to fixed values (the ids renumbered in order); the weights and the rest are Keras' own."""
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    ids: dict[bytes, int] = {}
+
+    def renumber(match: re.Match) -> bytes:
+        return b'"shared_object_id": %d' % ids.setdefault(match.group(1), len(ids) + 1)
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                data = re.sub(rb'"shared_object_id": (\d+)', renumber, data)
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            archive.writestr(fixed, data)
+
+
 def write(trained: Trained, model_path: Path, results_dir: Path) -> None:
     """The model and its results folder, each atomically."""
     with atomic_path(model_path) as tmp:
-        trained.model.save(tmp)
+        save_model(trained.model, tmp)
     with atomic_path(results_dir) as tmp:
         tmp.mkdir()
         trained.history.to_csv(tmp / "history.csv", index=False, float_format="%.6f")

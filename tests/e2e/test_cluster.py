@@ -166,14 +166,14 @@ def test_a_study_trains_on_the_cluster_and_dvc_repro_trains_nothing(
 def test_a_lost_node_reruns_its_task_elsewhere(cluster, tmp_path, tiny_run_archive):
     address, nodes, uri = cluster
     env = clean_env(MLFLOW_TRACKING_URI=uri)
-    experiment = "lost-node"
+    experiment_name = "lost-node"
     root = project_with_remotes(
         tmp_path,
         tiny_run_archive,
         env,
         train__seeds=[44],
         train__epochs=60,
-        mlflow__experiment=experiment,
+        mlflow__experiment=experiment_name,
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cluster", "--address", address],
@@ -183,22 +183,28 @@ def test_a_lost_node_reruns_its_task_elsewhere(cluster, tmp_path, tiny_run_archi
         stderr=subprocess.STDOUT,
         text=True,
     )
-    # Wait until the worker node is training a model, then lose the node.
+    # Wait until a model is training on the worker node (its run open on the server), then
+    # lose the node.
     worker = psutil.Process(nodes["worker"].proc.pid)
+    client = mlflow.MlflowClient(tracking_uri=uri)
     deadline = time.monotonic() + 300
-    while not any(
-        "pipeline.train" in " ".join(p.cmdline()) for p in worker.children(True) if p.is_running()
-    ):
+    while True:
         assert time.monotonic() < deadline and proc.poll() is None, "no training on the worker"
+        on_worker = {str(p.pid) for p in worker.children(recursive=True)}
+        experiment = client.get_experiment_by_name(experiment_name)
+        running = experiment and client.search_runs(
+            [experiment.experiment_id],
+            "attributes.status = 'RUNNING' AND tags.stage LIKE 'train_%'",
+        )
+        if any(r.data.tags.get("process.pid") in on_worker for r in running or []):
+            break
         time.sleep(0.5)
-    time.sleep(5)
     nodes["worker"].lose()
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output[-4000:]
     assert re.search(r"^\[2/2\]", output, re.M), output
-    client = mlflow.MlflowClient(tracking_uri=uri)
     runs = client.search_runs(
-        [client.get_experiment_by_name(experiment).experiment_id], "tags.stage LIKE 'train_%'"
+        [client.get_experiment_by_name(experiment_name).experiment_id], "tags.stage LIKE 'train_%'"
     )
     statuses = sorted((r.info.run_name, r.info.status) for r in runs)
     # The lost attempt is KILLED (not left RUNNING); each model has exactly one FINISHED run.
