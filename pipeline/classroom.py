@@ -357,11 +357,17 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
+def activation_order(runs: Sequence[ClassRun]) -> list[str]:
+    """Sigmoid and ReLU first (the colours every report gives them), then the others by name."""
+    found = {r.activation for r in runs}
+    return [a for a in MAIN_ACTIVATIONS if a in found] + sorted(found - set(MAIN_ACTIVATIONS))
+
+
 def report_tables(result: Pooled, epochs: int) -> dict[str, Any]:
     """What the template shows, as markdown tables and numbers."""
     import pandas as pd
 
-    activations = list(dict.fromkeys(r.activation for r in result.pooled))
+    activations = activation_order(result.pooled)
     by_activation = {a: [r for r in result.pooled if r.activation == a] for a in activations}
     summary_rows = []
     for activation, runs in by_activation.items():
@@ -422,7 +428,7 @@ def curves_figure(runs: Sequence[ClassRun]):
 
     fig = Figure(figsize=(9, 4.8), layout="constrained")
     ax = fig.subplots()
-    activations = list(dict.fromkeys(r.activation for r in runs))
+    activations = activation_order(runs)
     colours = {a: f"C{i % 10}" for i, a in enumerate(activations)}
     for activation in activations:
         mine = [r for r in runs if r.activation == activation]

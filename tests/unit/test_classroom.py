@@ -1,0 +1,106 @@
+"""The classroom's pure pieces: the class list, what is pooled and what is listed apart, escape
+counts and the paired difference."""
+
+from __future__ import annotations
+
+import pytest
+from project import PROJECT
+
+from pipeline.classroom import (
+    ClassRun,
+    activation_order,
+    escape_counts,
+    paired_by_seed,
+    pool,
+    read_class_list,
+    student_command,
+)
+from pipeline.errors import PipelineError
+from pipeline.params import load_params
+
+REFERENCE = {"train.epochs": "3", "train.learning_rate": "0.001"}
+PARAMS = {**REFERENCE, "train_images": "400", "val_images": "50"}
+
+
+def a_run(account="ana", activation="sigmoid", seed=42, status="FINISHED", test=0.4, **params):
+    curve = {"sigmoid": [0.1, 0.1, 0.3], "relu": [0.5, 0.6, 0.6]}.get(activation, [0.2] * 3)
+    return ClassRun(
+        account, f"train_{activation}@{seed}", activation, seed, status,
+        {**PARAMS, **params}, curve, test,
+    )  # fmt: skip
+
+
+def test_the_class_list_gives_seeds_in_order_and_keeps_given_passwords():
+    students = read_class_list("# group A\nana\n\nben  s3cret   # his own\ncleo\n")
+    assert [(s.account, s.seed, s.password) for s in students] == [
+        ("ana", 42, None),
+        ("ben", 43, "s3cret"),
+        ("cleo", 44, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ana\nana\n", "listed twice"),
+        ("ana b c\n", "is not `account [password]`"),
+        ("ana/../x\n", "is not `account [password]`"),
+        ("# nobody\n", "names no student"),
+    ],
+)
+def test_a_bad_class_list_is_refused_naming_the_line(text, message):
+    with pytest.raises(PipelineError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        read_class_list(text)
+
+
+def test_only_finished_evaluated_runs_of_the_class_params_and_data_are_pooled():
+    runs = [
+        a_run("ana"),
+        a_run("ana", "relu", test=0.6),
+        a_run("ben", seed=43),
+        a_run("ben", "relu", seed=43, status="FAILED"),
+        a_run("cleo", seed=44, status="RUNNING"),
+        a_run("dev", seed=45, **{"train.epochs": "1"}),
+        a_run("eli", seed=46, test=None),
+        a_run("fay", seed=47, train_images="2000"),
+    ]
+    result = pool(runs, REFERENCE)
+    assert [(r.account, r.activation) for r in result.pooled] == [
+        ("ana", "sigmoid"),
+        ("ana", "relu"),
+        ("ben", "sigmoid"),
+    ]
+    assert result.students == ["ana", "ben"]
+    why = {r.account + "/" + r.activation: reason for r, reason in result.apart}
+    assert why["ben/relu"] == "failed" and why["cleo/sigmoid"] == "running"
+    assert why["dev/sigmoid"] == "other params: train.epochs 1 (class: 3)"
+    assert why["eli/sigmoid"].startswith("not evaluated")
+    assert why["fay/sigmoid"].startswith("other data: 2000 training")
+
+
+def test_escape_counts_and_the_paired_difference():
+    runs = [a_run("ana"), a_run("ana", "relu", test=0.6), a_run("ben", seed=43, test=0.2)]
+    runs[2].val_accuracy = [0.1, 0.1, 0.1]
+    assert escape_counts(runs[::2], 3) == {"1": 0, "2": 0, "3": 1, "never": 1}
+    paired = paired_by_seed(runs)  # ben has no ReLU run: one pair
+    assert paired["n"] == 1 and paired["mean"] == pytest.approx(0.2)
+    assert paired_by_seed(runs[::2]) is None
+
+
+def test_sigmoid_and_relu_come_first():
+    runs = [a_run(activation=a) for a in ("tanh", "relu", "elu", "sigmoid")]
+    assert activation_order(runs) == ["sigmoid", "relu", "elu", "tanh"]
+
+
+def test_a_students_command_trains_their_seed_into_their_experiment(tmp_path):
+    params = load_params(PROJECT / "params.yaml")
+    tags = {
+        "class.seed": "44",
+        "class.data_url": "http://t:8000/a.tar.gz",
+        "class.data_sha256": "0" * 64,
+    }
+    command = student_command(params, "cleo", tags, "tanh")
+    assert command[:3] == ["dvc", "exp", "run"]
+    assert "mlflow.experiment=cifar10-activations-cleo" in command
+    assert "train.seeds=[44]" in command and "train.extra_activations=[tanh]" in command
+    assert "data.url=http://t:8000/a.tar.gz" in command
