@@ -66,6 +66,8 @@ lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet '$(UV)'
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) --quiet -o requirements.lock
+	@# The main lock's pins as the GPU lock's starting point, so the two differ only where they must.
+	cp requirements.lock requirements-gpu.lock
 	$(BIN)/uv pip compile pyproject.toml $(GPU_LOCK_ARGS) --quiet -o requirements-gpu.lock
 
 clean:

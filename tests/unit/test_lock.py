@@ -14,13 +14,16 @@ from packaging.utils import canonicalize_name
 from project import PROJECT
 
 LOCK = PROJECT / "requirements.lock"
+# `make install GPU=1`: the same pins, but TensorFlow with its CUDA libraries for tensorflow-cpu.
+GPU_LOCK = PROJECT / "requirements-gpu.lock"
+GPU_ONLY = re.compile(r"^(tensorflow|nvidia-.*)$")
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*==[^\s;\\]+(?:\s*;[^\\]+)?)")
 
 
-def locked() -> dict[str, str]:
+def locked(lock=LOCK) -> dict[str, str]:
     """Package → pinned version, for the pins whose markers hold on this machine."""
     pins = {}
-    for line in LOCK.read_text().splitlines():
+    for line in lock.read_text().splitlines():
         match = PIN.match(line)
         if not match:
             continue
@@ -31,18 +34,22 @@ def locked() -> dict[str, str]:
     return pins
 
 
-def declared() -> list[Requirement]:
+def declared(gpu: bool = False) -> list[Requirement]:
     """Every requirement of pyproject.toml, its extras' included (not the project's own name,
-    with which one extra names another)."""
+    with which one extra names another); the gpu extra only for the GPU lock, which drops
+    tensorflow-cpu."""
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
-    texts = [*project["dependencies"], *chain(*project["optional-dependencies"].values())]
+    extras = {k: v for k, v in project["optional-dependencies"].items() if gpu or k != "gpu"}
+    base = [t for t in project["dependencies"] if not (gpu and t.startswith("tensorflow-cpu"))]
+    texts = [*base, *chain(*extras.values())]
     requirements = [Requirement(text) for text in texts]
     return [r for r in requirements if canonicalize_name(r.name) != project["name"]]
 
 
-def test_every_declared_dependency_is_pinned_within_its_range():
-    pins = locked()
-    for requirement in declared():
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+def test_every_declared_dependency_is_pinned_within_its_range(gpu):
+    pins = locked(GPU_LOCK if gpu else LOCK)
+    for requirement in declared(gpu):
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
         name = canonicalize_name(requirement.name)
@@ -53,19 +60,36 @@ def test_every_declared_dependency_is_pinned_within_its_range():
         )
 
 
-def test_every_pin_carries_a_hash():
-    blocks = re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text().split("\n", 2)[2])
+@pytest.mark.parametrize("lock", [LOCK, GPU_LOCK], ids=["cpu", "gpu"])
+def test_every_pin_carries_a_hash(lock):
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", lock.read_text().split("\n", 2)[2])
     pinned = [b for b in blocks if PIN.match(b)]
     assert pinned and all("--hash=sha256:" in b for b in pinned)
 
 
-def test_the_lock_was_made_the_way_make_lock_makes_it():
-    header = LOCK.read_text().splitlines()[1].lstrip("# ")
+@pytest.mark.parametrize(
+    ("lock", "variable"), [(LOCK, "LOCK_ARGS"), (GPU_LOCK, "GPU_LOCK_ARGS")], ids=["cpu", "gpu"]
+)
+def test_the_lock_was_made_the_way_make_lock_makes_it(lock, variable):
+    header = lock.read_text().splitlines()[1].lstrip("# ")
     makefile = (PROJECT / "Makefile").read_text()
-    lock_args = re.search(r"^LOCK_ARGS := (.*)$", makefile, re.M).group(1)
+    args = re.search(rf"^{variable} := (.*)$", makefile, re.M).group(1)
+    args = args.replace("$(LOCK_ARGS)", re.search(r"^LOCK_ARGS := (.*)$", makefile, re.M).group(1))
     assert shlex.split(header) == shlex.split(
-        f"uv pip compile pyproject.toml {lock_args} -o requirements.lock"
+        f"uv pip compile pyproject.toml {args} -o {lock.name}"
     )
+
+
+def test_the_gpu_lock_keeps_step_with_the_main_lock():
+    """Every pin is the same in both, but TensorFlow and its CUDA libraries (Linux x86_64)."""
+    everywhere = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.M)
+    cpu = dict(everywhere.findall(LOCK.read_text()))
+    gpu = dict(everywhere.findall(GPU_LOCK.read_text()))
+    differ = {n for n in cpu.keys() | gpu.keys() if cpu.get(n) != gpu.get(n)}
+    assert all(GPU_ONLY.match(n) for n in differ), sorted(differ)
+    assert gpu["tensorflow"] == cpu["tensorflow-cpu"]  # the same TensorFlow, with CUDA
+    assert any(n.startswith("nvidia-cudnn") for n in gpu)
+    assert re.search(r"^tensorflow-cpu==\S+ ; sys_platform == 'never'", GPU_LOCK.read_text(), re.M)
 
 
 def test_the_installed_environment_is_the_lock():
