@@ -189,27 +189,32 @@ def accounts_main(args: argparse.Namespace) -> None:
         )
 
 
-def assignment(uri: str, params: Params, account: str) -> dict[str, str]:
-    """The seed and data the teacher's command gave `account`, from their experiment's tags."""
+def assignment(uri: str, account: str) -> tuple[str, dict[str, str]]:
+    """(experiment name, its tags): the seed and data the teacher's command gave `account`,
+    found by the account's tag, so a second run finds it whatever params.yaml now says."""
     import mlflow
 
-    name = student_experiment(params, account)
+    client = mlflow.MlflowClient(tracking_uri=uri)
     try:
-        experiment = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(name)
+        found = [
+            e
+            for e in client.search_experiments(max_results=1000)
+            if e.tags.get(STUDENT_TAG) == account and SEED_TAG in e.tags
+        ]
     except Exception as exc:
         raise _refused(uri, exc) from None
-    if experiment is None or SEED_TAG not in experiment.tags:
+    if not found:
         raise PipelineError(
-            f"the server {uri} has no class experiment {name!r}; ask your teacher to add "
+            f"the server {uri} has no class experiment for {account!r}; ask your teacher to add "
             f"{account!r} with `python -m pipeline.classroom accounts`"
         )
-    return experiment.tags
+    return found[0].name, found[0].tags
 
 
-def student_command(params: Params, account: str, tags: Mapping[str, str], activation: str | None):
+def student_command(experiment: str, tags: Mapping[str, str], activation: str | None) -> list[str]:
     """The `dvc exp run` that trains a student's seed, logging to their experiment."""
     overrides = {
-        "mlflow.experiment": student_experiment(params, account),
+        "mlflow.experiment": experiment,
         "train.seeds": f"[{tags[SEED_TAG]}]",
         "data.url": tags[URL_TAG],
         "data.sha256": tags[SHA_TAG],
@@ -223,9 +228,9 @@ def run_main(args: argparse.Namespace) -> None:
     account = os.environ.get("MLFLOW_TRACKING_USERNAME")
     if not account:
         raise PipelineError("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
-    params = load_params(args.params)
-    tags = assignment(uri, params, account)
-    command = student_command(params, account, tags, args.activation)
+    load_params(args.params)  # a broken params.yaml is named before anything runs
+    experiment, tags = assignment(uri, account)
+    command = student_command(experiment, tags, args.activation)
     print(f"{account}: seed {tags[SEED_TAG]}; running {' '.join(command)}", flush=True)
     result = subprocess.run(command, check=False)
     if result.returncode != 0:

@@ -226,3 +226,30 @@ def check_report(folder: Path, passwords: dict[str, str]) -> None:
     for figure in ("curves.png", "escape.png", "accuracy.png"):
         assert (folder / "figures" / figure).stat().st_size > 0
     assert json.dumps(passwords["alice"]) not in report
+
+
+def test_a_room_without_logins(tmp_path, tiny_archive):
+    """`accounts --no-logins` against a server without authentication: each student's
+    experiment, with their seed and the class's archive, and nothing else."""
+    from project import PROJECT, MlflowServer
+
+    from pipeline.classroom import SEED_TAG, URL_TAG, assignment
+
+    (tmp_path / "class.txt").write_text("ana\nben\n")
+    with_server = MlflowServer(tmp_path).start()
+    try:
+        made = run(
+            [
+                *(sys.executable, "-m", "pipeline.classroom", "--params"),
+                *(str(PROJECT / "params.yaml"), "accounts", "class.txt", "--no-logins"),
+                *("--archive", str(tiny_archive[0]), "--data-url", "http://room:8000/a.tar.gz"),
+            ],
+            tmp_path,
+            clean_env(MLFLOW_TRACKING_URI=with_server.uri, PYTHONPATH=str(PROJECT)),
+        )
+        assert re.search(r"^ben\s+\(no logins\)\s+43\s+cifar10-activations-ben$", made, re.M), made
+        experiment, tags = assignment(with_server.uri, "ben")
+        assert experiment == "cifar10-activations-ben"
+        assert tags[SEED_TAG] == "43" and tags[URL_TAG] == "http://room:8000/a.tar.gz"
+    finally:
+        with_server.kill()

@@ -215,3 +215,23 @@ def test_a_lost_node_reruns_its_task_elsewhere(cluster, tmp_path, tiny_run_archi
     ]
     again = run(["dvc", "repro"], root, env)
     assert "Running stage 'train_" not in again, again[-3000:]
+
+
+def test_a_task_that_fails_on_its_own_stops_the_study_in_one_line(cluster, tmp_path):
+    """A corrupt archive (its checksum pinned, so download accepts it): no retry, no Ray
+    traceback, the stage's own error."""
+    address, _, uri = cluster
+    env = clean_env(MLFLOW_TRACKING_URI=uri)
+    corrupt = tmp_path / "corrupt.tar.gz"
+    corrupt.write_bytes(b"\x1f\x8b" + b"not an archive" * 40)
+    import hashlib
+
+    archive = (corrupt, hashlib.sha256(corrupt.read_bytes()).hexdigest())
+    root = project_with_remotes(tmp_path, archive, env, mlflow__experiment="corrupt")
+    result = study(root, env, address, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, output[-3000:]
+    assert errors[0].startswith("error: the study stopped: train_") and "corrupt" in errors[0]

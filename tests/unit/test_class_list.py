@@ -4,7 +4,6 @@ counts and the paired difference."""
 from __future__ import annotations
 
 import pytest
-from project import PROJECT
 
 from pipeline.classroom import (
     ClassRun,
@@ -16,7 +15,6 @@ from pipeline.classroom import (
     student_command,
 )
 from pipeline.errors import PipelineError
-from pipeline.params import load_params
 
 REFERENCE = {"train.epochs": "3", "train.learning_rate": "0.001"}
 PARAMS = {**REFERENCE, "train_images": "400", "val_images": "50"}
@@ -92,14 +90,13 @@ def test_sigmoid_and_relu_come_first():
     assert activation_order(runs) == ["sigmoid", "relu", "elu", "tanh"]
 
 
-def test_a_students_command_trains_their_seed_into_their_experiment(tmp_path):
-    params = load_params(PROJECT / "params.yaml")
+def test_a_students_command_trains_their_seed_into_their_experiment():
     tags = {
         "class.seed": "44",
         "class.data_url": "http://t:8000/a.tar.gz",
         "class.data_sha256": "0" * 64,
     }
-    command = student_command(params, "cleo", tags, "tanh")
+    command = student_command("cifar10-activations-cleo", tags, "tanh")
     assert command[:3] == ["dvc", "exp", "run"]
     assert "mlflow.experiment=cifar10-activations-cleo" in command
     assert "train.seeds=[44]" in command and "train.extra_activations=[tanh]" in command
