@@ -54,6 +54,16 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     ).stdout.strip()
 
 
+def _node_git(*args: str, cwd: Path | None = None) -> str:
+    """git on a node: a failure is the task's own, in one line (not retried elsewhere)."""
+    try:
+        return _git(*args, cwd=cwd)
+    except subprocess.CalledProcessError as exc:
+        raise TaskFailed(
+            f"git {args[0]} on node {socket.gethostname()}: {_error_line(exc.stderr or '')}"
+        ) from None
+
+
 def _error_line(output: str) -> str:
     """The stage's own one-line error, or the last line printed."""
     lines = [line for line in output.splitlines() if line.strip()]
@@ -70,15 +80,15 @@ def train_stage(stage: str, commit: str, git_url: str, params_text: str) -> dict
     mirror = home / "repo.git"
     with filelock.FileLock(home / "mirror.lock"):  # tasks on one node share one mirror
         if mirror.exists():
-            _git("fetch", "--quiet", git_url, "+refs/heads/*:refs/heads/*", cwd=mirror)
+            _node_git("fetch", "--quiet", git_url, "+refs/heads/*:refs/heads/*", cwd=mirror)
         else:
-            _git("clone", "--quiet", "--bare", git_url, str(mirror))
+            _node_git("clone", "--quiet", "--bare", git_url, str(mirror))
     # A clone per task: DVC locks its workspace, and a node may run several tasks at once.
     work = Path(tempfile.mkdtemp(prefix="task-", dir=home / "work"))
     started = time.monotonic()
     try:
-        _git("clone", "--quiet", "--shared", str(mirror), str(work))
-        _git("-c", "advice.detachedHead=false", "checkout", "--quiet", commit, cwd=work)
+        _node_git("clone", "--quiet", "--shared", str(mirror), str(work))
+        _node_git("-c", "advice.detachedHead=false", "checkout", "--quiet", commit, cwd=work)
         (work / "params.yaml").write_text(params_text)
         env = os.environ | {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -136,6 +146,8 @@ def driver_checks(remote: str) -> tuple[str, str]:
     try:
         commit = _git("rev-parse", "HEAD")
         url = _git("remote", "get-url", remote)
+        if "://" not in url and ":" not in url:  # a local path: the same for every node
+            url = str(Path(url).resolve())
     except subprocess.CalledProcessError:
         raise PipelineError(
             f"no git remote {remote!r}; every node clones the project from it: add one "
