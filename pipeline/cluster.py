@@ -212,10 +212,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     restore(stages)
 
 
+def forget(stages: Sequence[str]) -> None:
+    """Drop these stages' entries from dvc.lock (with DVC's own lock-file API). They were out of
+    date, which is why they were trained; an entry left in place would send DVC looking for its
+    old outputs instead of the run-cache's new ones, and it would train the stage again here."""
+    from dvc.dvcfile import Lockfile
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        lockfile = Lockfile(repo, "dvc.lock")
+        if lockfile.exists():
+            for name in stages:
+                for stage in repo.stage.collect(name):
+                    lockfile.remove_stage(stage)
+
+
 def restore(stages: Sequence[str]) -> None:
     """Bring the trained stages here from the DVC remote: their run-cache entries, then `dvc
     repro --pull` of those stages, which finds each in the run-cache, pulls its outputs and
     records it in dvc.lock instead of running it."""
+    forget(stages)
     for args in (["fetch", "--run-cache"], ["repro", "--pull", *stages]):
         result = subprocess.run(["dvc", *args], capture_output=True, text=True)
         if result.returncode != 0:

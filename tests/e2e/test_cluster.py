@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,10 +101,14 @@ def cluster(tmp_path_factory):
         server.kill()
 
 
-def project_with_remotes(tmp: Path, archive, env: dict[str, str], **params) -> Path:
+def project_with_remotes(
+    tmp: Path, archive, env: dict[str, str], lock: Path | None = None, **params
+) -> Path:
     """The project (not yet run) with a bare git remote and a folder DVC remote, the study's
-    params committed and pushed."""
+    params (and `lock`, when given) committed and pushed."""
     root = make_repo(tmp / "driver", *archive, env)
+    if lock is not None:
+        shutil.copy2(lock, root / "dvc.lock")
     run(["git", "clone", "-q", "--bare", str(root), str(tmp / "origin.git")], tmp, env)
     run(["git", "remote", "add", "origin", str(tmp / "origin.git")], root, env)
     run(["dvc", "remote", "add", "-d", "store", str(tmp / "dvc-store")], root, env)
@@ -135,14 +140,19 @@ def test_a_study_trains_on_the_cluster_and_dvc_repro_trains_nothing(
 ):
     address, _, uri = cluster
     env = clean_env(MLFLOW_TRACKING_URI=uri)
-    # A fresh project: nothing trained in its workspace or cache.
-    root = project_with_remotes(tmp_path, tiny_run_archive, env, train__seeds=[42, 43])
+    # A project whose dvc.lock records an earlier run of seed 42 (the session's tiny run) whose
+    # outputs are not here: nothing is trained in its workspace or cache.
+    root = project_with_remotes(
+        tmp_path, tiny_run_archive, env, lock=tiny_run[0] / "dvc.lock", train__seeds=[42, 43]
+    )
     started = time.monotonic()
     result = study(root, env, address)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     print(f"cluster: {time.monotonic() - started:.0f} s for 4 models")
     assert "4 model(s) selected, 4 to train" in output
+    # Every model came back through the run-cache, the stale seed-42 entries too.
+    assert "4 model(s) restored from DVC's run-cache" in output and "trained here" not in output
     done = re.findall(r"^\[(\d)/4\] (\S+) trained on (\S+)", output, re.M)
     assert sorted(stage for _, stage, _ in done) == sorted(
         f"train_{a}@{s}" for a in ("sigmoid", "relu") for s in (42, 43)
