@@ -425,69 +425,11 @@ def report_tables(result: Pooled, epochs: int) -> dict[str, Any]:
     }
 
 
-def curves_figure(runs: Sequence[ClassRun]):
-    """Every pooled run's validation accuracy per epoch, coloured by activation."""
-    from matplotlib.figure import Figure
-
-    from pipeline.cifar import CIFAR10
-
-    fig = Figure(figsize=(9, 4.8), layout="constrained")
-    ax = fig.subplots()
-    activations = activation_order(runs)
-    colours = {a: f"C{i % 10}" for i, a in enumerate(activations)}
-    for activation in activations:
-        mine = [r for r in runs if r.activation == activation]
-        for i, run in enumerate(mine):
-            epochs = range(1, len(run.val_accuracy) + 1)
-            label = f"{activation} ({len(mine)} runs)" if i == 0 else None
-            ax.plot(epochs, run.val_accuracy, color=colours[activation], alpha=0.5, label=label)
-    ax.axhline(CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.chance:.2f})")
-    ax.axhline(
-        ESCAPE_THRESHOLD,
-        color="black",
-        linestyle="--",
-        linewidth=0.8,
-        label=f"escape ({ESCAPE_THRESHOLD:.2f})",
-    )
-    ax.set(
-        title="Every student's validation curve",
-        xlabel="epoch",
-        ylabel="validation accuracy",
-        ylim=(0, 1),
-    )
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=min(len(activations) + 2, 5), frameon=False)
-    return fig
-
-
-def escape_figure(by_activation: Mapping[str, Sequence[ClassRun]], epochs: int):
-    """How many runs left chance in each epoch (and never), one bar group per activation."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 3.8), layout="constrained")
-    ax = fig.subplots()
-    labels = list(escape_counts([], epochs))
-    width = 0.8 / max(len(by_activation), 1)
-    for i, (activation, runs) in enumerate(by_activation.items()):
-        counts = list(escape_counts(runs, epochs).values())
-        ax.bar(
-            np.arange(len(labels)) + i * width, counts, width, label=activation, color=f"C{i % 10}"
-        )
-    ax.set_xticks(np.arange(len(labels)) + width * (len(by_activation) - 1) / 2, labels)
-    ax.set(title="When each run left chance", xlabel="escape epoch", ylabel="runs")
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(loc="upper right")
-    return fig
-
-
 def report_main(args: argparse.Namespace) -> None:
     import jinja2
 
     from pipeline.files import atomic_path
-    from pipeline.plots import seed_strip_figure
+    from pipeline.plots import escape_count_figure, every_curve_figure, seed_strip_figure
 
     params = load_params(args.params)
     uri = _server()
@@ -515,9 +457,15 @@ def report_main(args: argparse.Namespace) -> None:
         experiment=params.mlflow.experiment,
         threshold=f"{ESCAPE_THRESHOLD:.2f}",
     )
+    by_activation = tables["by_activation"]
     figures = {
-        "curves.png": curves_figure(result.pooled),
-        "escape.png": escape_figure(tables["by_activation"], params.train.epochs),
+        "curves.png": every_curve_figure(
+            {a: [r.val_accuracy for r in runs] for a, runs in by_activation.items()},
+            ESCAPE_THRESHOLD,
+        ),
+        "escape.png": escape_count_figure(
+            {a: escape_counts(runs, params.train.epochs) for a, runs in by_activation.items()}
+        ),
         "accuracy.png": seed_strip_figure(
             {a: [r.test_accuracy for r in rs] for a, rs in tables["by_activation"].items()}
         ),

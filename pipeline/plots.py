@@ -352,3 +352,43 @@ def seed_strip_figure(per_seed: Mapping[str, Sequence[float]]) -> Figure:
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     return fig
+
+
+def every_curve_figure(curves: Mapping[str, Sequence[Sequence[float]]], threshold: float) -> Figure:
+    """Every run's validation accuracy per epoch (thin lines), coloured by activation."""
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.subplots()
+    colors = _palette(curves)
+    for activation, runs in curves.items():
+        for i, values in enumerate(runs):
+            label = f"{activation} ({len(runs)} runs)" if i == 0 else None
+            epochs = range(1, len(values) + 1)
+            ax.plot(epochs, values, color=colors[activation], alpha=0.5, label=label)
+    ax.axhline(CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.chance:.2f})")
+    ax.axhline(
+        threshold, color="black", linestyle="--", linewidth=0.8, label=f"escape ({threshold:.2f})"
+    )
+    ax.set(title="Every run's validation curve", xlabel="epoch", ylabel="validation accuracy")
+    ax.set_ylim(0, 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    _legend_below(fig, ax)
+    return fig
+
+
+def escape_count_figure(counts: Mapping[str, Mapping[str, int]]) -> Figure:
+    """How many runs left chance in each epoch (and never), one bar group per activation."""
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    ax = fig.subplots()
+    colors = _palette(counts)
+    labels = list(next(iter(counts.values())))
+    width = 0.8 / max(len(counts), 1)
+    for i, (activation, per_epoch) in enumerate(counts.items()):
+        x = np.arange(len(labels)) + i * width
+        ax.bar(x, list(per_epoch.values()), width, label=activation, color=colors[activation])
+    ax.set_xticks(np.arange(len(labels)) + width * (len(counts) - 1) / 2, labels)
+    ax.set(title="When each run left chance", xlabel="escape epoch", ylabel="runs")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper right")
+    return fig

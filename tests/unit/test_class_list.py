@@ -101,3 +101,19 @@ def test_a_students_command_trains_their_seed_into_their_experiment():
     assert "mlflow.experiment=cifar10-activations-cleo" in command
     assert "train.seeds=[44]" in command and "train.extra_activations=[tanh]" in command
     assert "data.url=http://t:8000/a.tar.gz" in command
+
+
+def test_the_pooled_figures_draw_every_run_and_every_count():
+    from pipeline.plots import escape_count_figure, every_curve_figure
+
+    curves = {"sigmoid": [[0.1, 0.1, 0.3], [0.1, 0.2, 0.3]], "relu": [[0.5, 0.6, 0.6]]}
+    (ax,) = every_curve_figure(curves, 0.15).axes
+    run_lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+    assert len(run_lines) == 3
+    assert {line.get_color() for line in run_lines[:2]} != {run_lines[2].get_color()}
+    assert ax.get_title() == "Every run's validation curve" and ax.get_ylim() == (0, 1)
+    counts = {"sigmoid": {"1": 0, "2": 1, "never": 1}, "relu": {"1": 2, "2": 0, "never": 0}}
+    (ax,) = escape_count_figure(counts).axes
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == [0, 1, 1, 2, 0, 0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "never"]
