@@ -34,7 +34,7 @@ from pathlib import Path
 
 from pipeline import cli
 from pipeline.errors import PipelineError
-from pipeline.params import load_params
+from pipeline.params import load_params, stage_name
 
 # What a task passes on to its stage: the tracking server and credentials, the HTTP client's
 # retry settings, and the study's id (every run of the study is tagged with it).
@@ -118,16 +118,7 @@ def train_stage(stage: str, commit: str, git_url: str, params_text: str) -> dict
 
 def selected_stages(params) -> list[str]:
     """The train stages the params select, as DVC names them."""
-    from pipeline.params import MAIN_ACTIVATIONS
-
-    stages = []
-    for seed in params.train.seeds:
-        for activation in params.train.activations:
-            if activation in MAIN_ACTIVATIONS:
-                stages.append(f"train_{activation}@{seed}")
-            else:
-                stages.append(f"train_extra@{activation}-{seed}")
-    return stages
+    return [stage_name(a, s) for s in params.train.seeds for a in params.train.activations]
 
 
 def missing_stages(stages: Sequence[str]) -> list[str]:

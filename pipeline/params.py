@@ -37,6 +37,13 @@ TRAIN_KEYS = (
 USER_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
+def stage_name(activation: str, seed: int) -> str:
+    """The DVC stage that trains this (activation, seed) pair, as `dvc repro` names it."""
+    if activation in MAIN_ACTIVATIONS:
+        return f"train_{activation}@{seed}"
+    return f"train_extra@{activation}-{seed}"
+
+
 class ParamsError(PipelineError):
     """params.yaml is missing, malformed, or holds a value of the wrong type or range."""
 

@@ -33,12 +33,12 @@ from pipeline.manifest import collect_manifest
 from pipeline.metrics import escape_step, summarize_history
 from pipeline.model import build_cnn, compile_model
 from pipeline.params import (
-    MAIN_ACTIVATIONS,
     TRAIN_KEYS,
     ModelParams,
     Params,
     TrainParams,
     logged_params,
+    stage_name,
 )
 from pipeline.preprocess import load_split
 from pipeline.serving import log_served_model
@@ -137,13 +137,6 @@ def train(
 def one_hot(labels: np.ndarray) -> np.ndarray:
     """Integer labels → float32 one-hot rows, what categorical cross-entropy takes."""
     return np.eye(CIFAR10.n_classes, dtype=np.float32)[labels]
-
-
-def stage_name(activation: str, seed: int) -> str:
-    """The DVC stage that trains this (activation, seed) pair, as `dvc repro` names it."""
-    if activation in MAIN_ACTIVATIONS:
-        return f"train_{activation}@{seed}"
-    return f"train_extra@{activation}-{seed}"
 
 
 @dataclass
