@@ -189,18 +189,19 @@ def accounts_main(args: argparse.Namespace) -> None:
         )
 
 
+def class_experiments(uri: str) -> list:
+    """The students' experiments on the server: those the teacher's command tagged."""
+    import mlflow
+
+    experiments = mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1000)
+    return [e for e in experiments if STUDENT_TAG in e.tags and SEED_TAG in e.tags]
+
+
 def assignment(uri: str, account: str) -> tuple[str, dict[str, str]]:
     """(experiment name, its tags): the seed and data the teacher's command gave `account`,
     found by the account's tag, so a second run finds it whatever params.yaml now says."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=uri)
     try:
-        found = [
-            e
-            for e in client.search_experiments(max_results=1000)
-            if e.tags.get(STUDENT_TAG) == account and SEED_TAG in e.tags
-        ]
+        found = [e for e in class_experiments(uri) if e.tags[STUDENT_TAG] == account]
     except Exception as exc:
         raise _refused(uri, exc) from None
     if not found:
@@ -330,11 +331,7 @@ def read_class_runs(uri: str, params: Params) -> list[ClassRun]:
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     prefix = f"{params.mlflow.experiment}-"
-    experiments = [
-        e
-        for e in client.search_experiments(max_results=1000)
-        if STUDENT_TAG in e.tags and e.name.startswith(prefix)
-    ]
+    experiments = [e for e in class_experiments(uri) if e.name.startswith(prefix)]
     runs = []
     for experiment in experiments:
         found = client.search_runs(
@@ -358,7 +355,7 @@ def read_class_runs(uri: str, params: Params) -> list[ClassRun]:
     return sorted(runs, key=lambda r: (r.account, r.activation, r.seed or 0, r.run_name))
 
 
-def _pct(value: float | None) -> str:
+def _four(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
@@ -374,28 +371,25 @@ def report_tables(result: Pooled, epochs: int) -> dict[str, Any]:
 
     activations = activation_order(result.pooled)
     by_activation = {a: [r for r in result.pooled if r.activation == a] for a in activations}
+    counts = {a: escape_counts(runs, epochs) for a, runs in by_activation.items()}
     summary_rows = []
     for activation, runs in by_activation.items():
         accuracy = summarize_values([r.test_accuracy for r in runs])
-        counts = escape_counts(runs, epochs)
         summary_rows.append(
             {
                 "activation": activation,
                 "runs": len(runs),
-                "test accuracy (mean)": _pct(accuracy["mean"]),
+                "test accuracy (mean)": _four(accuracy["mean"]),
                 "95% interval": "—"
                 if accuracy["ci_low"] is None
                 else f"[{accuracy['ci_low']:.4f}, {accuracy['ci_high']:.4f}]",
                 "min – max": f"{min(r.test_accuracy for r in runs):.4f} – "
                 f"{max(r.test_accuracy for r in runs):.4f}",
-                "never left chance": counts["never"],
+                "never left chance": counts[activation]["never"],
             }
         )
     escape_rows = [
-        {
-            "escape epoch": epoch,
-            **{a: escape_counts(by_activation[a], epochs)[epoch] for a in activations},
-        }
+        {"escape epoch": epoch, **{a: counts[a][epoch] for a in activations}}
         for epoch in escape_counts([], epochs)
     ]
     lines = [
@@ -403,7 +397,7 @@ def report_tables(result: Pooled, epochs: int) -> dict[str, Any]:
             "account": r.account,
             "seed": r.seed,
             "activation": r.activation,
-            "test accuracy": _pct(r.test_accuracy),
+            "test accuracy": _four(r.test_accuracy),
             "escape epoch": r.escape_epoch or "never",
         }
         for r in result.pooled
@@ -422,6 +416,7 @@ def report_tables(result: Pooled, epochs: int) -> dict[str, Any]:
         "lines": table(lines),
         "apart": table(apart),
         "by_activation": by_activation,
+        "escape_counts": counts,
     }
 
 
@@ -463,9 +458,7 @@ def report_main(args: argparse.Namespace) -> None:
             {a: [r.val_accuracy for r in runs] for a, runs in by_activation.items()},
             ESCAPE_THRESHOLD,
         ),
-        "escape.png": escape_count_figure(
-            {a: escape_counts(runs, params.train.epochs) for a, runs in by_activation.items()}
-        ),
+        "escape.png": escape_count_figure(tables["escape_counts"]),
         "accuracy.png": seed_strip_figure(
             {a: [r.test_accuracy for r in rs] for a, rs in tables["by_activation"].items()}
         ),

@@ -171,7 +171,8 @@ def reap_lost_attempts(study: str) -> list[str]:
     """Mark KILLED every run of this study left RUNNING by a task attempt whose node was lost
     (the task ran again elsewhere and finished); returns their names."""
     import mlflow
-    from mlflow.entities import RunStatus
+
+    from pipeline.tracking import mark_killed
 
     client = mlflow.MlflowClient()
     experiments = [e.experiment_id for e in client.search_experiments(max_results=1000)]
@@ -181,8 +182,7 @@ def reap_lost_attempts(study: str) -> list[str]:
         max_results=1000,
     )
     for run in found:
-        client.set_tag(run.info.run_id, "process.reaped", "its Ray task attempt was lost")
-        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        mark_killed(run.info.run_id, "its Ray task attempt was lost")
     return [r.info.run_name for r in found]
 
 

@@ -449,10 +449,16 @@ def reap_dead_runs(experiment_id: str) -> list[str]:
     reaped = []
     for run in running:
         if process_alive(run.data.tags) is False:
-            client.set_tag(run.info.run_id, "process.reaped", "its process had ended unannounced")
-            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            mark_killed(run.info.run_id, "its process had ended unannounced")
             reaped.append(run.info.run_name)
     return reaped
+
+
+def mark_killed(run_id: str, why: str) -> None:
+    """End a run that cannot end itself KILLED, saying why in its `process.reaped` tag."""
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, "process.reaped", why)
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
 
 
 def stage_tags(stage: str, activation: str | None = None) -> dict[str, str]:

@@ -125,6 +125,30 @@ def copy_repo(source: Path, target: Path) -> Path:
     return target
 
 
+# What `make install` needs besides the pipeline itself.
+SETUP_FILES = ["Makefile", "pyproject.toml", "requirements.lock", "README.md"]
+
+
+def installed_clone(root: Path, archive: Path, sha256: str) -> Path:
+    """The project at `root` (make_repo) as a user's clone after `make install`: the set-up
+    files with their times (so `make install` sees it is done) and this venv linked in."""
+    root.mkdir(parents=True)
+    for name in SETUP_FILES:
+        shutil.copy2(PROJECT / name, root / name)
+    make_repo(root, archive, sha256, clean_env())
+    (root / ".venv").symlink_to(Path(sys.prefix))
+    return root
+
+
+def env_without_venv() -> dict[str, str]:
+    """A user's shell: no MLflow or DVC settings, and the project's venv not on PATH."""
+    env = clean_env()
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
 def commit(root: Path, env: dict[str, str], message: str) -> None:
     run([*GIT, "add", "-A"], root, env)
     run([*GIT, "commit", "-q", "--allow-empty", "-m", message], root, env)

@@ -19,8 +19,9 @@ import pytest
 from project import (
     PROJECT,
     clean_env,
+    env_without_venv,
     free_port,
-    make_repo,
+    installed_clone,
     readme_blocks,
     run,
     start_script,
@@ -33,17 +34,6 @@ TEACHER_PASSWORD = "teacher-secret-for-tests"
 STUDENTS = ("alice", "bob", "carol")
 # carol trains one more activation, as the page says a student may.
 CHOICE = {"carol": "tanh"}
-SETUP_FILES = ["Makefile", "pyproject.toml", "requirements.lock", "README.md"]
-
-
-def clone(root: Path, archive: Path, sha256: str) -> Path:
-    """A clone of the project set up as `make install` leaves it (the venv linked in)."""
-    root.mkdir(parents=True)
-    for name in SETUP_FILES:
-        shutil.copy2(PROJECT / name, root / name)
-    make_repo(root, archive, sha256, clean_env())
-    (root / ".venv").symlink_to(Path(sys.prefix))
-    return root
 
 
 def as_user(uri: str, user: str, password: str) -> mlflow.MlflowClient:
@@ -74,11 +64,8 @@ def test_a_class_on_one_server(tmp_path, tiny_archive):
         "TEACHER_PASSWORD": TEACHER_PASSWORD,
         "ARCHIVE": str(archive),
     }
-    env = clean_env(**values)
-    env["PATH"] = os.pathsep.join(
-        p for p in env["PATH"].split(os.pathsep) if p != str(Path(sys.executable).parent)
-    )
-    teacher = clone(tmp_path / "teacher", *tiny_archive)
+    env = env_without_venv() | values
+    teacher = installed_clone(tmp_path / "teacher", *tiny_archive)
     (teacher / "class.txt").write_text("# lab group A\n" + "\n".join(STUDENTS) + "\n")
     servers = start_script(
         server_block, teacher, env, tmp_path / "servers.log", start_new_session=True
@@ -102,7 +89,7 @@ def test_a_class_on_one_server(tmp_path, tiny_archive):
                 script = script.replace(
                     "classroom run", f"classroom run --activation {CHOICE[student]}"
                 )
-            home = clone(tmp_path / student, *tiny_archive)
+            home = installed_clone(tmp_path / student, *tiny_archive)
             procs[student] = start_script(script, home, env, tmp_path / f"{student}.log")
         for student, proc in procs.items():
             log = (tmp_path / f"{student}.log").read_text
@@ -231,7 +218,7 @@ def check_report(folder: Path, passwords: dict[str, str]) -> None:
 def test_a_room_without_logins(tmp_path, tiny_archive):
     """`accounts --no-logins` against a server without authentication: each student's
     experiment, with their seed and the class's archive, and nothing else."""
-    from project import PROJECT, MlflowServer
+    from project import MlflowServer
 
     from pipeline.classroom import SEED_TAG, URL_TAG, assignment
 

@@ -10,7 +10,6 @@ The venv is not on PATH: the README's own set-up has to put it there.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -21,8 +20,8 @@ import pytest
 from project import (
     OWN_TESTS,
     PROJECT,
-    clean_env,
-    make_repo,
+    env_without_venv,
+    installed_clone,
     readme_blocks,
     start_script,
     tagged_blocks,
@@ -33,8 +32,6 @@ ARCHIVE_PLACEHOLDER = "/absolute/path/to/cifar-10-python.tar.gz"
 SHA_PLACEHOLDER = "<sha256 of that file>"
 # The smoke run's subset, shrunk to what the tiny archive has (350 training images).
 SMOKE_SUBSET = ("data.train_limit=2000", "data.train_limit=200")
-# What `make install` needs besides the pipeline itself.
-SETUP_FILES = ["Makefile", "pyproject.toml", "requirements.lock", "README.md"]
 
 
 def blocks() -> list[tuple[bool, str, str]]:
@@ -55,15 +52,6 @@ def test_every_skipped_block_says_why():
     assert any(runs for runs, _, page in blocks() if page == "README.md")
 
 
-def env_without_venv() -> dict[str, str]:
-    """A user's shell: no MLflow or DVC settings, and the project's venv not on PATH."""
-    env = clean_env()
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
-    env.pop("VIRTUAL_ENV", None)
-    return env
-
-
 @pytest.mark.slow
 def test_readme_commands_run_as_written(tmp_path, tiny_archive):
     stamp = Path(sys.prefix) / ".installed"
@@ -80,13 +68,7 @@ def test_readme_commands_run_as_written(tmp_path, tiny_archive):
     assert shutil.which("dvc", path=env["PATH"]) is None or "venv" not in shutil.which(
         "dvc", path=env["PATH"]
     )
-    root = tmp_path / "clone"
-    root.mkdir()
-    for name in SETUP_FILES:
-        shutil.copy2(PROJECT / name, root / name)  # same times: `make install` sees it is done
-    make_repo(root, archive, sha256, clean_env())
-    # The venv `make install` made, as if it had made it in this clone.
-    (root / ".venv").symlink_to(Path(sys.prefix))
+    root = installed_clone(tmp_path / "clone", archive, sha256)
     script = "\n".join(body for runs, body, _ in blocks() if runs)
     script = script.replace(ARCHIVE_PLACEHOLDER, str(archive)).replace(SHA_PLACEHOLDER, sha256)
     assert SMOKE_SUBSET[0] in script, "the smoke run's subset moved; update SMOKE_SUBSET"
