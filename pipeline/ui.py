@@ -39,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
     command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1"]
-    os.execv(mlflow_cli, [*command, "--port", str(args.port)])
+    # MLflow's job runner (eight processes for GenAI jobs) does nothing for this project's runs.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    os.execve(mlflow_cli, [*command, "--port", str(args.port)], env)
 
 
 if __name__ == "__main__":

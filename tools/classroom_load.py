@@ -98,6 +98,7 @@ def start_server(folder: Path, port: int, workers: int) -> subprocess.Popen:
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "load-test-secret",
         "MLFLOW_AUTH_ADMIN_PASSWORD": TEACHER_PASSWORD,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # as docs/classroom.md starts it
     }
     mlflow = Path(sys.executable).parent / "mlflow"
     cmd = [
