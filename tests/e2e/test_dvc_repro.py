@@ -144,22 +144,6 @@ def test_second_repro_runs_nothing(repo):
     assert "up to date" in run(["dvc", "status"], root, env)
 
 
-def test_changing_n_examples_reruns_only_evaluate_and_report(repo):
-    root, env, _ = repo
-    set_params(root, evaluate__n_examples=6)
-    status = json.loads(run(["dvc", "status", "--json"], root, env))
-    assert sorted(status) == ["check_params", "evaluate", "report"]
-    rerun = run(["dvc", "repro"], root, env)
-    assert stages_run(rerun) == ["check_params", "evaluate", "report"]
-    assert len((root / "results/examples.csv").read_text().splitlines()) == 1 + 6
-    # Back to the first run's state (results and reports are committed in this repository).
-    run(
-        ["git", "checkout", "baseline", "--", "params.yaml", "dvc.lock", "results", "reports"],
-        root,
-        env,
-    )
-
-
 def snapshot(root: Path, *folders: str) -> dict[str, bytes]:
     """Every file under `folders`, by path: to tell that nothing was deleted or changed."""
     return {

@@ -30,8 +30,6 @@ from project import (
 # What the README writes for the user's own copy of the archive.
 ARCHIVE_PLACEHOLDER = "/absolute/path/to/cifar-10-python.tar.gz"
 SHA_PLACEHOLDER = "<sha256 of that file>"
-# The smoke run's subset, shrunk to what the tiny archive has (350 training images).
-SMOKE_SUBSET = ("data.train_limit=2000", "data.train_limit=200")
 
 
 def blocks() -> list[tuple[bool, str, str]]:
@@ -71,8 +69,6 @@ def test_readme_commands_run_as_written(tmp_path, tiny_archive):
     root = installed_clone(tmp_path / "clone", archive, sha256)
     script = "\n".join(body for runs, body, _ in blocks() if runs)
     script = script.replace(ARCHIVE_PLACEHOLDER, str(archive)).replace(SHA_PLACEHOLDER, sha256)
-    assert SMOKE_SUBSET[0] in script, "the smoke run's subset moved; update SMOKE_SUBSET"
-    script = script.replace(*SMOKE_SUBSET)
     log = tmp_path / "readme.log"
     try:
         returncode = start_script(script, root, env, log).wait(timeout=900)
@@ -88,19 +84,23 @@ def test_readme_commands_run_as_written(tmp_path, tiny_archive):
     assert returncode == 0, output[-5000:]
     assert "Traceback" not in output
 
-    # Every model trained, in order: the first run's two, the smoke run's two (in its temporary
-    # copy), then the commands that grow the study train each new model once and retrain none,
-    # and the one that shrinks it trains nothing.
-    assert re.findall(r"Running stage '(train_[^']+)'", output) == [
-        "train_sigmoid@42",
-        "train_relu@42",
-        "train_sigmoid@42",
-        "train_relu@42",
-        "train_sigmoid@43",
-        "train_relu@43",
-        "train_extra@tanh-42",
-        "train_extra@tanh-43",
+    # What each `dvc exp run` ran, in order: the first run everything; a new n_examples only
+    # evaluate and the report; growing the study only the new models (then evaluate and the
+    # report); shrinking it no training at all.
+    ran = [
+        re.findall(r"Running stage '([^']+)'", part)
+        for part in re.split(r"^Ran experiment\(s\): .*$", output, flags=re.M)[:-1]
     ]
+    check, pooled = ["check_params"], ["evaluate", "report"]
+    assert ran == [
+        [*check, "download", "preprocess", "train_sigmoid@42", "train_relu@42", *pooled],
+        [*check, *pooled],
+        [*check, "train_sigmoid@43", "train_relu@43", *pooled],
+        [*check, "activation@tanh", "train_extra@tanh-42", "train_extra@tanh-43", *pooled],
+        [*check, *pooled],
+    ], output[-5000:]
+    examples = (root / "results/examples.csv").read_text().splitlines()
+    assert len(examples) == 1 + 20  # evaluate.n_examples=20, as set by the README's command
     assert "(mean of 2 seed(s))" in output  # the report's numbers pooled both seeds
     # After shrinking, the models no longer selected are pointed out, not silently dropped.
     assert "note: results/train/relu/seed43 is from a seed or activation" in output
