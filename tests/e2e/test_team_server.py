@@ -45,7 +45,7 @@ def wait_for_queue(repo: Path, env: dict[str, str], seconds: float = 600) -> str
         if not any(word in status for word in ("Queued", "Running")):
             return status
         assert time.monotonic() < deadline, status
-        time.sleep(3)
+        time.sleep(10)  # each look starts DVC (~2 s of CPU) that the queued runs need
 
 
 def test_the_readme_team_server_with_postgresql_and_authentication(tmp_path, tiny_archive):
