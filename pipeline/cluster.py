@@ -212,10 +212,18 @@ def forget(stages: Sequence[str]) -> None:
 
     with Repo() as repo:
         lockfile = Lockfile(repo, "dvc.lock")
-        if lockfile.exists():
-            for name in stages:
-                for stage in repo.stage.collect(name):
-                    lockfile.remove_stage(stage)
+        if not lockfile.exists():
+            return
+        doomed = [stage for name in stages for stage in repo.stage.collect(name)]
+        # An output DVC does not cache and that is missing here (the check's stamp in a project
+        # that does not commit it) cannot be pulled: its stage must run again, so it goes too.
+        doomed += [
+            stage
+            for stage in repo.index.stages
+            if any(not out.use_cache and not out.exists for out in stage.outs)
+        ]
+        for stage in doomed:
+            lockfile.remove_stage(stage)
 
 
 def restore(stages: Sequence[str]) -> None:

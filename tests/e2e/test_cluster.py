@@ -100,12 +100,10 @@ def project_with_remotes(
     tmp: Path, archive, env: dict[str, str], lock: Path | None = None, **params
 ) -> Path:
     """The project (not yet run) with a bare git remote and a folder DVC remote, the study's
-    params (and `lock` with its project's results/params.ok, when given) committed and pushed."""
+    params (and `lock`, when given) committed and pushed."""
     root = make_repo(tmp / "driver", *archive, env)
-    if lock is not None:  # with the check's stamp, which a project commits beside its lock
+    if lock is not None:
         shutil.copy2(lock, root / "dvc.lock")
-        (root / "results").mkdir()
-        shutil.copy2(lock.parent / "results/params.ok", root / "results/params.ok")
     run(["git", "clone", "-q", "--bare", str(root), str(tmp / "origin.git")], tmp, env)
     run(["git", "remote", "add", "origin", str(tmp / "origin.git")], root, env)
     run(["dvc", "remote", "add", "-d", "store", str(tmp / "dvc-store")], root, env)
@@ -137,9 +135,10 @@ def test_a_study_trains_on_the_cluster_and_dvc_repro_trains_nothing(
 ):
     address, _, uri = cluster
     env = clean_env(MLFLOW_TRACKING_URI=uri)
-    # A project whose dvc.lock records an earlier run (the session's tiny run) whose outputs
-    # are not here: nothing is trained in its workspace or cache. (A study with no lock entries
-    # at all is the lost-node test's.)
+    # A project whose dvc.lock records an earlier run with these very params (the session's
+    # tiny run) whose outputs are not here, not even the uncached results/params.ok: nothing
+    # is trained in its workspace or cache. (A study with no lock entries is the lost-node
+    # test's.)
     root = project_with_remotes(tmp_path, tiny_run_archive, env, lock=tiny_run[0] / "dvc.lock")
     started = time.monotonic()
     result = study(root, env, address)
