@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import errno
+import logging
 import os
 import socket
 import subprocess
@@ -491,6 +492,19 @@ def _relative_source(script: str) -> str:
 
 
 @contextlib.contextmanager
+def _store_says_nothing() -> Iterator[None]:
+    """MLflow logs a refusing SQL store's error with its traceback before raising it; the stage
+    says it in one line instead (store_error), so that log is held back."""
+    log = logging.getLogger("mlflow.store.db.utils")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+@contextlib.contextmanager
 def stage_run(
     stage: str,
     experiment: str,
@@ -510,7 +524,7 @@ def stage_run(
         check_server(uri)
     mlflow.set_tracking_uri(uri)
     try:
-        with store_lock(uri):
+        with store_lock(uri), _store_says_nothing():
             experiment_id = ensure_experiment(experiment)
             reaped = reap_dead_runs(experiment_id)
     except Exception as exc:
@@ -524,12 +538,13 @@ def stage_run(
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.set_system_metrics_samples_before_logging(1)
     try:
-        run = mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=stage,
-            tags=stage_tags(stage, activation) | process_tags() | dict(tags or {}),
-            log_system_metrics=system_metrics,
-        )
+        with _store_says_nothing():
+            run = mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=stage,
+                tags=stage_tags(stage, activation) | process_tags() | dict(tags or {}),
+                log_system_metrics=system_metrics,
+            )
     except Exception as exc:
         raise PipelineError(store_error(uri, exc)) from None
     with _ending_honestly(run):

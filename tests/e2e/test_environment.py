@@ -144,6 +144,22 @@ def test_a_locked_store_is_named(tiny_archive, tmp_path):
     assert line.startswith(f"error: the MLflow store {db} is locked by another process;")
 
 
+def test_a_store_held_mid_write_is_named(tiny_archive, tmp_path):
+    """Another process stopped (Ctrl-Z) in the middle of a write: reads still work, so the
+    store opens, and the stage is refused only when it starts its run."""
+    db = tmp_path / "mlflow.db"
+    a_store(db)
+    connection = sqlite3.connect(db, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")  # the write lock, as a writer holds it
+    connection.execute("UPDATE experiments SET name = name")
+    try:
+        line = store_refuses(tiny_archive, tmp_path, db)
+    finally:
+        connection.execute("ROLLBACK")
+        connection.close()
+    assert line.startswith(f"error: the MLflow store {db} is locked by another process;")
+
+
 # Root ignores permission bits; without these two capabilities it obeys them like any user.
 WITHOUT_DAC = [
     "setpriv",
