@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -66,6 +67,7 @@ def test_the_readme_team_server_with_postgresql_and_authentication(tmp_path, tin
         env = clean_env(**values)
         server_dir = tmp_path / "server"
         server_dir.mkdir()
+        (server_dir / ".venv").symlink_to(Path(sys.prefix))  # a clone with `make install` done
         log = server_dir / "server.log"
         # start_new_session: the shell and the server it starts are stopped together.
         server = start_script(start_server, server_dir, env, log, start_new_session=True)
