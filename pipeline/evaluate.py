@@ -34,8 +34,7 @@ from pipeline.metrics import (
 from pipeline.model import CUSTOM_OBJECTS
 from pipeline.params import logged_params
 from pipeline.preprocess import load_split
-from pipeline.results import SPREAD_KEYS, per_seed_block, spread_fields
-from pipeline.stats import paired_difference, summarize_values
+from pipeline.results import SPREAD_KEYS, ModelDetails, Paired, Scored, Scores
 
 PREDICT_BATCH = 1000
 
@@ -157,15 +156,6 @@ def unselected(
     return sorted(p for p in found if (p.parent.name, p.name.removesuffix(".keras")) not in pairs)
 
 
-def summarize_seeds(per_seed: dict[int, dict]) -> dict:
-    """Mean over seeds of the headline numbers, with spread and 95% t-intervals."""
-    first = next(iter(per_seed.values()))
-    summary = {key: float(np.mean([d[key] for d in per_seed.values()])) for key in first}
-    for key in SPREAD_KEYS:
-        summary |= spread_fields(key, summarize_values([d[key] for d in per_seed.values()]))
-    return summary | {"seeds": len(per_seed)}
-
-
 def training_runs(
     models: Path, pairs: Sequence[tuple[str, int]], experiment_id: str
 ) -> dict[tuple[str, int], list]:
@@ -210,7 +200,7 @@ def register_primary_models(
     runs: Mapping[tuple[str, int], list],
     experiment: str,
     seed: int,
-    metrics: Mapping[str, dict],
+    scores: Mapping[str, Scores],
     tags: dict[str, str],
     champion: str,
 ) -> dict[str, str]:
@@ -218,7 +208,7 @@ def register_primary_models(
     champion alias. Returns {registered name: version}."""
     versions = {}
     for activation, model in primary.items():
-        numbers = metrics[activation]
+        test = scores[activation]
         name = serving.registered_name(experiment, activation)
         versions[name] = serving.register(
             model,
@@ -226,7 +216,7 @@ def register_primary_models(
             name,
             activation,
             tags | {"activation": activation, "seed": str(seed)},
-            {k: numbers[k] for k in ("test_accuracy", "test_loss")},
+            {"test_accuracy": test.accuracy.mean, "test_loss": test.loss.mean},
         )
     serving.crown(versions, serving.registered_name(experiment, champion))
     return versions
@@ -236,17 +226,9 @@ def register_primary_models(
 class Evaluated:
     """Every selected model scored on the test set, in memory: no file written, nothing logged."""
 
-    scores: dict[str, dict[int, dict[str, float]]]  # activation → seed → headline numbers
-    details: dict[str, dict]  # activation → the primary model's per-class detail
-    metrics: dict[str, dict]  # activation → means over seeds, with spread (test_metrics.json)
-    paired: dict[str, dict]  # ReLU minus sigmoid, seed by seed
+    scored: Scored  # the numbers, as evaluate writes them and the report reads them back
     examples: pd.DataFrame  # each primary model's prediction for the first test images
     primary: dict[str, keras.Model]  # activation → the primary seed's model
-
-    @property
-    def champion(self) -> str:
-        """The activation with the best mean test accuracy."""
-        return max(self.metrics, key=lambda a: self.metrics[a]["test_accuracy"])
 
 
 def compute(
@@ -258,44 +240,35 @@ def compute(
 ) -> Evaluated:
     """Score `models` ({(activation, seed): model}, the primary seed first) on the test split."""
     seeds = list(dict.fromkeys(seed for _, seed in models))
-    scores: dict[str, dict[int, dict[str, float]]] = {}
-    details, primary, probabilities = {}, {}, {}
+    per_seed: dict[str, dict[int, dict[str, float]]] = {}
+    found, primary, probabilities = {}, {}, {}
     for (activation, seed), model in models.items():
         predicted = predict(model, images)
-        found = evaluate_predictions(labels, predicted, len(class_names))
-        scores.setdefault(activation, {})[seed] = headline(found)
+        numbers = evaluate_predictions(labels, predicted, len(class_names))
+        per_seed.setdefault(activation, {})[seed] = headline(numbers)
         if seed == seeds[0]:  # the primary model: per-class detail, examples, registry
             primary[activation], probabilities[activation] = model, predicted
-            details[activation] = found
-    for activation, per_seed in scores.items():
-        details[activation]["per_seed"] = per_seed_block(per_seed)
-    paired = {
-        key: paired_difference(
-            [scores["relu"][s][key] for s in seeds], [scores["sigmoid"][s][key] for s in seeds]
-        )
-        for key in SPREAD_KEYS
-    }
-    return Evaluated(
-        scores,
-        details,
-        {activation: summarize_seeds(per_seed) for activation, per_seed in scores.items()},
-        paired,
-        example_table(labels, probabilities, n_examples, class_names),
-        primary,
+            found[activation] = numbers
+    scored = Scored(
+        class_names=list(class_names),
+        seeds=seeds,
+        scores={a: Scores.over_seeds(numbers) for a, numbers in per_seed.items()},
+        details={a: ModelDetails(**found[a], per_seed=per_seed[a]) for a in per_seed},
+        paired={
+            key: Paired.of(
+                [per_seed["relu"][s][key] for s in seeds],
+                [per_seed["sigmoid"][s][key] for s in seeds],
+            )
+            for key in SPREAD_KEYS
+        },
     )
+    return Evaluated(scored, example_table(labels, probabilities, n_examples, class_names), primary)
 
 
-def write(evaluated: Evaluated, trained: dict, results: Path, class_names, seeds) -> None:
+def write(evaluated: Evaluated, trained: dict, results: Path) -> None:
     """evaluate's files, each atomically."""
     write_curves(results / "curves", trained)
-    write_json(results / "test_metrics.json", evaluated.metrics)
-    evaluation = {
-        "class_names": list(class_names),
-        "seeds": list(seeds),
-        "models": evaluated.details,
-        "relu_minus_sigmoid": evaluated.paired,
-    }
-    write_json(results / "evaluation.json", evaluation)
+    evaluated.scored.write(results)
     with atomic_path(results / "examples.csv") as tmp:
         evaluated.examples.to_csv(tmp, index=False)
 
@@ -303,13 +276,16 @@ def write(evaluated: Evaluated, trained: dict, results: Path, class_names, seeds
 def record(evaluated: Evaluated, results: Path, models: Path, run, params) -> tuple[dict, int]:
     """The run's metrics and files; test scores onto the training runs; the registry. Returns
     the registered versions and how many training runs got test metrics."""
-    for activation, numbers in evaluated.metrics.items():
+    scored = evaluated.scored
+    for activation, scores in scored.scores.items():
+        numbers = scores.to_json()
         mlflow.log_metrics({f"{activation}.{k}": v for k, v in numbers.items() if v is not None})
-    mlflow.log_metrics({f"relu_minus_sigmoid.{k}": v["mean"] for k, v in evaluated.paired.items()})
+    differences = {f"relu_minus_sigmoid.{k}": p.difference.mean for k, p in scored.paired.items()}
+    mlflow.log_metrics(differences)
     for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
         mlflow.log_artifact(str(results / name))
     mlflow.log_artifacts(str(results / "curves"), artifact_path="curves")
-    numbers = {(a, s): n for a, per_seed in evaluated.scores.items() for s, n in per_seed.items()}
+    numbers = {(a, s): n for a, d in scored.details.items() for s, n in d.per_seed.items()}
     runs = training_runs(models, list(numbers), run.info.experiment_id)
     linked = log_test_metrics_to_train_runs(runs, numbers)
     tags = {k: v for k, v in run.data.tags.items() if k in ("git_commit", "dvc_experiment")}
@@ -318,9 +294,9 @@ def record(evaluated: Evaluated, results: Path, models: Path, run, params) -> tu
         runs,
         params.mlflow.experiment,
         params.train.seeds[0],
-        evaluated.metrics,
+        scored.scores,
         tags,
-        evaluated.champion,
+        scored.champion,
     )
     return versions, linked
 
@@ -345,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for s in seeds
         }
         evaluated = compute(models, images, labels, class_names, params.evaluate.n_examples)
-        write(evaluated, trained, args.results, class_names, seeds)
+        write(evaluated, trained, args.results)
         versions, linked = record(evaluated, args.results, args.models, run, params)
     report_to_console(evaluated, versions, linked, params, args)
 
@@ -359,15 +335,15 @@ def report_to_console(evaluated: Evaluated, versions, linked: int, params, args)
             "evaluated; remove it and run `dvc repro` (nothing retrains) so that dvc.lock matches "
             "a fresh checkout. DVC's cache keeps every model."
         )
-    champion = serving.registered_name(params.mlflow.experiment, evaluated.champion)
+    champion = serving.registered_name(params.mlflow.experiment, evaluated.scored.champion)
     print(
         f"registered {', '.join(f'{n} v{v}' for n, v in versions.items())}; champion: "
         f"models:/{champion}@{serving.CHAMPION}; test metrics added to {linked} training run(s)"
     )
-    for activation, numbers in evaluated.metrics.items():
+    for activation, scores in evaluated.scored.scores.items():
         print(
-            f"{activation}: test accuracy {numbers['test_accuracy']:.4f}, "
-            f"test loss {numbers['test_loss']:.4f} (mean of {numbers['seeds']} seed(s))"
+            f"{activation}: test accuracy {scores.accuracy.mean:.4f}, "
+            f"test loss {scores.loss.mean:.4f} (mean of {scores.seeds} seed(s))"
         )
 
 

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
+from pipeline.files import write_json
+from pipeline.stats import paired_difference, summarize_values
 
 # Numbers whose spread over seeds test_metrics.json carries (`<key>_std`, `_ci_low`, `_ci_high`).
 SPREAD_KEYS = ("test_accuracy", "test_loss")
@@ -39,30 +42,90 @@ class Spread:
             f"[{number.format(self.ci_low)}, {number.format(self.ci_high)}]"
         )
 
+    @classmethod
+    def of(cls, values: Sequence[float], mean: float | None = None) -> Spread:
+        """The spread of `values` (its mean given when already computed elsewhere)."""
+        summary = summarize_values(values)
+        return cls(summary["mean"] if mean is None else mean, *_parts(summary))
 
-def spread_fields(key: str, summary: Mapping[str, Any]) -> dict[str, float | None]:
-    """test_metrics.json's spread keys for `key`, from a stats.summarize_values() result."""
-    return {f"{key}_{part}": summary[part] for part in ("std", "ci_low", "ci_high")}
+    def fields(self, prefix: str = "") -> dict[str, float | None]:
+        """The spread as the results files name it: `<prefix>std`, `_ci_low`, `_ci_high`."""
+        values = (self.std, self.ci_low, self.ci_high)
+        return {prefix + part: value for part, value in zip(PARTS, values, strict=True)}
+
+
+PARTS = ("std", "ci_low", "ci_high")
+
+
+def _parts(block: Mapping[str, Any], prefix: str = "") -> tuple:
+    return tuple(block[prefix + part] for part in PARTS)
+
+
+# The headline numbers of one model on the test set, as evaluate computes them per seed.
+HEADLINE_KEYS = (
+    "test_accuracy",
+    "test_loss",
+    "macro_precision",
+    "macro_recall",
+    "macro_f1",
+    "majority_share",
+)
 
 
 @dataclass(frozen=True)
 class Scores:
-    """One activation's block of test_metrics.json: means over its seeds."""
+    """One activation's block of test_metrics.json: its headline numbers' means over seeds, with
+    the spread of accuracy and loss."""
 
     accuracy: Spread
     loss: Spread
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
     majority_share: float  # share of test predictions on the most-predicted class
     seeds: int
 
     @classmethod
+    def over_seeds(cls, per_seed: Mapping[int, Mapping[str, float]]) -> Scores:
+        """The means over seeds of each seed's headline numbers."""
+
+        def values(key: str) -> list[float]:
+            return [numbers[key] for numbers in per_seed.values()]
+
+        mean = {key: float(np.mean(values(key))) for key in HEADLINE_KEYS}
+        return cls(
+            Spread.of(values("test_accuracy"), mean["test_accuracy"]),
+            Spread.of(values("test_loss"), mean["test_loss"]),
+            mean["macro_precision"],
+            mean["macro_recall"],
+            mean["macro_f1"],
+            mean["majority_share"],
+            len(per_seed),
+        )
+
+    @classmethod
     def from_json(cls, block: Mapping[str, Any]) -> Scores:
         def spread(key: str) -> Spread:
-            parts = (block[f"{key}_{p}"] for p in ("std", "ci_low", "ci_high"))
-            return Spread(block[key], *parts)
+            return Spread(block[key], *_parts(block, f"{key}_"))
 
         return cls(
-            spread("test_accuracy"), spread("test_loss"), block["majority_share"], block["seeds"]
+            spread("test_accuracy"),
+            spread("test_loss"),
+            *(block[k] for k in ("macro_precision", "macro_recall", "macro_f1", "majority_share")),
+            block["seeds"],
         )
+
+    def to_json(self) -> dict[str, Any]:
+        block = {
+            "test_accuracy": self.accuracy.mean,
+            "test_loss": self.loss.mean,
+            "macro_precision": self.macro_precision,
+            "macro_recall": self.macro_recall,
+            "macro_f1": self.macro_f1,
+            "majority_share": self.majority_share,
+        }
+        spreads = self.accuracy.fields("test_accuracy_") | self.loss.fields("test_loss_")
+        return block | spreads | {"seeds": self.seeds}
 
 
 @dataclass(frozen=True)
@@ -98,24 +161,36 @@ class Training:
         )
 
 
-def per_seed_block(scores: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """evaluation.json's `per_seed`: JSON keys are strings."""
-    return {str(seed): dict(numbers) for seed, numbers in scores.items()}
-
-
 @dataclass(frozen=True)
 class ModelDetails:
-    """evaluation.json's models[activation]: the primary seed's per-class numbers, and every
-    seed's test accuracy."""
+    """evaluation.json's models[activation]: the primary seed's test-set numbers in full
+    (metrics.classification_metrics, the loss, the majority share), and every seed's headline
+    numbers."""
 
+    accuracy: float
+    precision: list[float]  # per class
+    recall: list[float]
     f1: list[float]
-    confusion: list[list[int]]
-    accuracy_per_seed: dict[int, float]
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    confusion: list[list[int]]  # rows: true class; columns: predicted
+    loss: float
+    majority_share: float
+    per_seed: dict[int, dict[str, float]]  # seed → HEADLINE_KEYS
+
+    @property
+    def accuracy_per_seed(self) -> dict[int, float]:
+        return {seed: numbers["test_accuracy"] for seed, numbers in self.per_seed.items()}
 
     @classmethod
     def from_json(cls, block: Mapping[str, Any]) -> ModelDetails:
-        per_seed = {int(s): d["test_accuracy"] for s, d in block["per_seed"].items()}
-        return cls(block["f1"], block["confusion"], per_seed)
+        per_seed = {int(seed): dict(numbers) for seed, numbers in block["per_seed"].items()}
+        return cls(**{k: v for k, v in block.items() if k != "per_seed"}, per_seed=per_seed)
+
+    def to_json(self) -> dict[str, Any]:
+        block = {k: v for k, v in vars(self).items() if k != "per_seed"}
+        return block | {"per_seed": {str(s): dict(n) for s, n in self.per_seed.items()}}
 
 
 @dataclass(frozen=True)
@@ -126,14 +201,63 @@ class Paired:
     difference: Spread
 
     @classmethod
+    def of(cls, relu: Sequence[float], sigmoid: Sequence[float]) -> Paired:
+        summary = paired_difference(relu, sigmoid)
+        return cls(summary["n"], Spread(summary["mean"], *_parts(summary)))
+
+    @classmethod
     def from_json(cls, block: Mapping[str, Any]) -> Paired:
-        parts = (block[p] for p in ("mean", "std", "ci_low", "ci_high"))
-        return cls(block["n"], Spread(*parts))
+        return cls(block["n"], Spread(block["mean"], *_parts(block)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "mean": self.difference.mean} | self.difference.fields()
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What evaluate measured on the test set. Evaluate computes it and writes it
+    (test_metrics.json, evaluation.json); the report reads the same object back."""
+
+    class_names: list[str]
+    seeds: list[int]  # the primary seed first
+    scores: dict[str, Scores]  # per activation: test_metrics.json
+    details: dict[str, ModelDetails]  # per activation: evaluation.json's models
+    paired: dict[str, Paired]  # per key (SPREAD_KEYS): ReLU − sigmoid by seed
+
+    @property
+    def champion(self) -> str:
+        """The activation with the best mean test accuracy."""
+        return max(self.scores, key=lambda a: self.scores[a].accuracy.mean)
+
+    def write(self, results: Path) -> None:
+        write_json(results / "test_metrics.json", {a: s.to_json() for a, s in self.scores.items()})
+        evaluation = {
+            "class_names": self.class_names,
+            "seeds": self.seeds,
+            "models": {a: d.to_json() for a, d in self.details.items()},
+            "relu_minus_sigmoid": {k: p.to_json() for k, p in self.paired.items()},
+        }
+        write_json(results / "evaluation.json", evaluation)
+
+    @classmethod
+    def read(cls, results: Path) -> Scored:
+        test = json.loads((results / "test_metrics.json").read_text())
+        evaluation = json.loads((results / "evaluation.json").read_text())
+        return cls(
+            class_names=evaluation["class_names"],
+            seeds=evaluation["seeds"],
+            scores={a: Scores.from_json(block) for a, block in test.items()},
+            details={a: ModelDetails.from_json(b) for a, b in evaluation["models"].items()},
+            paired={
+                k: Paired.from_json(b) for k, b in evaluation.get("relu_minus_sigmoid", {}).items()
+            },
+        )
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Everything evaluate wrote for the report, per activation in the params' order."""
+    """What the report reads, per activation in the params' order: evaluate's Scored, and the
+    training summaries evaluate wrote beside it."""
 
     test: dict[str, Scores]
     training: dict[str, Training]
@@ -143,20 +267,17 @@ class Evaluation:
 
 
 def read_evaluation(results: Path, activations: Sequence[str]) -> Evaluation:
-    """Read test_metrics.json, evaluation.json and each activation's curves/…/train.json."""
-    test = json.loads((results / "test_metrics.json").read_text())
-    evaluation = json.loads((results / "evaluation.json").read_text())
+    """Read evaluate's Scored and each activation's curves/…/train.json."""
+    scored = Scored.read(results)
     return Evaluation(
-        test={a: Scores.from_json(test[a]) for a in activations},
+        test={a: scored.scores[a] for a in activations},
         training={
             a: Training.from_json(json.loads((results / "curves" / a / "train.json").read_text()))
             for a in activations
         },
-        details={a: ModelDetails.from_json(evaluation["models"][a]) for a in activations},
-        paired={
-            k: Paired.from_json(v) for k, v in evaluation.get("relu_minus_sigmoid", {}).items()
-        },
-        class_names=evaluation["class_names"],
+        details={a: scored.details[a] for a in activations},
+        paired=scored.paired,
+        class_names=scored.class_names,
     )
 
 

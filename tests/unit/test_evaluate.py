@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from pipeline.evaluate import long_format, mean_over_seeds, training_summary, unselected
+from pipeline.results import Scored
 
 
 def trained(val_accuracy, seconds=10.0):
@@ -86,13 +87,21 @@ def test_compute_scores_models_without_files_or_a_tracking_store(tmp_path, monke
     images = rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, 30)
     evaluated = evaluate.compute(models, images, labels, [f"c{i}" for i in range(10)], 5)
-    assert list(evaluated.metrics) == ["sigmoid", "relu"]
-    assert evaluated.metrics["relu"]["seeds"] == 2
-    assert set(evaluated.scores["sigmoid"]) == {42, 43}
+    scored = evaluated.scored
+    assert list(scored.scores) == ["sigmoid", "relu"] and scored.seeds == [42, 43]
+    assert scored.scores["relu"].seeds == 2
+    per_seed = {a: scored.details[a].accuracy_per_seed for a in ("sigmoid", "relu")}
+    assert set(per_seed["sigmoid"]) == {42, 43}
+    assert scored.scores["relu"].accuracy.mean == pytest.approx(
+        np.mean([*per_seed["relu"].values()])
+    )
     assert len(evaluated.examples) == 5 and set(evaluated.primary) == {"sigmoid", "relu"}
-    assert evaluated.champion in ("sigmoid", "relu")
-    assert evaluated.paired["test_accuracy"]["mean"] == pytest.approx(
-        np.mean([evaluated.scores["relu"][s]["test_accuracy"] for s in (42, 43)])
-        - np.mean([evaluated.scores["sigmoid"][s]["test_accuracy"] for s in (42, 43)])
+    assert scored.champion in ("sigmoid", "relu")
+    assert scored.paired["test_accuracy"].difference.mean == pytest.approx(
+        np.mean([per_seed["relu"][s] - per_seed["sigmoid"][s] for s in (42, 43)])
     )
     assert not store.exists()
+
+    # What evaluate writes, the report reads back as the very same object.
+    scored.write(tmp_path)
+    assert Scored.read(tmp_path) == scored

@@ -67,7 +67,20 @@ def steps(escape_at, per_epoch=10):
 
 def scores(accuracy, seeds=1, std=None):
     spread = (None, None, None) if std is None else (std, accuracy - 0.1, accuracy + 0.1)
-    return Scores(Spread(accuracy, *spread), Spread(1.5, None, None, None), 0.12, seeds)
+    loss = Spread(1.5, None, None, None)
+    return Scores(Spread(accuracy, *spread), loss, accuracy, accuracy, accuracy, 0.12, seeds)
+
+
+def details(accuracy_per_seed, confusion=None):
+    """A model's per-class block: F1 0.5 everywhere, the given test accuracy per seed."""
+    first = next(iter(accuracy_per_seed.values()))
+    half = [0.5] * 10
+    return ModelDetails(
+        *(first, half, half, half, 0.5, 0.5, 0.5),
+        confusion if confusion is not None else [],
+        *(1.5, 0.12),
+        {seed: {"test_accuracy": value} for seed, value in accuracy_per_seed.items()},
+    )
 
 
 def training(val_acc, escape_step):
@@ -91,7 +104,7 @@ def results(sigmoid_grad=0.01, relu_grad=0.1, sigmoid_slope=0.02, relu_slope=0.5
     evaluation = Evaluation(
         test={a: scores(v[-1]) for a, v in curves.items()},
         training={a: training(v, escape[a]) for a, v in curves.items()},
-        details={a: ModelDetails([0.5] * 10, zeros, {42: v[-1]}) for a, v in curves.items()},
+        details={a: details({42: v[-1]}, zeros) for a, v in curves.items()},
         paired={},
         class_names=list("abcdefghij"),
     )
@@ -154,12 +167,11 @@ def cell(depth, batch_norm, sigmoid, relu, seeds=3):
         a: {42 + i: v + 0.01 * i for i in range(seeds)}
         for a, v in (("sigmoid", sigmoid), ("relu", relu))
     }
-    details = {a: ModelDetails([0.5] * 10, [], per_seed[a]) for a in per_seed}
     gap = relu - sigmoid
     evaluation = Evaluation(
         test={"sigmoid": scores(sigmoid, seeds, 0.02), "relu": scores(relu, seeds, 0.01)},
         training=run.evaluation.training,
-        details=details,
+        details={a: details(per_seed[a]) for a in per_seed},
         paired={"test_accuracy": Paired(seeds, Spread(gap, 0.01, gap - 0.02, gap + 0.02))},
         class_names=list("abcdefghij"),
     )
