@@ -13,6 +13,10 @@ from pipeline.cli import run_cli
 from pipeline.params import load_params
 from pipeline.tracking import tracking_uri
 
+# MLflow's job runner (eight processes for GenAI jobs) does nothing for this project's runs; every
+# server the docs start, and `make ui`, go without it.
+NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
 
 def runs_link(base: str, experiment_id: str | None) -> str:
     """The page that lists the experiment's runs with their charts."""
@@ -39,8 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
     command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1"]
-    # MLflow's job runner (eight processes for GenAI jobs) does nothing for this project's runs.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    env = NO_JOB_RUNNER | dict(os.environ)  # unless the user set it
     os.execve(mlflow_cli, [*command, "--port", str(args.port)], env)
 
 

@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
 
+from pipeline.ui import NO_JOB_RUNNER
+
 PROJECT = Path(__file__).resolve().parents[1]
 PASSWORD = "load-test-password"
 TEACHER_PASSWORD = "load-test-teacher"
@@ -94,11 +96,11 @@ def start_server(folder: Path, port: int, workers: int) -> subprocess.Popen:
         "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///class_auth.db\n"
         "admin_username = teacher\nauth_cache_ttl_seconds = 60\n"
     )
-    env = os.environ | {
+    env = os.environ | NO_JOB_RUNNER  # as docs/classroom.md starts it
+    env |= {
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "load-test-secret",
         "MLFLOW_AUTH_ADMIN_PASSWORD": TEACHER_PASSWORD,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # as docs/classroom.md starts it
     }
     mlflow = Path(sys.executable).parent / "mlflow"
     cmd = [
