@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 import mlflow
@@ -171,6 +172,16 @@ def build_figures(
     }
 
 
+def shown_params(params: Params) -> dict:
+    """The params as the report prints them: an archive read from a local copy by its file name
+    alone, since where it lay on the machine that ran is no reader's path."""
+    shown = params.model_dump(mode="json")
+    url = params.data.url
+    if urlsplit(url).scheme not in ("http", "https"):
+        shown["data"]["url"] = Path(urlsplit(url).path).name
+    return shown
+
+
 def render_markdown(evidence: claims.Evidence, params: Params) -> str:
     """The report's text, from its template; figures are referenced relative to the report."""
     results = evidence.run
@@ -200,7 +211,8 @@ def render_markdown(evidence: claims.Evidence, params: Params) -> str:
         when_to_use=claims.when_to_use(evidence),
         n_examples=len(results.examples),
         per_class_table=per_class_table(results),
-        params_yaml=yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False),
+        params_yaml=yaml.safe_dump(shown_params(params), sort_keys=False),
+        local_archive=urlsplit(params.data.url).scheme not in ("http", "https"),
         dataset=CIFAR10.title,
         chance=f"{CIFAR10.chance:.2f}",
     )

@@ -214,10 +214,10 @@ def test_results_table_puts_the_tutorial_beside_ours():
     assert rows[3].startswith("| sigmoid ") and "| 0.4672 " in rows[3]
 
 
-def test_the_report_renders_every_section():
-    params = Params(
+def report_params(url: str = "https://example.org/a.tar.gz") -> Params:
+    return Params(
         data=DataParams(
-            url="https://example.org/a.tar.gz",
+            url=url,
             sha256="0" * 64,
             val_size=5000,
             train_limit=0,
@@ -235,7 +235,10 @@ def test_the_report_renders_every_section():
         evaluate=EvaluateParams(n_examples=0),
         mlflow=MlflowParams(experiment="x"),
     )
-    text = render_markdown(evidence(), params)
+
+
+def test_the_report_renders_every_section():
+    text = render_markdown(evidence(), report_params())
     for heading in (
         "## The plateau",
         "## Results",
@@ -251,6 +254,20 @@ def test_the_report_renders_every_section():
         + text.count("*Not tested here.*")
         == 9
     )
+    assert "url: https://example.org/a.tar.gz" in text and "local copy" not in text
+
+
+@pytest.mark.parametrize(
+    "url", ["../shared/data/cifar-10-python.tar.gz", "file:///srv/class/cifar-10-python.tar.gz"]
+)
+def test_a_local_archive_is_shown_by_its_file_name_alone(url):
+    text = render_markdown(evidence(), report_params(url))
+    assert (
+        "  url: cifar-10-python.tar.gz\n" in text
+        and "shared/data" not in text
+        and "/srv/" not in text
+    )
+    assert "This run read a local copy of the archive" in text
 
 
 def test_layer_labels_are_names_a_reader_knows():
