@@ -43,10 +43,9 @@ class Spread:
         )
 
     @classmethod
-    def of(cls, values: Sequence[float], mean: float | None = None) -> Spread:
-        """The spread of `values` (its mean given when already computed elsewhere)."""
+    def of(cls, values: Sequence[float]) -> Spread:
         summary = summarize_values(values)
-        return cls(summary["mean"] if mean is None else mean, *_parts(summary))
+        return cls(summary["mean"], *_parts(summary))
 
     def fields(self, prefix: str = "") -> dict[str, float | None]:
         """The spread as the results files name it: `<prefix>std`, `_ci_low`, `_ci_high`."""
@@ -94,8 +93,8 @@ class Scores:
 
         mean = {key: float(np.mean(values(key))) for key in HEADLINE_KEYS}
         return cls(
-            Spread.of(values("test_accuracy"), mean["test_accuracy"]),
-            Spread.of(values("test_loss"), mean["test_loss"]),
+            Spread.of(values("test_accuracy")),
+            Spread.of(values("test_loss")),
             mean["macro_precision"],
             mean["macro_recall"],
             mean["macro_f1"],
