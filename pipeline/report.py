@@ -172,14 +172,15 @@ def build_figures(
     }
 
 
-def shown_params(params: Params) -> dict:
-    """The params as the report prints them: an archive read from a local copy by its file name
-    alone, since where it lay on the machine that ran is no reader's path."""
+def shown_params(params: Params) -> tuple[dict, bool]:
+    """The params as the report prints them, and whether the archive was a local copy: that copy
+    by its file name alone, since where it lay on the machine that ran is no reader's path."""
     shown = params.model_dump(mode="json")
-    url = params.data.url
-    if urlsplit(url).scheme not in ("http", "https"):
-        shown["data"]["url"] = Path(urlsplit(url).path).name
-    return shown
+    url = urlsplit(params.data.url)
+    local = url.scheme not in ("http", "https")
+    if local:
+        shown["data"]["url"] = Path(url.path).name
+    return shown, local
 
 
 def render_markdown(evidence: claims.Evidence, params: Params) -> str:
@@ -192,6 +193,7 @@ def render_markdown(evidence: claims.Evidence, params: Params) -> str:
     )
     seeds = params.train.seeds
     settled = claims.settle(evidence)
+    shown, local_archive = shown_params(params)
     return environment.get_template(TEMPLATE).render(
         validation_on_test=results.validation_source == "test",
         val_size=f"{params.data.val_size:,}",
@@ -211,8 +213,8 @@ def render_markdown(evidence: claims.Evidence, params: Params) -> str:
         when_to_use=claims.when_to_use(evidence),
         n_examples=len(results.examples),
         per_class_table=per_class_table(results),
-        params_yaml=yaml.safe_dump(shown_params(params), sort_keys=False),
-        local_archive=urlsplit(params.data.url).scheme not in ("http", "https"),
+        params_yaml=yaml.safe_dump(shown, sort_keys=False),
+        local_archive=local_archive,
         dataset=CIFAR10.title,
         chance=f"{CIFAR10.chance:.2f}",
     )
