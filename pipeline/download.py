@@ -161,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tracking.stage_run("download", params.mlflow.experiment, logged):
         url = source_url(params.data.url, tracking.repo_root())
         size = download(url, params.data.sha256, args.output)
-        mlflow.log_metric("archive_bytes", size)
+        tracking.record(
+            "download", [("its size", lambda: mlflow.log_metric("archive_bytes", size))]
+        )
     print(f"downloaded {size:,} bytes to {args.output}, sha256 verified")
 
 

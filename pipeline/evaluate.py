@@ -34,7 +34,7 @@ from pipeline.metrics import (
 from pipeline.model import CUSTOM_OBJECTS
 from pipeline.params import logged_params
 from pipeline.preprocess import load_split
-from pipeline.results import SPREAD_KEYS, ModelDetails, Paired, Scored, Scores
+from pipeline.results import HEADLINE, SPREAD_KEYS, ModelDetails, Paired, Scored, Scores
 
 PREDICT_BATCH = 1000
 
@@ -55,14 +55,7 @@ def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, n_classe
 
 def headline(details: dict) -> dict[str, float]:
     """The few numbers `dvc metrics show` lists per model."""
-    return {
-        "test_accuracy": details["accuracy"],
-        "test_loss": details["loss"],
-        "macro_precision": details["macro_precision"],
-        "macro_recall": details["macro_recall"],
-        "macro_f1": details["macro_f1"],
-        "majority_share": details["majority_share"],
-    }
+    return {key: details[source] for key, source in HEADLINE.items()}
 
 
 def example_table(
@@ -273,32 +266,48 @@ def write(evaluated: Evaluated, trained: dict, results: Path) -> None:
         evaluated.examples.to_csv(tmp, index=False)
 
 
-def record(evaluated: Evaluated, results: Path, models: Path, run, params) -> tuple[dict, int]:
-    """The run's metrics and files; test scores onto the training runs; the registry. Returns
-    the registered versions and how many training runs got test metrics."""
+def logging_steps(
+    evaluated: Evaluated, results: Path, models: Path, run, params
+) -> list[tracking.Step]:
+    """What evaluate logs, each step named for the outage message: its metrics and files, test
+    scores onto the training runs (the number of runs that got them) and the registry (the
+    registered versions)."""
     scored = evaluated.scored
-    for activation, scores in scored.scores.items():
-        numbers = scores.to_json()
-        mlflow.log_metrics({f"{activation}.{k}": v for k, v in numbers.items() if v is not None})
-    differences = {f"relu_minus_sigmoid.{k}": p.difference.mean for k, p in scored.paired.items()}
-    mlflow.log_metrics(differences)
-    for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
-        mlflow.log_artifact(str(results / name))
-    mlflow.log_artifacts(str(results / "curves"), artifact_path="curves")
+    metrics = {
+        f"{activation}.{key}": value
+        for activation, scores in scored.scores.items()
+        for key, value in scores.to_json().items()
+        if value is not None
+    }
+    metrics |= {f"relu_minus_sigmoid.{k}": p.difference.mean for k, p in scored.paired.items()}
     numbers = {(a, s): n for a, d in scored.details.items() for s, n in d.per_seed.items()}
-    runs = training_runs(models, list(numbers), run.info.experiment_id)
-    linked = log_test_metrics_to_train_runs(runs, numbers)
     tags = {k: v for k, v in run.data.tags.items() if k in ("git_commit", "dvc_experiment")}
-    versions = register_primary_models(
-        evaluated.primary,
-        runs,
-        params.mlflow.experiment,
-        params.train.seeds[0],
-        scored.scores,
-        tags,
-        scored.champion,
-    )
-    return versions, linked
+    runs: dict[tuple[str, int], list] = {}
+
+    def find_training_runs() -> None:
+        runs.update(training_runs(models, list(numbers), run.info.experiment_id))
+
+    def log_files() -> None:
+        for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
+            mlflow.log_artifact(str(results / name))
+        mlflow.log_artifacts(str(results / "curves"), artifact_path="curves")
+
+    def register() -> dict[str, str]:
+        experiment, seed = params.mlflow.experiment, params.train.seeds[0]
+        return register_primary_models(
+            evaluated.primary, runs, experiment, seed, scored.scores, tags, scored.champion
+        )
+
+    return [
+        ("the test metrics", lambda: mlflow.log_metrics(metrics)),
+        ("the result files", log_files),
+        ("the search for the training runs", find_training_runs),
+        (
+            "test metrics on the training runs",
+            lambda: log_test_metrics_to_train_runs(runs, numbers),
+        ),
+        ("the registered models", register),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -322,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         }
         evaluated = compute(models, images, labels, class_names, params.evaluate.n_examples)
         write(evaluated, trained, args.results)
-        versions, linked = record(evaluated, args.results, args.models, run, params)
+        steps = logging_steps(evaluated, args.results, args.models, run, params)
+        *_, linked, versions = tracking.record("evaluate", steps)
     report_to_console(evaluated, versions, linked, params, args)
 
 

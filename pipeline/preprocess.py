@@ -113,8 +113,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             "class_counts": {name: class_counts(labels) for name, (_, labels) in splits.items()},
         }
         write_splits(args.output, splits, meta)
-        mlflow.log_metrics({f"{name}_images": size for name, size in meta["sizes"].items()})
-        mlflow.log_dict(meta, "meta.json")
+        sizes = {f"{name}_images": size for name, size in meta["sizes"].items()}
+        steps = [
+            ("the split sizes", lambda: mlflow.log_metrics(sizes)),
+            ("meta.json", lambda: mlflow.log_dict(meta, "meta.json")),
+        ]
+        tracking.record("preprocess", steps)
     sizes = ", ".join(f"{k} {v:,}" for k, v in meta["sizes"].items())
     print(f"wrote {args.output}: {sizes} (validation from {meta['validation_source']})")
 

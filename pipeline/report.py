@@ -251,8 +251,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         figures = build_figures(evidence.run, train_data, test_images, params.train.seeds[0])
         markdown = render_markdown(evidence, params)
         write_report(args.output, markdown, figures)
-        mlflow.log_artifact(str(args.output / "report.md"), artifact_path="report")
-        mlflow.log_artifacts(str(args.output / "figures"), artifact_path="report/figures")
+        report, folder = str(args.output / "report.md"), str(args.output / "figures")
+        steps = [
+            ("the report", lambda: mlflow.log_artifact(report, artifact_path="report")),
+            ("its figures", lambda: mlflow.log_artifacts(folder, artifact_path="report/figures")),
+        ]
+        tracking.record("report", steps)
     print(f"wrote {args.output / 'report.md'} with {len(figures)} figures")
 
 

@@ -60,15 +60,17 @@ def _parts(block: Mapping[str, Any], prefix: str = "") -> tuple:
     return tuple(block[prefix + part] for part in PARTS)
 
 
-# The headline numbers of one model on the test set, as evaluate computes them per seed.
-HEADLINE_KEYS = (
-    "test_accuracy",
-    "test_loss",
-    "macro_precision",
-    "macro_recall",
-    "macro_f1",
-    "majority_share",
-)
+# The headline numbers of one model on the test set, as evaluate computes them per seed: their
+# names, and the metric of metrics.classification_metrics (plus loss and majority share) each is.
+HEADLINE = {
+    "test_accuracy": "accuracy",
+    "test_loss": "loss",
+    "macro_precision": "macro_precision",
+    "macro_recall": "macro_recall",
+    "macro_f1": "macro_f1",
+    "majority_share": "majority_share",
+}
+HEADLINE_KEYS = tuple(HEADLINE)
 
 
 @dataclass(frozen=True)

@@ -327,16 +327,23 @@ def log_curve(key: str, steps: Sequence[int], values: Sequence[float]) -> None:
     mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
 
 
-def log_after_training(
-    uri: str,
+Step = tuple[str, Callable[[], Any]]
+
+
+def record(
     stage: str,
-    steps: Sequence[tuple[str, Callable[[], Any]]],
-    system_metrics: bool,
+    steps: Sequence[Step],
+    *,
+    system_metrics: bool = False,
     background: BackgroundMetrics | None = None,
-) -> None:
-    """Run the named logging steps in order (first settling `background`'s metrics, when
-    given). When the server is gone for longer than MLflow's retries last, or nothing reaches it
-    for that long in all, stop with one line naming the URI and every step not logged."""
+    uri: str | None = None,
+) -> list[Any]:
+    """Log what a stage computed: run the named steps in order (first settling `background`'s
+    metrics, when given) and return their results. Every stage records this way, after its
+    outputs are written, so a tracking outage never throws them away: when the server is gone
+    for longer than MLflow's retries last, or nothing reaches it for that long in all, the stage
+    stops with one line naming the URI and every step not logged."""
+    uri = uri or tracking_uri()
     window = retry_window()
     current = 0
 
@@ -347,7 +354,7 @@ def log_after_training(
             lost.append("system metrics from the outage on")
         return (
             f"the MLflow tracking server {uri} stopped answering and {reason}; not logged: "
-            f"{'; '.join(lost)}. Training finished and its outputs were written, but DVC did not "
+            f"{'; '.join(lost)}. {stage} finished and wrote its outputs, but DVC did not "
             f"record them: rerun `dvc repro {stage}` once the server answers"
         )
 
@@ -363,17 +370,18 @@ def log_after_training(
         window,
         lambda: outage(
             what_now(),
-            f"nothing reached it for {window:.0f} s after training (the window set by "
+            f"nothing reached it for {window:.0f} s after {stage} finished (the window set by "
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)",
         ),
     )
+    results = []
     try:
         for current, (what, step) in enumerate(steps):  # `current` is read by the watchdog
             try:
                 if current == 0 and background is not None:
                     step(watchdog.progress)
                 else:
-                    step()
+                    results.append(step())
                 watchdog.progress()
             except Exception as exc:
                 if not is_outage(exc):
@@ -385,6 +393,7 @@ def log_after_training(
                 raise TrackingOutage(outage(getattr(exc, "what", what), reason)) from None
     finally:
         watchdog.stop()
+    return results
 
 
 @contextlib.contextmanager

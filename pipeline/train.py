@@ -263,7 +263,7 @@ def log_inputs(params: Params, data_dir: Path, activation: str, seed: int, data)
 
 def logging_steps(
     trained: Trained, activation: str, model_path: Path, results_dir: Path
-) -> list[tuple[str, Callable[[], Any]]]:
+) -> list[tracking.Step]:
     """What is logged after training, each step named for the outage message."""
     final = {"train_seconds": trained.seconds, "diagnostics_seconds": trained.diagnostics_seconds}
     for key in ("escape_epoch", "escape_step"):
@@ -309,9 +309,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Written before the last logging, so a tracking outage does not throw the training away.
         write(trained, model_path, results_dir)
         steps = logging_steps(trained, activation, model_path, results_dir)
-        tracking.log_after_training(
-            tracking.tracking_uri(), stage, steps, system_metrics=True, background=background
-        )
+        tracking.record(stage, steps, system_metrics=True, background=background)
     summary = trained.summary
     print(
         f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} "

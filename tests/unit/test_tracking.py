@@ -166,6 +166,11 @@ def test_background_metrics_land_in_the_run():
     assert sorted((m.step, m.value) for m in history) == [(0, 0.0), (1, 0.1), (2, 0.2)]
 
 
+def test_record_returns_what_each_step_returned():
+    steps = [("first", lambda: 1), ("second", lambda: None), ("third", lambda: "three")]
+    assert tracking.record("evaluate", steps, uri="http://h:1") == [1, None, "three"]
+
+
 def test_an_outage_after_training_names_every_step_not_logged():
     import requests
 
@@ -175,11 +180,11 @@ def test_an_outage_after_training_names_every_step_not_logged():
     done = []
     steps = [("first", lambda: done.append(1)), ("second", gone), ("third", lambda: done.append(3))]
     with pytest.raises(tracking.TrackingOutage) as error:
-        tracking.log_after_training("http://h:1", "train_relu@42", steps, system_metrics=False)
+        tracking.record("train_relu@42", steps, uri="http://h:1")
     assert done == [1]
     assert "http://h:1" in str(error.value) and "not logged: second; third." in str(error.value)
     with pytest.raises(ValueError):
-        tracking.log_after_training("http://h:1", "s", [("x", lambda: int("x"))], False)
+        tracking.record("s", [("x", lambda: int("x"))], uri="http://h:1")
 
 
 def test_a_dataset_two_stages_log_at_once_is_linked_on_the_second_try(monkeypatch, tmp_path):
@@ -225,7 +230,7 @@ from pipeline import cli, tracking
 
 def main(argv):
     steps = [("the first", lambda: None), ("the stuck one", lambda: time.sleep(600)), ("the last", lambda: None)]
-    tracking.log_after_training("http://h:1", "train_relu@42", steps, system_metrics=False)
+    tracking.record("train_relu@42", steps, uri="http://h:1")
 
 raise SystemExit(cli.run_cli(main))
 """
@@ -249,6 +254,6 @@ def test_logging_that_makes_no_progress_for_the_window_ends_the_stage_in_one_lin
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: the MLflow tracking server http://h:1 stopped answering")
-    assert "nothing reached it for 2 s after training" in line
+    assert "nothing reached it for 2 s after train_relu@42 finished" in line
     assert "not logged: the stuck one; the last." in line
     assert took < 60, f"took {took:.0f} s"  # far less than the stuck step's 600 s
