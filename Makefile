@@ -32,9 +32,10 @@ run: $(STAMP)
 
 # Three workers on two cores, a test file each at a time: the end-to-end tests spend part of
 # their time waiting (servers starting, an outage's retry window, DVC's bookkeeping), which a
-# third worker can fill. Slowest files first (tests/durations.json).
+# third worker can fill. Slowest files first (tests/durations.json): pytest-xdist would otherwise
+# start the files with the most tests first, and the one-test end-to-end files last.
 test: $(STAMP)
-	pytest -n 3 --dist loadfile
+	pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 # The unit tier: no training, no server, no stage process; two workers keep it under a minute.
 test-fast: $(STAMP)
@@ -42,7 +43,7 @@ test-fast: $(STAMP)
 
 # Rewrites tests/durations.json, the per-file times `make test` orders its files by.
 durations: $(STAMP)
-	pytest -n 3 --dist loadfile --record-durations
+	pytest -n 3 --dist loadfile --no-loadscope-reorder --record-durations
 
 # The tutorial's training path against ours, alternating, on the archive `make run` downloaded
 # (or ARCHIVE=/path/to/cifar-10-python.tar.gz). Takes a few minutes; not part of `make test`.

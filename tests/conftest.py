@@ -49,7 +49,7 @@ TIER_MARKERS = {
     "release": ("release",),
 }
 # Seconds each test file took in the last recorded run (`make durations`): `make test` hands
-# whole files to two workers, and a long file started last leaves one worker idle at the end.
+# whole files to three workers, and a long file started last leaves one worker idle at the end.
 DURATIONS = Path(__file__).parent / "durations.json"
 
 
