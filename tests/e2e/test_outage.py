@@ -1,6 +1,7 @@
 """A real tracking server that goes away while a model trains: training goes on; an outage MLflow's
 retries outlast loses nothing, a longer one (or a server that hangs) ends the stage within one
-retry window after training, with one line."""
+retry window after training, with one line. A server gone while the report logs ends it the same
+way."""
 
 from __future__ import annotations
 
@@ -138,3 +139,53 @@ def nothing_lost(uri: str) -> None:
         experiment_ids=[run.info.experiment_id], output_format="list"
     )
     assert model.source_run_id == run.info.run_id
+
+
+def test_a_server_lost_during_the_reports_logging_ends_it_in_one_line(tiny_run, tmp_path):
+    """Every stage logs through tracking.record: the report's own logging steps, after its files
+    are written, meet a server that is gone as training's do."""
+    import yaml
+    from project import copy_repo
+
+    repo = copy_repo(tiny_run[0], tmp_path / "repo")
+    before = (repo / "reports/report.md").stat().st_mtime_ns
+    command = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["report"]["cmd"]
+    (tmp_path / "server").mkdir()
+    server = MlflowServer(tmp_path / "server").start()
+    # A 2 s retry window: MLflow's retries, f·(2^retries − 2).
+    env = stage_env(
+        server.uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="2", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1"
+    )
+    report = subprocess.Popen(
+        command.split(),
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        client = mlflow.MlflowClient(tracking_uri=server.uri)
+        deadline = time.monotonic() + 120
+        # Killed once the run has its params: the report then draws its figures (seconds) before
+        # its first logging step.
+        while not [r for r in client.search_runs(experiment_ids(client)) if r.data.params]:
+            assert report.poll() is None, report.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no report run with its params within 120 s"
+            time.sleep(0.1)
+        server.kill()
+        _, stderr = report.communicate(timeout=120)
+    finally:
+        server.kill()
+        if report.poll() is None:
+            report.kill()
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert report.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert len(errors) == 1 and server.uri in errors[0], stderr[-3000:]
+    assert "not logged: the report; its figures." in errors[0]
+    assert "rerun `dvc repro report`" in errors[0]
+    assert (repo / "reports/report.md").stat().st_mtime_ns > before  # written before the logging
+
+
+def experiment_ids(client: mlflow.MlflowClient) -> list[str]:
+    return [e.experiment_id for e in client.search_experiments()]
