@@ -113,9 +113,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "class_counts": {name: class_counts(labels) for name, (_, labels) in splits.items()},
         }
         write_splits(args.output, splits, meta)
-        sizes = {f"{name}_images": size for name, size in meta["sizes"].items()}
+        counts = {f"{name}_images": size for name, size in meta["sizes"].items()}
         steps = [
-            ("the split sizes", lambda: mlflow.log_metrics(sizes)),
+            ("the split sizes", lambda: mlflow.log_metrics(counts)),
             ("meta.json", lambda: mlflow.log_dict(meta, "meta.json")),
         ]
         tracking.record("preprocess", steps)

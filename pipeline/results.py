@@ -71,6 +71,8 @@ HEADLINE = {
     "majority_share": "majority_share",
 }
 HEADLINE_KEYS = tuple(HEADLINE)
+# Those kept as a plain mean over seeds (the others carry their spread too).
+MEAN_KEYS = tuple(key for key in HEADLINE_KEYS if key not in SPREAD_KEYS)
 
 
 @dataclass(frozen=True)
@@ -93,14 +95,10 @@ class Scores:
         def values(key: str) -> list[float]:
             return [numbers[key] for numbers in per_seed.values()]
 
-        mean = {key: float(np.mean(values(key))) for key in HEADLINE_KEYS}
         return cls(
             Spread.of(values("test_accuracy")),
             Spread.of(values("test_loss")),
-            mean["macro_precision"],
-            mean["macro_recall"],
-            mean["macro_f1"],
-            mean["majority_share"],
+            *(float(np.mean(values(key))) for key in MEAN_KEYS),
             len(per_seed),
         )
 
@@ -112,19 +110,13 @@ class Scores:
         return cls(
             spread("test_accuracy"),
             spread("test_loss"),
-            *(block[k] for k in ("macro_precision", "macro_recall", "macro_f1", "majority_share")),
+            *(block[key] for key in MEAN_KEYS),
             block["seeds"],
         )
 
     def to_json(self) -> dict[str, Any]:
-        block = {
-            "test_accuracy": self.accuracy.mean,
-            "test_loss": self.loss.mean,
-            "macro_precision": self.macro_precision,
-            "macro_recall": self.macro_recall,
-            "macro_f1": self.macro_f1,
-            "majority_share": self.majority_share,
-        }
+        block = {"test_accuracy": self.accuracy.mean, "test_loss": self.loss.mean}
+        block |= {key: getattr(self, key) for key in MEAN_KEYS}
         spreads = self.accuracy.fields("test_accuracy_") | self.loss.fields("test_loss_")
         return block | spreads | {"seeds": self.seeds}
 
