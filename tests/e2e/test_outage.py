@@ -165,11 +165,10 @@ def test_a_server_lost_during_the_reports_logging_ends_it_in_one_line(tiny_run, 
         text=True,
     )
     try:
-        client = mlflow.MlflowClient(tracking_uri=server.uri)
         deadline = time.monotonic() + 120
         # Killed once the run has its params: the report then draws its figures (seconds) before
         # its first logging step.
-        while not [r for r in client.search_runs(experiment_ids(client)) if r.data.params]:
+        while not [r for r in logged_runs(server.uri) if r.data.params]:
             assert report.poll() is None, report.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "no report run with its params within 120 s"
             time.sleep(0.1)
@@ -185,7 +184,3 @@ def test_a_server_lost_during_the_reports_logging_ends_it_in_one_line(tiny_run, 
     assert "not logged: the report; its figures." in errors[0]
     assert "rerun `dvc repro report`" in errors[0]
     assert (repo / "reports/report.md").stat().st_mtime_ns > before  # written before the logging
-
-
-def experiment_ids(client: mlflow.MlflowClient) -> list[str]:
-    return [e.experiment_id for e in client.search_experiments()]
