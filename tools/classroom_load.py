@@ -37,8 +37,6 @@ from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
 
-from pipeline.ui import NO_JOB_RUNNER
-
 PROJECT = Path(__file__).resolve().parents[1]
 PASSWORD = "load-test-password"
 TEACHER_PASSWORD = "load-test-teacher"
@@ -91,6 +89,10 @@ def free_port() -> int:
 
 
 def start_server(folder: Path, port: int, workers: int) -> subprocess.Popen:
+    # Imported where used, like the tool's other imports of the package: the spawned clients
+    # re-import this module, and pipeline.ui brings in MLflow.
+    from pipeline.ui import NO_JOB_RUNNER
+
     ini = folder / "class_auth.ini"
     ini.write_text(
         "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///class_auth.db\n"
