@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -92,6 +93,10 @@ def parse_stage(
 
 def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> int:
     """Run a stage's `main`, printing user errors as one line instead of a traceback."""
+    # The imports (TensorFlow, MLflow) leave millions of objects that live until exit; frozen,
+    # the garbage collector stops walking them on every full collection and at exit, which
+    # cost a tiny train stage about a fifth of its CPU time.
+    gc.freeze()
     try:
         with stop_signals():
             main(argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return (_tier(item) == "unit", -(recorded if recorded is not None else 1e9))
 
     items.sort(key=rank)  # stable: each file keeps its own order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # As pipeline.cli does for each stage: the modules imported so far (TensorFlow, MLflow)
+    # live until the end, so the garbage collector need not walk them again.
+    gc.freeze()
 
 
 _spent: dict[str, float] = {}
