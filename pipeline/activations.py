@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -33,17 +34,25 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
 
-def _import(module_name: str, name: str):
+def _project_root_on_path() -> None:
     root = str(Path.cwd())
     if root not in sys.path:
         sys.path.insert(0, root)  # the project root: stages run from it
+
+
+def _not_importable(name: str, module_name: str, why: object) -> ActivationError:
+    return ActivationError(
+        f"activation {name!r}: cannot import {module_name} ({why}); put the module under "
+        "the project root or on PYTHONPATH"
+    )
+
+
+def _import(module_name: str, name: str):
+    _project_root_on_path()
     try:
         return importlib.import_module(module_name)
     except ImportError as exc:
-        raise ActivationError(
-            f"activation {name!r}: cannot import {module_name} ({exc}); put the module under "
-            "the project root or on PYTHONPATH"
-        ) from None
+        raise _not_importable(name, module_name, exc) from None
 
 
 def resolve(name: str) -> Callable:
@@ -66,11 +75,19 @@ def resolve(name: str) -> Callable:
 
 
 def source_file(name: str) -> Path | None:
-    """The file that defines a user's activation; None for Keras' own."""
+    """The file that defines a user's activation; None for Keras' own. Found without running
+    it: a user's module usually imports Keras, which would cost the fingerprint seconds."""
     if not is_user_defined(name):
         return None
     module_name = name.partition(":")[0]
-    return Path(_import(module_name, name).__file__).resolve()
+    _project_root_on_path()
+    try:
+        spec = importlib.util.find_spec(module_name)  # runs its packages' __init__ only
+    except ImportError as exc:
+        raise _not_importable(name, module_name, exc) from None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        raise _not_importable(name, module_name, f"no module named {module_name!r}")
+    return Path(spec.origin).resolve()
 
 
 def code_path(name: str) -> Path | None:

@@ -151,3 +151,26 @@ def test_a_users_activation_builds_saves_and_loads(tmp_path, monkeypatch):
     again = keras.saving.load_model(tmp_path / "m.keras", custom_objects=objects)
     images = np.zeros((2, 32, 32, 3), np.uint8)
     assert np.array_equal(model.predict(images, verbose=0), again.predict(images, verbose=0))
+
+
+def test_a_users_activation_is_fingerprinted_without_running_its_file(tmp_path, monkeypatch):
+    import hashlib
+    import sys
+
+    package = tmp_path / "ranpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    source = "raise SystemExit('the fingerprint ran the file')\n"
+    (package / "acts.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as the stage puts its root there
+    from pipeline import activations
+
+    found = activations.fingerprint("ranpkg.acts:anything")
+    assert found["source"] == "ranpkg/acts.py"
+    assert found["sha256"] == hashlib.sha256(source.encode()).hexdigest()
+    assert "ranpkg.acts" not in sys.modules
+    with pytest.raises(ActivationError, match=r"cannot import ranpkg\.missing"):
+        activations.fingerprint("ranpkg.missing:f")
+    with pytest.raises(ActivationError, match=r"cannot import nopkg\.acts"):
+        activations.fingerprint("nopkg.acts:f")
