@@ -1,5 +1,5 @@
 """docs/classroom.md run as written: the teacher's server (basic-auth, SQLite) and the archive
-served over HTTP, two student accounts made from a class list, each student's one command in
+served over HTTP, three student accounts made from a class list, each student's one command in
 their own clone logging a tiny training, what each account may and may not do checked with real
 requests, and the pooled report built from the server alone."""
 
@@ -31,9 +31,9 @@ from project import (
 pytestmark = pytest.mark.servers
 
 TEACHER_PASSWORD = "teacher-secret-for-tests"
-STUDENTS = ("alice", "bob")
-# bob trains one more activation, as the page says a student may.
-CHOICE = {"bob": "tanh"}
+STUDENTS = ("alice", "bob", "carol")
+# carol trains one more activation, as the page says a student may.
+CHOICE = {"carol": "tanh"}
 
 
 def as_user(uri: str, user: str, password: str) -> mlflow.MlflowClient:
@@ -202,14 +202,14 @@ def check_refused_stage(uri: str, password: str, bob_home: Path) -> None:
 
 def check_report(folder: Path, passwords: dict[str, str]) -> None:
     report = (folder / "report.md").read_text()
-    assert "of 2 student(s) (alice, bob)" in report, report[:600]
+    assert "of 3 student(s) (alice, bob, carol)" in report, report[:600]
     for student in STUDENTS:
         seed = 42 + STUDENTS.index(student)
         for activation in ("sigmoid", "relu"):
             assert re.search(rf"^\| {student}\s+\| {seed}\s+\| {activation}\s+\|", report, re.M)
-    assert re.search(r"^\| bob\s+\| 43\s+\| tanh\s+\|", report, re.M)
-    # Two students, two seeds: the paired difference pools both.
-    assert re.search(r"over 2 pair\(s\)", report), report
+    assert re.search(r"^\| carol\s+\| 44\s+\| tanh\s+\|", report, re.M)
+    # Three students, three seeds: the paired difference pools all three.
+    assert re.search(r"over 3 pair\(s\)", report), report
     for figure in ("curves.png", "escape.png", "accuracy.png"):
         assert (folder / "figures" / figure).stat().st_size > 0
     assert json.dumps(passwords["alice"]) not in report
