@@ -96,10 +96,10 @@ class Scores:
             return [numbers[key] for numbers in per_seed.values()]
 
         return cls(
-            Spread.of(values("test_accuracy")),
-            Spread.of(values("test_loss")),
-            *(float(np.mean(values(key))) for key in MEAN_KEYS),
-            len(per_seed),
+            accuracy=Spread.of(values("test_accuracy")),
+            loss=Spread.of(values("test_loss")),
+            seeds=len(per_seed),
+            **{key: float(np.mean(values(key))) for key in MEAN_KEYS},
         )
 
     @classmethod
@@ -108,10 +108,10 @@ class Scores:
             return Spread(block[key], *_parts(block, f"{key}_"))
 
         return cls(
-            spread("test_accuracy"),
-            spread("test_loss"),
-            *(block[key] for key in MEAN_KEYS),
-            block["seeds"],
+            accuracy=spread("test_accuracy"),
+            loss=spread("test_loss"),
+            seeds=block["seeds"],
+            **{key: block[key] for key in MEAN_KEYS},
         )
 
     def to_json(self) -> dict[str, Any]:
