@@ -13,7 +13,15 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from project import MlflowServer, logged_runs, stage_env, train_cmd, write_params
+import yaml
+from project import (
+    MlflowServer,
+    copy_repo,
+    logged_runs,
+    stage_env,
+    train_cmd,
+    write_params,
+)
 
 pytestmark = pytest.mark.servers
 
@@ -144,9 +152,6 @@ def nothing_lost(uri: str) -> None:
 def test_a_server_lost_during_the_reports_logging_ends_it_in_one_line(tiny_run, tmp_path):
     """Every stage logs through tracking.record: the report's own logging steps, after its files
     are written, meet a server that is gone as training's do."""
-    import yaml
-    from project import copy_repo
-
     repo = copy_repo(tiny_run[0], tmp_path / "repo")
     before = (repo / "reports/report.md").stat().st_mtime_ns
     command = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["report"]["cmd"]
