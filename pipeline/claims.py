@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.metrics import ESCAPE_THRESHOLD
+from pipeline.escape import ESCAPE_THRESHOLD, format_escape
 from pipeline.plots import layer_labels
 from pipeline.results import RunResults, Scores, Spread
 from pipeline.stats import summarize_values
@@ -81,7 +81,7 @@ def ratio(a: float, b: float) -> str:
 
 
 def _escapes(per_seed: dict[int, int | None], unit: str = "") -> str:
-    return ", ".join("never" if e is None else f"{e}{unit}" for e in per_seed.values())
+    return ", ".join(format_escape(e) + ("" if e is None else unit) for e in per_seed.values())
 
 
 def _spread(values: Sequence[float]) -> Spread:

@@ -33,8 +33,8 @@ from typing import Any
 
 from pipeline import cli, tracking
 from pipeline.errors import PipelineError
+from pipeline.escape import ESCAPE_THRESHOLD, escape_epoch, format_escape
 from pipeline.files import sha256_file
-from pipeline.metrics import ESCAPE_THRESHOLD, escape_epoch
 from pipeline.params import MAIN_ACTIVATIONS, TRAIN_KEYS, Params, load_params, logged_params
 from pipeline.stats import paired_difference, summarize_values
 
@@ -310,7 +310,7 @@ def escape_counts(runs: Sequence[ClassRun], epochs: int) -> dict[str, int]:
     """How many runs left chance in each epoch, and how many never did."""
     counts = {str(e): 0 for e in range(1, epochs + 1)} | {"never": 0}
     for run in runs:
-        counts[str(run.escape_epoch) if run.escape_epoch else "never"] += 1
+        counts[format_escape(run.escape_epoch)] += 1
     return counts
 
 
@@ -398,7 +398,7 @@ def report_tables(result: Pooled, epochs: int) -> dict[str, Any]:
             "seed": r.seed,
             "activation": r.activation,
             "test accuracy": _four(r.test_accuracy),
-            "escape epoch": r.escape_epoch or "never",
+            "escape epoch": format_escape(r.escape_epoch),
         }
         for r in result.pooled
     ]

@@ -22,6 +22,8 @@ from pipeline.metrics import majority_share
 # share of its peak slope: sigmoid's σ′ = σ(1 − σ) is below 0.0396 · σ′(0) exactly where σ is
 # below 0.01 or above 0.99, the bounds this project used for sigmoid before.
 FLAT_SHARE = 0.0396
+# What the step curve records of each hidden layer, besides the validation accuracy.
+STEP_LAYER_KEYS = ("mean_slope/", "saturated_fraction/")
 # Where the peak slope is looked for, and how finely.
 PEAK_GRID = np.linspace(-20, 20, 40_001, dtype=np.float32)
 
@@ -171,9 +173,13 @@ class DiagnosticsCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         self._measure(epoch + 1, float((logs or {})["val_plateau_share"]))
 
+    def probe_now(self) -> dict[str, float]:
+        """The probe batch measured on the model's current weights (after on_train_begin)."""
+        return self._probe(*self.probe_data)
+
     def _measure(self, epoch: int, plateau: float) -> None:
         start = time.perf_counter()
-        metrics = self._probe(*self.probe_data)
+        metrics = self.probe_now()
         metrics["plateau_share"] = plateau
         self.seconds += time.perf_counter() - start
         self.rows.append({"epoch": epoch, **metrics})
@@ -185,17 +191,25 @@ class DiagnosticsCallback(keras.callbacks.Callback):
 
 
 class StepCurveCallback(keras.callbacks.Callback):
-    """Validation accuracy on a fixed set of validation images before training and after every
-    call into TensorFlow, through the first `epochs` epochs: an escape *step*, which an escape
-    epoch of 1 hides. Keeps one row per measurement (`frame()`): step, epoch (fractional),
-    val_accuracy."""
+    """The first `max_steps` training steps, measured after every call into TensorFlow (and
+    before training): validation accuracy on fixed validation images, and, given `layers` (the
+    run's DiagnosticsCallback), each hidden layer's mean slope and saturated share on its probe
+    batch. An escape *step*, which an escape epoch of 1 hides, and the order of events through
+    the plateau. Keeps one row per measurement (`frame()`): step, epoch (fractional),
+    val_accuracy, then `mean_slope/<layer>` and `saturated_fraction/<layer>`."""
 
     def __init__(
-        self, images: np.ndarray, labels: np.ndarray, epochs: int, predict_batch: int = 500
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        max_steps: int,
+        layers: DiagnosticsCallback | None = None,
+        predict_batch: int = 500,
     ) -> None:
         super().__init__()
         self.images, self.labels = images, np.asarray(labels)
-        self.epochs = epochs
+        self.max_steps = max_steps
+        self.layers = layers
         self.predict_batch = predict_batch
         self.rows: list[dict[str, float]] = []
         self.seconds = 0.0
@@ -211,16 +225,25 @@ class StepCurveCallback(keras.callbacks.Callback):
         # `batch` is the last step of this call into TensorFlow (0-based within the epoch); Keras
         # counts a last, shorter call as a full one.
         steps = self.params["steps"]
-        if self._epoch < self.epochs:
-            self._measure(self._epoch * steps + min(batch + 1, steps))
+        step = self._epoch * steps + min(batch + 1, steps)
+        if step <= self.max_steps:
+            self._measure(step)
 
     def _measure(self, step: int) -> None:
         start = time.perf_counter()
         outputs = self.model.predict(self.images, batch_size=self.predict_batch, verbose=0)
         accuracy = float(np.mean(np.asarray(outputs).argmax(axis=1) == self.labels))
-        self.seconds += time.perf_counter() - start
         epoch = step / self.params["steps"]
-        self.rows.append({"step": step, "epoch": round(epoch, 4), "val_accuracy": accuracy})
+        row = {"step": step, "epoch": round(epoch, 4), "val_accuracy": accuracy}
+        if self.layers is not None:
+            row |= {
+                key: value
+                for key, value in self.layers.probe_now().items()
+                if key.startswith(STEP_LAYER_KEYS)
+            }
+        self.seconds += time.perf_counter() - start
+        self.rows.append(row)
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["step", "epoch", "val_accuracy"])
+        frame = pd.DataFrame(self.rows)
+        return frame if len(frame) else pd.DataFrame(columns=["step", "epoch", "val_accuracy"])

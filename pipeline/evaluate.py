@@ -24,17 +24,13 @@ import pandas as pd
 from pipeline import activations, cli, serving, tracking
 from pipeline.cifar import CIFAR10
 from pipeline.errors import PipelineError
+from pipeline.escape import escape_epoch, escape_step, summarize_history
 from pipeline.files import atomic_path, sha256_file, write_json
-from pipeline.metrics import (
-    classification_metrics,
-    cross_entropy,
-    majority_share,
-    summarize_history,
-)
+from pipeline.metrics import classification_metrics, cross_entropy, majority_share
 from pipeline.model import CUSTOM_OBJECTS
 from pipeline.params import logged_params
-from pipeline.preprocess import load_split
 from pipeline.results import HEADLINE, SPREAD_KEYS, ModelDetails, Paired, Scored, Scores
+from pipeline.splits import load_split
 
 PREDICT_BATCH = 1000
 
@@ -108,8 +104,10 @@ def training_summary(trained: dict[int, dict]) -> dict:
     history = mean_over_seeds([t["history"] for t in trained.values()])
     summaries = [t["summary"] for t in trained.values()]
     return summarize_history(history) | {
-        "escape_epoch_per_seed": {str(s): t["summary"]["escape_epoch"] for s, t in trained.items()},
-        "escape_step_per_seed": {str(s): t["summary"]["escape_step"] for s, t in trained.items()},
+        "escape_epoch_per_seed": {
+            str(s): escape_epoch(t["history"]["val_accuracy"].tolist()) for s, t in trained.items()
+        },
+        "escape_step_per_seed": {str(s): escape_step(t["steps"]) for s, t in trained.items()},
         "steps_per_epoch": summaries[0]["steps_per_epoch"],
         "step_curve_images": summaries[0]["step_curve_images"],
         "seeds": len(trained),

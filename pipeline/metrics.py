@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.cifar import CIFAR10
-
-# Validation accuracy above half again chance counts as having left it (0.15 for 10 classes).
-ESCAPE_THRESHOLD = 1.5 / CIFAR10.n_classes
 # Keras clips probabilities to [eps, 1 - eps] before the log; so do we, to match its loss.
 EPSILON = 1e-7
 
@@ -47,35 +43,3 @@ def cross_entropy(y_true: np.ndarray, probabilities: np.ndarray) -> float:
 def majority_share(y_pred: np.ndarray, n_classes: int) -> float:
     """Share of predictions on the most-predicted class (1.0 = the model answers one class)."""
     return float(np.bincount(y_pred, minlength=n_classes).max() / max(len(y_pred), 1))
-
-
-def escape_epoch(val_accuracy: list[float], threshold: float = ESCAPE_THRESHOLD) -> int | None:
-    """First epoch (1-based) whose validation accuracy exceeds `threshold`; None if none does."""
-    for epoch, accuracy in enumerate(val_accuracy, start=1):
-        if accuracy > threshold:
-            return epoch
-    return None
-
-
-def escape_step(steps, threshold: float = ESCAPE_THRESHOLD) -> int | None:
-    """First training step whose validation accuracy exceeds `threshold`, from a step curve (a
-    DataFrame with step and val_accuracy); None if no measured step does."""
-    above = steps.loc[steps["val_accuracy"] > threshold, "step"]
-    return int(above.iloc[0]) if len(above) else None
-
-
-def summarize_history(history) -> dict[str, float | int | None]:
-    """A per-epoch history (a DataFrame with epoch, loss, accuracy, val_loss, val_accuracy) →
-    its final-epoch numbers, its best validation accuracy and epoch, and its escape epoch."""
-    last = history.iloc[-1]
-    best = history.loc[history["val_accuracy"].idxmax()]
-    return {
-        "epochs": int(last["epoch"]),
-        "loss": float(last["loss"]),
-        "accuracy": float(last["accuracy"]),
-        "val_loss": float(last["val_loss"]),
-        "val_accuracy": float(last["val_accuracy"]),
-        "best_val_accuracy": float(best["val_accuracy"]),
-        "best_epoch": int(best["epoch"]),
-        "escape_epoch": escape_epoch(history["val_accuracy"].tolist()),
-    }

@@ -18,6 +18,7 @@ TUTORIAL = ModelParams(
     conv_blocks=1,
     dense_layers=1,
     batch_norm=False,
+    initializer="glorot_uniform",  # Keras' default for Conv2D and Dense
 )
 
 
@@ -106,13 +107,19 @@ def build_cnn(
             params.conv_filters,
             params.kernel_size,
             activation=activation,
+            kernel_initializer=params.initializer,
             name=_name("conv2d", block),
         )
         stack += _hidden(conv, activation, params.batch_norm)
         stack.append(layers.MaxPooling2D(params.pool_size, name=_name("max_pooling2d", block)))
     stack.append(layers.Flatten(name="flatten"))
     for index in range(params.dense_layers):
-        dense = layers.Dense(params.dense_units, activation=activation, name=_name("dense", index))
+        dense = layers.Dense(
+            params.dense_units,
+            activation=activation,
+            kernel_initializer=params.initializer,
+            name=_name("dense", index),
+        )
         stack += _hidden(dense, activation, params.batch_norm)
     stack.append(
         layers.Dense(n_classes, activation="softmax", name=_name("dense", params.dense_layers))

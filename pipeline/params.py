@@ -87,6 +87,14 @@ def _extra_activations(values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
+def _initializer(name: str) -> str:
+    if not KERAS_NAME.fullmatch(name):
+        raise ValueError(
+            f"must be a Keras initializer name (glorot_uniform, he_normal, …), not {name!r}"
+        )
+    return name
+
+
 def _as_tuple(value: Any) -> Any:
     """YAML gives lists; the params keep tuples (frozen). Anything else is refused as not a list."""
     return tuple(value) if isinstance(value, list) else value
@@ -127,6 +135,8 @@ class ModelParams(_Section):
     conv_blocks: int = Field(ge=1, le=4)  # convolution + max-pooling blocks (tutorial: 1)
     dense_layers: int = Field(ge=1, le=8)  # hidden dense layers (tutorial: 1)
     batch_norm: bool  # batch normalisation before each hidden activation (tutorial: no)
+    # kernel initialiser of every hidden layer, by Keras name (tutorial: Keras' default)
+    initializer: Annotated[str, AfterValidator(_initializer)]
 
 
 class TrainParams(_Section):

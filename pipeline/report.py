@@ -20,11 +20,11 @@ from matplotlib.figure import Figure
 
 from pipeline import claims, cli, plots, studies, tracking
 from pipeline.cifar import CIFAR10
+from pipeline.escape import ESCAPE_THRESHOLD
 from pipeline.files import atomic_path
-from pipeline.metrics import ESCAPE_THRESHOLD
 from pipeline.params import Params, logged_params
-from pipeline.preprocess import load_split
 from pipeline.results import RunResults, read_results
+from pipeline.splits import load_split
 
 # The tutorial's published validation numbers after 10 epochs (it validated on the test set).
 TUTORIAL_EPOCH = 10

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from pipeline.escape import format_escape
 from pipeline.params import MAIN_ACTIVATIONS
 from pipeline.results import Evaluation, Scores, read_evaluation
 
@@ -77,9 +78,7 @@ def summary_table(cells: list[Cell]) -> str:
                     "seeds": scores.seeds,
                     "test accuracy (mean ± std [95% CI])": scores.accuracy.format(),
                     "test loss": scores.loss.format(),
-                    "escape epoch per seed": ", ".join(
-                        "never" if e is None else str(e) for e in escapes.values()
-                    ),
+                    "escape epoch per seed": ", ".join(format_escape(e) for e in escapes.values()),
                 }
             )
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)

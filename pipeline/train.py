@@ -30,7 +30,6 @@ from pipeline.diagnostics import DiagnosticsCallback, StepCurveCallback, probe_b
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.manifest import collect_manifest
-from pipeline.metrics import escape_step, summarize_history
 from pipeline.model import build_cnn, compile_model
 from pipeline.params import (
     TRAIN_KEYS,
@@ -40,17 +39,18 @@ from pipeline.params import (
     logged_params,
     stage_name,
 )
-from pipeline.preprocess import load_split
 from pipeline.serving import log_served_model
+from pipeline.splits import load_split
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 # Several batches per call into TensorFlow: measured here ~1.5x faster on a 2-core CPU, same numbers.
 STEPS_PER_EXECUTION = 32
 # Training images the diagnostics probe every epoch (chosen by the seed being trained).
 PROBE_SIZE = 256
-# The first epochs are also measured step by step, on the first validation images (the same for
-# every model): a plateau shorter than an epoch shows there.
-STEP_CURVE_EPOCHS = 2
+# The first steps are also measured step by step, on the first validation images (the same for
+# every model) and the probe batch: a plateau shorter than an epoch shows there, and so does the
+# order of events inside it. 1,408 steps are the default run's first two epochs (704 each).
+STEP_CURVE_STEPS = 1408
 STEP_CURVE_IMAGES = 1000
 
 
@@ -168,7 +168,8 @@ def compute(
     step_curve = StepCurveCallback(
         val_data[0][:STEP_CURVE_IMAGES],
         val_data[1][:STEP_CURVE_IMAGES],
-        min(STEP_CURVE_EPOCHS, params.train.epochs),
+        STEP_CURVE_STEPS,
+        diagnostics,
     )
     callbacks = [StopWhenAsked(stop)] if stop is not None else []
     callbacks += [EpochMetricsLogger(log)] if log is not None else []
@@ -184,8 +185,12 @@ def compute(
     )
     seconds = time.perf_counter() - start
     steps = step_curve.frame()
-    summary = summarize_history(history) | {
-        "escape_step": escape_step(steps),
+    # Only what training alone knows: escape and best epochs are evaluate's to derive, so a
+    # change of their definition reruns evaluate, not training.
+    last = history.iloc[-1]
+    summary = {
+        "epochs": int(last["epoch"]),
+        **{key: float(last[key]) for key in HISTORY_COLUMNS[1:]},
         "steps_per_epoch": step_curve.params["steps"],
         "step_curve_images": len(step_curve.labels),
         "seed": seed,
@@ -194,7 +199,13 @@ def compute(
         "diagnostics_seconds": round(diagnostics.seconds + step_curve.seconds, 1),
     }
     return Trained(
-        model, history, diagnostics.frame(), steps, summary, seconds, diagnostics.seconds
+        model,
+        history,
+        diagnostics.frame(),
+        steps,
+        summary,
+        seconds,
+        diagnostics.seconds + step_curve.seconds,
     )
 
 
@@ -266,9 +277,6 @@ def logging_steps(
 ) -> list[tracking.Step]:
     """What is logged after training, each step named for the outage message."""
     final = {"train_seconds": trained.seconds, "diagnostics_seconds": trained.diagnostics_seconds}
-    for key in ("escape_epoch", "escape_step"):
-        if trained.summary[key] is not None:
-            final[key] = trained.summary[key]
     steps = trained.steps
     strategy = getattr(trained.model, "distribute_strategy", None)
     replicas = strategy.num_replicas_in_sync if strategy else 1

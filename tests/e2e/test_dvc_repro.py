@@ -18,7 +18,7 @@ import yaml
 from project import clean_env, commit, copy_repo, logged_runs, run, set_params
 from tiny_cifar import batches, write_archive
 
-from pipeline.preprocess import load_split
+from pipeline.splits import load_split
 
 STAGES = [
     "check_params",

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from project import logged_runs, write_params
 
-from pipeline import preprocess, train
+from pipeline import preprocess, splits, train
 from pipeline.params import load_params
 
 
@@ -36,8 +36,8 @@ def weights_digest(model) -> str:
 def test_same_params_give_identical_history_and_weights(processed):
     data, params_path = processed
     params = load_params(params_path)
-    splits = [preprocess.load_split(data, name) for name in ("train", "validation")]
-    runs = [train.train("relu", params.model, params.train, *splits, verbose=0) for _ in range(2)]
+    data_splits = [splits.load_split(data, name) for name in ("train", "validation")]
+    runs = [train.train("relu", params.model, params.train, *data_splits, verbose=0) for _ in range(2)]
     (model_a, history_a), (model_b, history_b) = runs
     pd.testing.assert_frame_equal(history_a, history_b, check_exact=True)
     assert weights_digest(model_a) == weights_digest(model_b)
@@ -127,9 +127,9 @@ def test_compute_trains_without_files_or_a_tracking_store(processed, tmp_path, m
     monkeypatch.chdir(tmp_path)
     data, params_path = processed
     params = load_params(params_path)
-    splits = [preprocess.load_split(data, name) for name in ("train", "validation")]
+    data_splits = [splits.load_split(data, name) for name in ("train", "validation")]
     logged = []
-    trained = train.compute("tanh", 7, params, *splits, log=lambda e, m: logged.append(e))
+    trained = train.compute("tanh", 7, params, *data_splits, log=lambda e, m: logged.append(e))
     assert list(trained.history["epoch"]) == [1, 2]
     assert list(trained.diagnostics["epoch"]) == [0, 1, 2]
     assert trained.summary["seed"] == 7 and trained.summary["epochs"] == 2

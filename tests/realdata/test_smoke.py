@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from project import REAL_ARCHIVE, REAL_SHA256, write_params
 
-from pipeline import download, preprocess, train
+from pipeline import download, preprocess, splits, train
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,7 +39,7 @@ def test_real_subset_downloads_preprocesses_and_relu_learns(tmp_path):
             str(tmp_path / "processed"),
         ]
     )
-    images, labels = preprocess.load_split(tmp_path / "processed", "test")
+    images, labels = splits.load_split(tmp_path / "processed", "test")
     assert images.shape == (10_000, 32, 32, 3)
     assert sorted(pd.Series(labels).value_counts().tolist()) == [1000] * 10
     train.main(

@@ -17,16 +17,21 @@ def trained(val_accuracy, seconds=10.0):
             "val_accuracy": val_accuracy,
         }
     )
+    # The step curve: out of chance by step 32 when the first epoch is; stuck otherwise.
+    steps = pd.DataFrame(
+        {
+            "step": [0, 32, 64],
+            "val_accuracy": [0.1, *([0.3, 0.4] if val_accuracy[0] > 0.15 else [0.1, 0.1])],
+        }
+    )
     summary = {
-        "escape_epoch": 1 if val_accuracy[0] > 0.15 else 2,
-        "escape_step": 30 if val_accuracy[0] > 0.15 else None,
         "steps_per_epoch": 64,
         "step_curve_images": 50,
         "parameters": 7,
         "train_seconds": seconds,
         "diagnostics_seconds": 1.0,
     }
-    return {"history": history, "summary": summary}
+    return {"history": history, "steps": steps, "summary": summary}
 
 
 def test_seed_means_and_the_summary_of_several_seeds():
@@ -37,7 +42,7 @@ def test_seed_means_and_the_summary_of_several_seeds():
     assert summary["val_accuracy"] == pytest.approx(0.5) and summary["seeds"] == 2
     assert summary["escape_epoch"] == 1  # of the mean curve: 0.2 > 0.15
     assert summary["escape_epoch_per_seed"] == {"42": 2, "43": 1}
-    assert summary["escape_step_per_seed"] == {"42": None, "43": 30}
+    assert summary["escape_step_per_seed"] == {"42": None, "43": 32}
     assert summary["steps_per_epoch"] == 64
     assert summary["train_seconds"] == pytest.approx(30.0)
     stacked = long_format({s: t["history"] for s, t in per_seed.items()})

@@ -4,7 +4,6 @@ import pytest
 from pipeline.metrics import (
     classification_metrics,
     cross_entropy,
-    escape_epoch,
     majority_share,
 )
 
@@ -32,39 +31,3 @@ def test_cross_entropy_matches_hand_computation():
 
 def test_majority_share():
     assert majority_share(np.array([3, 3, 3, 1]), 10) == pytest.approx(0.75)
-
-
-def test_escape_epoch_must_exceed_the_threshold():
-    assert escape_epoch([0.1, 0.1, 0.1, 0.1, 0.3]) == 5
-    assert escape_epoch([0.5]) == 1
-    assert escape_epoch([0.1, 0.15]) is None
-
-
-def test_history_summary_reads_the_last_and_the_best_epoch():
-    import pandas as pd
-
-    from pipeline.metrics import summarize_history
-
-    history = pd.DataFrame(
-        {
-            "epoch": [1, 2, 3],
-            "loss": [2.3, 1.9, 1.7],
-            "accuracy": [0.1, 0.3, 0.4],
-            "val_loss": [2.3, 1.8, 1.9],
-            "val_accuracy": [0.1, 0.35, 0.3],
-        }
-    )
-    summary = summarize_history(history)
-    assert summary["epochs"] == 3 and summary["val_accuracy"] == pytest.approx(0.3)
-    assert summary["best_epoch"] == 2 and summary["best_val_accuracy"] == pytest.approx(0.35)
-    assert summary["escape_epoch"] == 2
-
-
-def test_escape_step_is_the_first_step_above_the_threshold():
-    import pandas as pd
-
-    from pipeline.metrics import escape_step
-
-    steps = pd.DataFrame({"step": [0, 32, 64, 96], "val_accuracy": [0.1, 0.15, 0.2, 0.1]})
-    assert escape_step(steps) == 64  # 0.15 is not above the threshold
-    assert escape_step(steps.assign(val_accuracy=0.1)) is None

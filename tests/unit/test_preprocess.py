@@ -3,7 +3,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.params import DataParams
-from pipeline.preprocess import split_dataset, stratified_split
+from pipeline.splits import split_dataset, stratified_split
 
 
 def labels_of(counts):

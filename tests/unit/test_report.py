@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from pipeline import claims, plots
-from pipeline.metrics import escape_epoch
+from pipeline.escape import escape_epoch
 from pipeline.model import TUTORIAL
 from pipeline.params import DataParams, EvaluateParams, MlflowParams, Params, TrainParams
 from pipeline.report import plateau, render_markdown, results_table
