@@ -37,7 +37,9 @@ def test_same_params_give_identical_history_and_weights(processed):
     data, params_path = processed
     params = load_params(params_path)
     data_splits = [splits.load_split(data, name) for name in ("train", "validation")]
-    runs = [train.train("relu", params.model, params.train, *data_splits, verbose=0) for _ in range(2)]
+    runs = [
+        train.train("relu", params.model, params.train, *data_splits, verbose=0) for _ in range(2)
+    ]
     (model_a, history_a), (model_b, history_b) = runs
     pd.testing.assert_frame_equal(history_a, history_b, check_exact=True)
     assert weights_digest(model_a) == weights_digest(model_b)
