@@ -207,38 +207,98 @@ def _legend_below(fig: Figure, axes) -> None:
         )
 
 
-def gradient_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
-    """Kernel gradient norm per layer against epoch (log scale), every model on each chart."""
-    frames = list(diagnostics.values())
-    labels = layer_labels(pd.concat(frames)) if frames else {}
+def gradient_ratio_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
+    """Sigmoid's weight gradient over ReLU's, per layer against epoch, on one log axis: below 1,
+    less gradient reaches that layer with sigmoid."""
+    s, r = diagnostics["sigmoid"], diagnostics["relu"]
+    labels = layer_labels(s)
     layers = sorted(
-        {
-            name.removesuffix("/kernel")
-            for frame in frames
-            for name in _layers(frame, "grad_norm/")
-            if name.endswith("/kernel")
-        },
+        (n.removesuffix("/kernel") for n in _layers(s, "grad_norm/") if n.endswith("/kernel")),
         key=lambda n: (not n.startswith("conv"), _index(n)),
     )
-    fig = Figure(figsize=(4.2 * max(len(layers), 1), 4.2), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, max(len(layers), 1)))
-    colors = _palette(diagnostics)
-    for ax, layer in zip(axes, layers, strict=False):
-        for activation, frame in diagnostics.items():
-            column = f"grad_norm/{layer}/kernel"
-            if column in frame:
-                ax.plot(
-                    frame["epoch"], frame[column], "o-", color=colors[activation], label=activation
-                )
-        ax.set_yscale("log")
-        ax.set(
-            title=f"{labels.get(layer, layer)}: weight gradient",
-            xlabel="epoch (0 = initialisation)",
-            ylabel="size of the loss gradient (log scale)",
-        )
+    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for style, layer in zip(["o-", "s--", "^:", "d-.", "v-", "p--"], layers, strict=False):
+        column = f"grad_norm/{layer}/kernel"
+        ax.plot(s["epoch"], s[column] / r[column], style, label=labels.get(layer, layer))
+    ax.axhline(1, color="grey", linestyle=":", label="as large as ReLU's")
+    ax.set_yscale("log")
+    ax.set(
+        title="Weight gradient with sigmoid ÷ with ReLU, per layer",
+        xlabel="epoch (0 = initialisation)",
+        ylabel="ratio (log scale; below 1: smaller with sigmoid)",
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend_below(fig, ax)
+    return fig
+
+
+def plateau_figure(steps: Mapping[str, pd.DataFrame], threshold: float) -> Figure:
+    """Through the first steps, on one step axis: validation accuracy, each hidden layer's mean
+    slope, and its share of flat inputs (sigmoid: saturated; ReLU: negative, inactive)."""
+    fig = Figure(figsize=(10, 9), layout="constrained")
+    ax_acc, ax_slope, ax_flat = fig.subplots(3, 1, sharex=True)
+    colors = _palette(steps)
+    styles = ["-", "--", ":", "-."]
+    for activation, frame in steps.items():
+        color = colors[activation]
+        ax_acc.plot(frame["step"], frame["val_accuracy"], ".-", color=color, label=activation)
+        labels = layer_labels(frame)
+        for style, layer in zip(styles, _layers(frame, "mean_slope/"), strict=False):
+            name = f"{activation}, {labels.get(layer, layer)}"
+            ax_slope.plot(
+                frame["step"], frame[f"mean_slope/{layer}"], style, color=color, label=name
+            )
+            ax_flat.plot(
+                frame["step"], frame[f"saturated_fraction/{layer}"], style, color=color, label=name
+            )
+    ax_acc.axhline(
+        threshold, color="black", linestyle="--", linewidth=0.8, label=f"escape ({threshold:.2f})"
+    )
+    ax_acc.set(title="Validation accuracy (1,000 images)", ylabel="accuracy", ylim=(0, None))
+    ax_slope.set_yscale("log")
+    ax_slope.set(
+        title="Mean slope of the activation at each hidden layer's inputs (gradient passed back)",
+        ylabel="mean f'(z), log scale",
+    )
+    ax_flat.set(
+        title="Flat inputs: saturated (sigmoid: σ below 0.01 or above 0.99) or inactive (ReLU: negative)",
+        ylabel="share of inputs",
+        xlabel="training step",
+        ylim=(-0.02, 1.02),
+    )
+    for ax in (ax_acc, ax_slope, ax_flat):
         ax.grid(alpha=0.3, which="both")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _legend_below(fig, axes)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def study_seeds_figure(
+    columns: Mapping[str, Mapping[int, float]], stuck: Mapping[str, Mapping[int, bool]]
+) -> Figure:
+    """One dot per seed and arm (hollow: a seed that never left chance), the median as a bar."""
+    fig = Figure(figsize=(max(8, 0.9 * len(columns) + 2), 4.6), layout="constrained")
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)  # jitter only, so dots with equal values stay visible
+    for x, (label, values) in enumerate(columns.items()):
+        seeds = list(values)
+        y = np.array([values[s] for s in seeds])
+        hollow = np.array([stuck.get(label, {}).get(s, False) for s in seeds])
+        jitter = x + rng.uniform(-0.15, 0.15, len(y))
+        ax.scatter(jitter[~hollow], y[~hollow], color="tab:blue", zorder=3)
+        ax.scatter(jitter[hollow], y[hollow], facecolors="none", edgecolors="tab:red", zorder=3)
+        ax.hlines(np.median(y), x - 0.3, x + 0.3, color="black", linewidth=2, zorder=4)
+    ax.scatter([], [], color="tab:blue", label="a seed")
+    ax.scatter(
+        [], [], facecolors="none", edgecolors="tab:red", label="a seed that never left chance"
+    )
+    ax.plot([], [], color="black", linewidth=2, label="median")
+    ax.axhline(CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.chance:.2f})")
+    ax.set_xticks(range(len(columns)), list(columns), rotation=40, ha="right", fontsize=8)
+    ax.set(title="Claims study: test accuracy of every seed", ylabel="test accuracy", ylim=(0, 1))
+    ax.grid(alpha=0.3, axis="y")
+    _legend_below(fig, ax)
     return fig
 
 
@@ -272,10 +332,13 @@ def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
         ylabel="mean f'(z) (ReLU: share of active inputs)",
     )
     ax_sat.set(
-        title="Saturated: slope below 4% of its peak\n(for sigmoid: σ below 0.01 or above 0.99)",
+        title="Flat inputs: slope below 4% of its peak\n(sigmoid: saturated; ReLU: negative, inactive)",
         ylabel="share of inputs",
     )
-    ax_dead.set(title="Dead units: slope 0 for every probe image", ylabel="share of units")
+    ax_dead.set(
+        title="Units flat on every probe image\n(ReLU: dead; sigmoid: rounded to 0 in float32)",
+        ylabel="share of units",
+    )
     ax_plateau.set(title="Validation predictions on the most-predicted class", ylabel="share")
     ax_plateau.axhline(
         CIFAR10.chance, color="grey", linestyle=":", label=f"balanced ({CIFAR10.chance:.2f})"

@@ -6,6 +6,7 @@ the tutorial's numbers appear only where they are said to be the tutorial's.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,9 +19,10 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from pipeline import claims, cli, plots, studies, tracking
+from pipeline import advice, claims, cli, mechanism, plots, studies, tracking
 from pipeline.cifar import CIFAR10
-from pipeline.escape import ESCAPE_THRESHOLD
+from pipeline.decide import MIN_SEEDS, VERDICTS
+from pipeline.escape import ESCAPE_THRESHOLD, format_escape
 from pipeline.files import atomic_path
 from pipeline.params import Params, logged_params
 from pipeline.results import RunResults, read_results
@@ -33,10 +35,45 @@ TUTORIAL = {
     "relu": {"val_accuracy": 0.6323, "val_loss": 1.1895},
 }
 TEMPLATE = "report.md.j2"
+TIMING = "activation-cost.json"  # claim 6's timing experiment, in the study's folder
 
 
 def _escapes(per_seed: Mapping[int, int | None]) -> str:
-    return ", ".join("never" if e is None else str(e) for e in per_seed.values())
+    return ", ".join(format_escape(e) for e in per_seed.values())
+
+
+class Evidence:
+    """What the report is made from: this run, and the claims study committed beside it."""
+
+    def __init__(self, run: RunResults, study: claims.Study, timing: Mapping | None) -> None:
+        self.run, self.study, self.timing = run, study, timing
+        self.claims = claims.settle(study, timing)
+        self.further = claims.further(study)
+
+    @property
+    def by_key(self) -> dict[str, claims.Claim]:
+        return {c.key: c for c in (*self.claims, *self.further)}
+
+
+def read_timing(study: Path) -> dict | None:
+    path = study / TIMING
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def study_setting(study: claims.Study) -> str | None:
+    """The claims study's own setting, in words, from its baseline cell's params."""
+    arms = study.get(claims.BASELINE) or next(iter(study.values()), None)
+    if not arms:
+        return None
+    arm = next(iter(arms.values()))
+    p = arm.params
+    images = f"{p.data.train_limit:,}" if p.data.train_limit else "all remaining"
+    seeds = p.train.seeds
+    return (
+        f"{images} training images ({arm.steps_per_epoch} steps an epoch), {p.train.epochs} "
+        f"epochs ({arm.total_steps:,} steps), {p.data.val_size:,} held-out validation images, "
+        f"the 10,000 test images, seeds {seeds[0]}–{seeds[-1]} ({len(seeds)} per arm)"
+    )
 
 
 def step_interval(results: RunResults) -> int:
@@ -98,11 +135,37 @@ def results_table(results: RunResults) -> str:
 def claims_table(settled: Sequence[claims.Claim]) -> str:
     frame = pd.DataFrame(
         [
-            {"#": i, "the tutorial says": c.claim, "verdict": c.verdict}
-            for i, c in enumerate(settled, 1)
+            {
+                "#": c.key,
+                "the claim": c.claim,
+                "tested by": c.arms,
+                "verdict": c.verdict,
+            }
+            for c in settled
         ]
     )
     return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def study_columns(study: claims.Study) -> tuple[dict, dict]:
+    """Per arm (cell: activation), every seed's test accuracy and whether it stayed at chance."""
+    values, stuck = {}, {}
+    for cell, arms in study.items():
+        for activation, arm in arms.items():
+            label = f"{cell}: {claims.name(activation)}"
+            if (
+                cell != claims.BASELINE
+                and activation in ("sigmoid", "relu")
+                and cell
+                in (
+                    claims.CENTRING,
+                    claims.SPARSITY,
+                )
+            ):
+                continue  # the baseline's own models, restored from the cache: shown once
+            values[label] = claims.test_accuracy(arm)
+            stuck[label] = arm.stuck()
+    return values, stuck
 
 
 def layer_table(results: RunResults) -> str:
@@ -111,24 +174,26 @@ def layer_table(results: RunResults) -> str:
     s, r = results.diagnostics["sigmoid"], results.diagnostics["relu"]
     labels = plots.layer_labels(s)
     rows = []
-    for layer in claims.kernel_layers(s):
+    for layer in mechanism.kernel_layers(s):
         row = {"layer": labels.get(layer, layer)}
         for epoch in (0, 1):
             column = f"grad_norm/{layer}/kernel"
             row[f"weight gradient, epoch {epoch}: sigmoid / ReLU"] = (
-                f"{claims.at(s, column, epoch):.3g} / {claims.at(r, column, epoch):.3g}"
+                f"{mechanism.at(s, column, epoch):.3g} / {mechanism.at(r, column, epoch):.3g}"
             )
-        hidden = next((h for h in claims.hidden_layers(s) if h.removesuffix("_act") == layer), None)
+        hidden = next(
+            (h for h in mechanism.hidden_layers(s) if h.removesuffix("_act") == layer), None
+        )
         for epoch in (0, 1):
             row[f"mean slope, epoch {epoch}: sigmoid / ReLU"] = (
-                f"{claims.at(s, f'mean_slope/{hidden}', epoch):.3f} / "
-                f"{claims.at(r, f'mean_slope/{hidden}', epoch):.3f}"
+                f"{mechanism.at(s, f'mean_slope/{hidden}', epoch):.3f} / "
+                f"{mechanism.at(r, f'mean_slope/{hidden}', epoch):.3f}"
                 if hidden
                 else "— (softmax)"
             )
         row["mean output, epoch 1: sigmoid / ReLU"] = (
-            f"{claims.at(s, f'mean_activation/{hidden}', 1):.3f} / "
-            f"{claims.at(r, f'mean_activation/{hidden}', 1):.3f}"
+            f"{mechanism.at(s, f'mean_activation/{hidden}', 1):.3f} / "
+            f"{mechanism.at(r, f'mean_activation/{hidden}', 1):.3f}"
             if hidden
             else "—"
         )
@@ -147,19 +212,23 @@ def per_class_table(results: RunResults) -> str:
 
 
 def build_figures(
-    results: RunResults,
+    evidence: Evidence,
     train_data: tuple[np.ndarray, np.ndarray],
     test_images: np.ndarray,
     primary_seed: int,
 ) -> dict[str, Figure]:
+    results = evidence.run
     activations = list(results.histories)
-    return {
+    figures = {
         "steps.png": plots.step_curve_figure(results.steps, results.seed_steps, ESCAPE_THRESHOLD),
+        "plateau.png": plots.plateau_figure(
+            {a: results.steps[a] for a in ("sigmoid", "relu")}, ESCAPE_THRESHOLD
+        ),
         "curves.png": plots.curves_figure(results.histories, results.seed_histories),
         "seeds.png": plots.seed_strip_figure(
             {a: list(results.evaluation.details[a].accuracy_per_seed.values()) for a in activations}
         ),
-        "gradients.png": plots.gradient_figure(results.diagnostics),
+        "gradients.png": plots.gradient_ratio_figure(results.diagnostics),
         "units.png": plots.units_figure(results.diagnostics),
         "activations.png": plots.activation_figure(),
         "samples.png": plots.sample_grid(*train_data, results.evaluation.class_names),
@@ -170,6 +239,9 @@ def build_figures(
             primary_seed,
         ),
     }
+    if evidence.study:
+        figures["study.png"] = plots.study_seeds_figure(*study_columns(evidence.study))
+    return figures
 
 
 def shown_params(params: Params) -> tuple[dict, bool]:
@@ -183,7 +255,7 @@ def shown_params(params: Params) -> tuple[dict, bool]:
     return shown, local
 
 
-def render_markdown(evidence: claims.Evidence, params: Params) -> str:
+def render_markdown(evidence: Evidence, params: Params) -> str:
     """The report's text, from its template; figures are referenced relative to the report."""
     results = evidence.run
     environment = jinja2.Environment(
@@ -192,7 +264,6 @@ def render_markdown(evidence: claims.Evidence, params: Params) -> str:
         keep_trailing_newline=True,
     )
     seeds = params.train.seeds
-    settled = claims.settle(evidence)
     shown, local_archive = shown_params(params)
     return environment.get_template(TEMPLATE).render(
         validation_on_test=results.validation_source == "test",
@@ -206,11 +277,17 @@ def render_markdown(evidence: claims.Evidence, params: Params) -> str:
         plateau=plateau(results),
         results_table=results_table(results),
         paired=results.evaluation.paired.get("test_accuracy"),
-        claims=settled,
-        claims_table=claims_table(settled),
-        reconcile=claims.reconcile(evidence),
+        study_setting=study_setting(evidence.study),
+        has_study=bool(evidence.study),
+        verdicts=VERDICTS,
+        min_seeds=MIN_SEEDS,
+        claims=evidence.claims,
+        claims_table=claims_table(evidence.claims),
+        further=evidence.further,
+        further_table=claims_table(evidence.further),
+        reconcile=mechanism.reconcile(results.diagnostics["sigmoid"], results.diagnostics["relu"]),
         layer_table=layer_table(results),
-        when_to_use=claims.when_to_use(evidence),
+        when_to_use=advice.when_to_use(evidence.by_key, evidence.study),
         n_examples=len(results.examples),
         per_class_table=per_class_table(results),
         params_yaml=yaml.safe_dump(shown, sort_keys=False),
@@ -234,21 +311,19 @@ def write_report(output: Path, markdown: str, figures: Mapping[str, Figure]) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = cli.stage_parser(
-        __doc__, "data", "results", "output", "depth-study", "activation-study"
-    )
+    parser = cli.stage_parser(__doc__, "data", "results", "output", "study")
     args, params = cli.parse_stage(parser, argv)
     activations = params.train.activations
-    evidence = claims.Evidence(
-        run=read_results(args.results, args.data, activations),
-        cells=studies.read_cells(args.depth_study),
-        activation_study=studies.read_scores(args.activation_study),
+    evidence = Evidence(
+        read_results(args.results, args.data, activations),
+        studies.read_study(args.study),
+        read_timing(args.study),
     )
     logged = logged_params(params, ("data", "model", "train", "evaluate"))
     with tracking.stage_run("report", params.mlflow.experiment, logged):
         train_data = load_split(args.data, "train")
         test_images, _ = load_split(args.data, "test")
-        figures = build_figures(evidence.run, train_data, test_images, params.train.seeds[0])
+        figures = build_figures(evidence, train_data, test_images, params.train.seeds[0])
         markdown = render_markdown(evidence, params)
         write_report(args.output, markdown, figures)
         report, folder = str(args.output / "report.md"), str(args.output / "figures")

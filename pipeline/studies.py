@@ -1,8 +1,8 @@
 """Committed studies read back for the report: no training, only the small files they keep.
 
-A study folder under reports/studies/ holds either one run's `test_metrics.json` (the
-seven-activation study) or one subfolder per cell, each with the `params.yaml` it ran with and
-the `results/` its evaluate stage wrote (the depth × batch-normalisation study).
+A study folder under reports/studies/ holds one subfolder per cell, each with the `params.yaml` it
+ran with and the `results/` its train and evaluate stages wrote (every seed's history, diagnostics
+and step curve, and the test numbers per seed).
 """
 
 from __future__ import annotations
@@ -11,74 +11,111 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
-from pipeline.escape import format_escape
-from pipeline.params import MAIN_ACTIVATIONS
-from pipeline.results import Evaluation, Scores, read_evaluation
+from pipeline.escape import escape_epoch, escape_step
+from pipeline.params import Params, parse_params
+from pipeline.results import Scored
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One cell of a study: its network's depth and batch normalisation, and what it measured."""
+class Arm:
+    """One activation in one cell of a study: every seed's curves and test numbers."""
 
-    name: str
-    depth: int  # conv blocks (= hidden dense layers in the depth study)
-    batch_norm: bool
-    evaluation: Evaluation
-    histories: dict[str, pd.DataFrame]  # seed-mean curves per activation
+    cell: str
+    activation: str
+    params: Params  # the cell's params.yaml, validated
+    histories: dict[int, pd.DataFrame]  # per seed: epoch, loss, accuracy, val_loss, val_accuracy
+    diagnostics: dict[int, pd.DataFrame]  # per seed: the probe from epoch 0 on
+    steps: dict[int, pd.DataFrame]  # per seed: the step curve of the first steps
+    summaries: dict[int, dict]  # per seed: train.json
+    test: dict[int, dict[str, float]]  # per seed: the headline test numbers
 
     @property
-    def seeds(self) -> int:
-        return self.evaluation.test[MAIN_ACTIVATIONS[0]].seeds
+    def seeds(self) -> list[int]:
+        return sorted(self.histories)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return next(iter(self.summaries.values()))["steps_per_epoch"]
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.params.train.epochs
+
+    def stuck(self) -> dict[int, bool]:
+        """Per seed: never left chance in the whole run."""
+        return {
+            s: escape_epoch(h["val_accuracy"].tolist()) is None for s, h in self.histories.items()
+        }
+
+    def steps_to_leave_chance(self) -> dict[int, float]:
+        """Per seed: the escape step on the step curve; past its end, the escape epoch's last
+        step; a seed that never left chance counts as the run's length (a censored value, so a
+        difference with it is an underestimate)."""
+        found = {}
+        for seed, history in self.histories.items():
+            step = escape_step(self.steps[seed])
+            if step is None:
+                epoch = escape_epoch(history["val_accuracy"].tolist())
+                step = self.total_steps if epoch is None else epoch * self.steps_per_epoch
+            found[seed] = float(step)
+        return found
 
 
-def read_cells(folder: Path) -> list[Cell]:
-    """Every cell of a study folder, shallowest and without batch normalisation first; [] when
-    the folder is absent."""
-    cells = []
-    for params_file in sorted(folder.glob("*/params.yaml")):
-        params = yaml.safe_load(params_file.read_text())
-        results = params_file.parent / "results"
-        activations = [*MAIN_ACTIVATIONS, *params["train"]["extra_activations"]]
-        cells.append(
-            Cell(
-                name=params_file.parent.name,
-                depth=params["model"]["conv_blocks"],
-                batch_norm=params["model"]["batch_norm"],
-                evaluation=read_evaluation(results, activations),
-                histories={
-                    a: pd.read_csv(results / "curves" / a / "history.csv") for a in activations
-                },
-            )
+def read_arms(cell: Path) -> dict[str, Arm]:
+    """Every activation of one finished cell folder, by activation."""
+    params = parse_params(yaml.safe_load((cell / "params.yaml").read_text()))
+    results = cell / "results"
+    scored = Scored.read(results)
+    arms = {}
+    for activation in params.train.activations:
+        folders = {s: results / "train" / activation / f"seed{s}" for s in params.train.seeds}
+        arms[activation] = Arm(
+            cell=cell.name,
+            activation=activation,
+            params=params,
+            histories={s: pd.read_csv(f / "history.csv") for s, f in folders.items()},
+            diagnostics={s: pd.read_csv(f / "diagnostics.csv") for s, f in folders.items()},
+            steps={s: pd.read_csv(f / "steps.csv") for s, f in folders.items()},
+            summaries={s: json.loads((f / "train.json").read_text()) for s, f in folders.items()},
+            test={int(s): n for s, n in scored.details[activation].per_seed.items()},
         )
-    return sorted(cells, key=lambda c: (c.depth, c.batch_norm))
+    return arms
 
 
-def read_scores(folder: Path) -> dict[str, Scores]:
-    """A study's test scores per activation (its test_metrics.json); {} when absent."""
-    path = folder / "test_metrics.json"
-    if not path.is_file():
-        return {}
-    return {a: Scores.from_json(block) for a, block in json.loads(path.read_text()).items()}
+def read_study(folder: Path) -> dict[str, dict[str, Arm]]:
+    """cell → activation → Arm for every finished cell of a study (a folder holding params.yaml
+    and results/); {} when the study is absent."""
+    return {
+        params_file.parent.name: read_arms(params_file.parent)
+        for params_file in sorted(folder.glob("*/params.yaml"))
+        if (params_file.parent / "results" / "evaluation.json").is_file()
+    }
 
 
-def summary_table(cells: list[Cell]) -> str:
-    """One row per cell and activation: test accuracy and loss over seeds, escape epochs."""
+def summary_table(study: dict[str, dict[str, Arm]]) -> str:
+    """One row per cell and activation: seeds, test accuracy and how the seeds left chance."""
     rows = []
-    for cell in cells:
-        for activation, scores in cell.evaluation.test.items():
-            escapes = cell.evaluation.training[activation].escape_epoch_per_seed
+    for cell, arms in study.items():
+        for activation, arm in arms.items():
+            accuracy = [n["test_accuracy"] for n in arm.test.values()]
+            steps = arm.steps_to_leave_chance()
+            stuck = arm.stuck()
             rows.append(
                 {
-                    "depth": cell.depth,
-                    "batch norm": "yes" if cell.batch_norm else "no",
+                    "cell": cell,
                     "activation": activation,
-                    "seeds": scores.seeds,
-                    "test accuracy (mean ± std [95% CI])": scores.accuracy.format(),
-                    "test loss": scores.loss.format(),
-                    "escape epoch per seed": ", ".join(format_escape(e) for e in escapes.values()),
+                    "seeds": len(arm.seeds),
+                    "test accuracy, median [lowest, highest]": (
+                        f"{np.median(accuracy):.4f} [{min(accuracy):.4f}, {max(accuracy):.4f}]"
+                    ),
+                    "seeds that never left chance": sum(stuck.values()),
+                    "steps to leave chance per seed": ", ".join(
+                        "never" if stuck[s] else f"{steps[s]:.0f}" for s in arm.seeds
+                    ),
                 }
             )
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
@@ -91,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("study", type=Path)
     args = parser.parse_args(argv)
-    cells = read_cells(args.study)
+    cells = read_study(args.study)
     text = (
         "# Summary\n\nWritten by `python -m pipeline.studies "
         f"{args.study.as_posix()}` from each cell's `results/`.\n\n{summary_table(cells)}\n"

@@ -1,0 +1,171 @@
+"""*When to use which*, written from the claims' verdicts and numbers: each sentence follows from a
+comparison read by the decision rule (pipeline.decide.direction), so numbers that said the
+opposite would give the opposite advice. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pipeline.claims import BASELINE, Claim, Study
+from pipeline.decide import EQUAL, HIGHER, LOWER, UNSETTLED, Comparison, direction
+
+
+def _part(claims: Mapping[str, Claim], key: str, index: int = 0) -> Comparison | None:
+    claim = claims.get(key)
+    if claim is None or claim.missing or len(claim.parts) <= index:
+        return None
+    return claim.parts[index].comparison
+
+
+def hidden_layers(claims: Mapping[str, Claim]) -> str | None:
+    c = _part(claims, "5")  # test accuracy, ReLU − sigmoid
+    if c is None:
+        return None
+    lean = direction(c)
+    if lean == HIGHER:
+        return f"**Hidden layers: ReLU over sigmoid.** ReLU scored {c.format()} more test accuracy."
+    if lean == LOWER:
+        return f"**Hidden layers: sigmoid over ReLU.** ReLU scored {c.format()} test accuracy against sigmoid."
+    if lean == EQUAL:
+        return f"**Hidden layers: either.** ReLU − sigmoid test accuracy was {c.format()}, within the smallest effect that matters."
+    return f"**Hidden layers: no clear choice yet.** ReLU − sigmoid test accuracy was {c.format()}."
+
+
+def keeping_sigmoid(study: Study) -> str | None:
+    arm = study.get(BASELINE, {}).get("sigmoid")
+    if arm is None:
+        return None
+    stuck = arm.stuck()
+    n, k = len(stuck), sum(stuck.values())
+    steps = arm.total_steps
+    if k == n:
+        return (
+            f"**Sigmoid in hidden layers needs far more steps than this.** It stayed at chance "
+            f"for all {n} seeds through {steps} training steps."
+        )
+    if k:
+        return (
+            "**If you keep sigmoid in hidden layers, run several seeds and watch the first "
+            f"epochs.** {k} of {n} seeds stayed at chance through all {steps} training steps; "
+            "the others left it: how long it sits there is luck of the draw."
+        )
+    return f"**Sigmoid left chance on every seed ({n}) within {steps} steps.**"
+
+
+def shape(claims: Mapping[str, Claim]) -> str | None:
+    """From claim 2's comparisons: does centring help, does the slope?"""
+    claim = claims.get("2")
+    if claim is None or claim.missing:
+        return None
+    centring = [direction(p.comparison) for p in claim.parts]
+    if all(d == HIGHER for d in centring):
+        return (
+            "**Need an S-shaped, bounded activation? Centre it on zero** (σ − ½, or tanh): "
+            "centring alone raised test accuracy at both slopes."
+        )
+    if all(d in (EQUAL, LOWER) for d in centring):
+        return (
+            "**Centring on zero is not what sigmoid lacks here:** moving its outputs to be "
+            "centred changed test accuracy by less than the smallest effect that matters, or "
+            "lowered it (claim 2)."
+        )
+    return "**Whether centring on zero helps sigmoid is not clear from these seeds** (claim 2)."
+
+
+def family(claims: Mapping[str, Claim]) -> str | None:
+    claim = claims.get("7")
+    if claim is None or claim.missing:
+        return None
+    overfit = [direction(p.comparison) for p in claim.parts]
+    if all(d == HIGHER for d in overfit):
+        return (
+            "**Prefer ReLU to its non-sparse cousins when overfitting is the worry:** each of "
+            "leaky ReLU, ELU and softplus overfitted more (claim 7)."
+        )
+    if all(d in (EQUAL, LOWER) for d in overfit):
+        return (
+            "**Sparsity is no reason to pick ReLU over leaky ReLU, ELU or softplus:** ReLU "
+            "overfitted no less than they did (claim 7)."
+        )
+    return "**Among ReLU and its cousins, these seeds do not tell which overfits less** (claim 7)."
+
+
+def deeper(claims: Mapping[str, Claim]) -> str | None:
+    c = _part(claims, "8", 1)  # growth of ReLU's lead with depth
+    if c is None:
+        return None
+    lean = direction(c)
+    if lean == HIGHER:
+        return f"**The deeper the network, the more sigmoid costs:** ReLU's lead grew by {c.format()} from one hidden dense layer to three."
+    if lean in (EQUAL, LOWER):
+        return f"**Depth alone did not widen ReLU's lead** ({c.format()} from one hidden dense layer to three)."
+    return f"**Whether depth widens ReLU's lead is not clear from these seeds** ({c.format()})."
+
+
+def batch_norm(claims: Mapping[str, Claim]) -> list[str]:
+    lines = []
+    rescue, unsteady = _part(claims, "BN-1"), _part(claims, "BN-2")
+    if rescue is not None and direction(rescue) == HIGHER:
+        lines.append(
+            f"**Batch normalisation lets sigmoid train:** its training accuracy rose by {rescue.format()}."
+        )
+    elif rescue is not None and direction(rescue) != UNSETTLED:
+        lines.append(
+            f"**Batch normalisation did not clearly rescue sigmoid's training** ({rescue.format()})."
+        )
+    if unsteady is not None and direction(unsteady) == HIGHER:
+        lines.append(
+            "**With batch normalisation, keep the best epoch, not the last:** validation "
+            f"accuracy jumped {unsteady.format()} more from epoch to epoch."
+        )
+    return lines
+
+
+def speed(claims: Mapping[str, Claim]) -> str | None:
+    c = _part(claims, "6", 1)  # whole step, sigmoid / ReLU
+    if c is None:
+        return None
+    lean = direction(c)
+    if lean == HIGHER:
+        return f"**ReLU also trains faster:** a training step took {c.format().replace('seeds', 'paired samples')} as long with sigmoid."
+    if lean in (EQUAL, LOWER):
+        return (
+            "**Do not choose on speed:** a whole training step took "
+            f"{c.format().replace('seeds', 'paired samples')} as long with sigmoid as with ReLU."
+        )
+    return None
+
+
+def output(claims: Mapping[str, Claim]) -> str:
+    c = _part(claims, "9")  # softmax − sigmoid output
+    if c is None:
+        return (
+            "**Output layer:** softmax for one class out of several, as every network here uses. "
+            "For two classes the study's two-class cells will settle sigmoid against softmax."
+        )
+    lean = direction(c)
+    if lean in (EQUAL, LOWER):
+        return (
+            "**Two classes: one sigmoid output with binary cross-entropy** does as well as a "
+            f"two-way softmax ({c.format()}), with one output unit instead of two."
+        )
+    if lean == HIGHER:
+        return (
+            f"**Two classes: a two-way softmax did better** than one sigmoid output ({c.format()})."
+        )
+    return f"**Two classes: sigmoid or softmax output, not clear from these seeds** ({c.format()})."
+
+
+def when_to_use(claims: Mapping[str, Claim], study: Study) -> list[str]:
+    """The advice, in the order a reader needs it; sentences whose evidence is missing are left out."""
+    lines = [
+        hidden_layers(claims),
+        keeping_sigmoid(study),
+        shape(claims),
+        family(claims),
+        deeper(claims),
+        *batch_norm(claims),
+        speed(claims),
+        output(claims),
+    ]
+    return [line for line in lines if line]

@@ -1,0 +1,177 @@
+"""One decision rule for every claim, and the way its numbers are printed. Pure functions.
+
+A claim is tested by one or more comparisons. A comparison pairs two arms seed by seed (the same
+seed gives both the same data order and, where the shapes agree, the same initial draw) and looks
+at the differences, signed so that the claim predicts them to be positive. Its verdict:
+
+- *supported*: the whole 95% t-interval of the mean difference lies above the smallest effect that
+  matters;
+- *not supported*: the whole interval lies below it (no effect that matters in the claimed
+  direction, or one in the other);
+- *mixed*: the interval holds values on both sides of it;
+- *not settled (too few seeds)*: fewer than MIN_SEEDS pairs.
+
+A claim made of several comparisons is supported (or not supported) when all of them are; mixed
+when they disagree or any is mixed; not settled when any is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.stats import summarize_values
+
+SUPPORTED = "supported"
+NOT_SUPPORTED = "not supported"
+MIXED = "mixed"
+NOT_SETTLED = "not settled (too few seeds)"
+VERDICTS = (SUPPORTED, NOT_SUPPORTED, MIXED, NOT_SETTLED)
+MIN_SEEDS = 5
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A quantity a comparison is made on, how it prints, and the smallest effect that matters."""
+
+    name: str  # "test accuracy"
+    smallest_effect: float  # in the measure's own units
+    scale: float = 1.0  # printed value = value × scale (100: a share printed in points)
+    unit: str = ""  # printed after the number ("points", "steps", "×")
+    log: bool = False  # a ratio: compared as log2, printed as a factor
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`higher` against `lower` on `measure`, paired by seed; the claim says higher wins."""
+
+    label: str  # what is compared, e.g. "ReLU − sigmoid"
+    measure: Measure
+    differences: Mapping[int, float]  # seed → higher − lower (log2 ratio for a log measure)
+
+    @property
+    def n(self) -> int:
+        return len(self.differences)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(list(self.differences.values())))
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95% t-interval of the mean difference; None with fewer than two pairs."""
+        if self.n < 2:
+            return None
+        summary = summarize_values(list(self.differences.values()), CONFIDENCE)
+        return summary["ci_low"], summary["ci_high"]
+
+    @property
+    def threshold(self) -> float:
+        m = self.measure
+        return math.log2(1 + m.smallest_effect) if m.log else m.smallest_effect
+
+    @property
+    def verdict(self) -> str:
+        return rule(self.n, self.interval, self.threshold)
+
+    def format(self) -> str:
+        """'+16 [+12, +20] points (5 seeds)': mean and interval to the precision they support."""
+        unit = f" {self.measure.unit}" if self.measure.unit and not self.measure.log else ""
+        if self.interval is None:
+            return f"{show(self.mean, self.measure)}{unit} ({self.n} seed{'s' * (self.n != 1)})"
+        low, high = self.interval
+        digits = decimals(self.mean, low, high, self.measure)
+        mean, low, high = (show(v, self.measure, digits) for v in (self.mean, low, high))
+        return f"{mean} [{low}, {high}]{unit} ({self.n} seeds)"
+
+
+def rule(n: int, interval: tuple[float, float] | None, threshold: float) -> str:
+    """The decision rule itself (module docstring)."""
+    if n < MIN_SEEDS or interval is None:
+        return NOT_SETTLED
+    low, high = interval
+    if low > threshold:
+        return SUPPORTED
+    if high < threshold:
+        return NOT_SUPPORTED
+    return MIXED
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """One verdict for a claim tested by several comparisons."""
+    if not verdicts or NOT_SETTLED in verdicts:
+        return NOT_SETTLED
+    if all(v == SUPPORTED for v in verdicts):
+        return SUPPORTED
+    if all(v == NOT_SUPPORTED for v in verdicts):
+        return NOT_SUPPORTED
+    return MIXED
+
+
+def paired(
+    label: str,
+    measure: Measure,
+    higher: Mapping[int, float],
+    lower: Mapping[int, float],
+) -> Comparison:
+    """The comparison of two arms' per-seed values over the seeds both have."""
+    seeds = sorted(set(higher) & set(lower))
+    if measure.log:
+        diffs = {s: math.log2(higher[s] / lower[s]) for s in seeds}
+    else:
+        diffs = {s: higher[s] - lower[s] for s in seeds}
+    return Comparison(label, measure, diffs)
+
+
+def decimals(mean: float, low: float, high: float, measure: Measure) -> int:
+    """Decimals that the interval supports: its half-width's first significant digit."""
+    half = (2**high - 2**low) / 2 if measure.log else (high - low) / 2 * measure.scale
+    if half <= 0 or not math.isfinite(half):
+        return 2
+    return max(0, -math.floor(math.log10(half)))
+
+
+def show(value: float, measure: Measure, digits: int = 2) -> str:
+    """One number of a comparison, scaled and signed (a log measure as a factor, unsigned)."""
+    if measure.log:
+        return f"{2**value:.{digits}f}×"
+    return f"{value * measure.scale:+.{digits}f}"
+
+
+def split_outcome(values: Mapping[int, float], stuck: Mapping[int, bool], fmt: str) -> str:
+    """An arm whose seeds split (some stuck at chance, some not) as counts and medians, never a
+    mean; an arm that did not split as its median and range. `fmt` formats one value."""
+    n = len(values)
+    stuck_seeds = [s for s in values if stuck.get(s)]
+    left = [values[s] for s in values if not stuck.get(s)]
+    if not left:
+        return f"all {n} seeds stuck at chance"
+    median = fmt(float(np.median(left)))
+    if stuck_seeds:
+        return f"{len(stuck_seeds)} of {n} seeds stuck at chance; the other {len(left)}: median {median}"
+    low, high = fmt(min(left)), fmt(max(left))
+    return f"median {median} (range {low} to {high}, {n} seeds)"
+
+
+HIGHER, LOWER, EQUAL, UNCLEAR, UNSETTLED = "higher", "lower", "equal", "unclear", "unsettled"
+
+
+def direction(comparison: Comparison) -> str:
+    """The same rule read both ways, for advice: HIGHER when the interval lies above the smallest
+    effect, LOWER when it lies below its negative, EQUAL when it lies between the two, UNCLEAR
+    when it reaches past either, UNSETTLED with too few seeds."""
+    if comparison.verdict == NOT_SETTLED:
+        return UNSETTLED
+    low, high = comparison.interval
+    threshold = comparison.threshold
+    if low > threshold:
+        return HIGHER
+    if high < -threshold:
+        return LOWER
+    if -threshold < low and high < threshold:
+        return EQUAL
+    return UNCLEAR

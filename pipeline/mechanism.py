@@ -1,0 +1,73 @@
+"""Why sigmoid struggles, read off this run's own diagnostics: per layer, the gradient, the
+activation's slope and its outputs. Pure functions: frames in, numbers and sentences out."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.plots import layer_labels
+
+SIGMOID_PEAK_SLOPE = 0.25  # σ'(0): the largest slope sigmoid ever has
+
+
+def at(frame: pd.DataFrame, column: str, epoch: int) -> float:
+    return float(frame.loc[frame["epoch"] == epoch, column].iloc[0])
+
+
+def hidden_layers(frame: pd.DataFrame) -> list[str]:
+    """The layers whose outputs pass through the activation, in the network's order."""
+    return [c.removeprefix("mean_slope/") for c in frame.columns if c.startswith("mean_slope/")]
+
+
+def kernel_layers(frame: pd.DataFrame) -> list[str]:
+    return [
+        c.split("/")[1]
+        for c in frame.columns
+        if c.startswith("grad_norm/") and c.endswith("kernel")
+    ]
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}×" if b > 0 else "infinitely"
+
+
+def reconcile(sigmoid: pd.DataFrame, relu: pd.DataFrame) -> list[str]:
+    """The numbers that seem to contradict the vanishing-gradient story, explained from others."""
+    s, r = sigmoid, relu
+    labels = layer_labels(s)
+    kernels = kernel_layers(s)
+    hidden = hidden_layers(s)
+    lines = []
+    if len(kernels) >= 3:
+        first, dense = kernels[0], kernels[-2]
+        g_s, g_r = at(s, f"grad_norm/{dense}/kernel", 0), at(r, f"grad_norm/{dense}/kernel", 0)
+        feeding = hidden[-2] if len(hidden) >= 2 else hidden[0]
+        in_s = at(s, f"mean_activation/{feeding}", 0)
+        in_r = at(r, f"mean_activation/{feeding}", 0)
+        if g_s > g_r:
+            lines.append(
+                f"**The {labels[dense]} layer's gradient is larger with sigmoid** ({g_s:.3g} "
+                f"against {g_r:.3g} at initialisation). A layer's weight gradient is the error "
+                f"reaching it times its inputs. The {labels[dense]} layer's inputs are the "
+                f"{labels[feeding]}'s outputs: with sigmoid all positive and averaging "
+                f"{in_s:.2f}, with ReLU {in_r:.3f}, {ratio(in_s, in_r)} smaller. Large inputs "
+                f"outweigh the smaller error there. The {labels[first]} reads the images "
+                "themselves, the same for both, so its gradient shows the attenuation alone."
+            )
+    layer = hidden[-1]
+    sat, dead = f"saturated_fraction/{layer}", f"dead_fraction/{layer}"
+    if sat in s and sat in r and dead in s and dead in r:
+        slope_s, slope_r = at(s, f"mean_slope/{layer}", 1), at(r, f"mean_slope/{layer}", 1)
+        lines.append(
+            f"**Saturated sigmoid inputs against inactive ReLU inputs.** After epoch 1, "
+            f"{at(s, sat, 1):.1%} of the inputs to sigmoid's {labels[layer]} layer sat in its "
+            f"flat tails, and {at(r, sat, 1):.1%} of ReLU's were negative, where ReLU is "
+            f"inactive (its output and slope are exactly 0); {at(r, dead, 1):.1%} of ReLU's "
+            f"units were inactive on every probe image (dead), against {at(s, dead, 1):.1%} of "
+            "sigmoid's, whose slope is never exactly 0 but can round to 0 in float32 far out in "
+            "its tails. An inactive input passes no gradient, but an active ReLU input passes all "
+            "of it (slope 1), while a saturated sigmoid input passes a sliver. The mean slope "
+            f"puts both on one scale: {slope_r:.3f} for ReLU against {slope_s:.4f} for sigmoid, "
+            f"{ratio(slope_r, slope_s)} more gradient through ReLU's layer."
+        )
+    return lines

@@ -1,0 +1,235 @@
+"""Each claim's verdict and each piece of advice follow the numbers: flip the numbers and they flip."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import advice, claims
+from pipeline.decide import MIXED, NOT_SETTLED, NOT_SUPPORTED, SUPPORTED
+from pipeline.model import TUTORIAL
+from pipeline.params import DataParams, EvaluateParams, MlflowParams, Params, TrainParams
+from pipeline.studies import Arm
+
+SEEDS = (42, 43, 44, 45, 46)
+EPOCHS, PER_EPOCH = 4, 10
+
+
+def params(seeds=SEEDS):
+    return Params(
+        data=DataParams(url="a.tar.gz", sha256="0" * 64, val_size=10, train_limit=0, seed=42),
+        model=TUTORIAL,
+        train=TrainParams(
+            epochs=EPOCHS,
+            batch_size=64,
+            learning_rate=0.001,
+            seeds=seeds,
+            distribution="none",
+            extra_activations=(),
+        ),
+        evaluate=EvaluateParams(n_examples=0),
+        mlflow=MlflowParams(experiment="x"),
+    )
+
+
+def arm(
+    cell,
+    activation,
+    accuracy,
+    *,
+    val=(0.3, 0.4, 0.45, 0.5),
+    train=None,
+    val_loss=(1.5, 1.3, 1.2, 1.25),
+    grad=0.1,
+    flat=0.5,
+    seeds=SEEDS,
+):
+    """An arm whose seeds differ a little (so intervals are finite), around the given numbers."""
+    wobble = dict(zip(seeds, np.linspace(-0.004, 0.004, len(seeds)), strict=True))
+    histories, diagnostics, steps = {}, {}, {}
+    for seed in seeds:
+        w = wobble[seed]
+        valid = [v + w for v in val]
+        histories[seed] = pd.DataFrame(
+            {
+                "epoch": range(1, EPOCHS + 1),
+                "loss": 1.0,
+                "accuracy": [t + w for t in (train or valid)],
+                "val_loss": [v + w for v in val_loss],
+                "val_accuracy": valid,
+            }
+        )
+        diagnostics[seed] = pd.DataFrame(
+            {
+                "epoch": range(EPOCHS + 1),
+                "grad_norm/conv2d/kernel": grad * (1 + w),
+                "mean_slope/dense": 0.5,
+                "saturated_fraction/dense": flat,
+            }
+        )
+        steps[seed] = pd.DataFrame({"step": [0, 10, 20], "val_accuracy": [0.1, valid[0], valid[0]]})
+    return Arm(
+        cell=cell,
+        activation=activation,
+        params=params(seeds),
+        histories=histories,
+        diagnostics=diagnostics,
+        steps=steps,
+        summaries={s: {"steps_per_epoch": PER_EPOCH} for s in seeds},
+        test={s: {"test_accuracy": accuracy + wobble[s]} for s in seeds},
+    )
+
+
+STUCK = {"val": (0.1, 0.1, 0.1, 0.1), "train": [0.1] * 4}
+
+
+def baseline(sigmoid=0.45, relu=0.62, **sigmoid_kwargs):
+    return {
+        "sigmoid": arm("baseline", "sigmoid", sigmoid, grad=0.01, **sigmoid_kwargs),
+        "relu": arm("baseline", "relu", relu, train=[0.6, 0.75, 0.85, 0.95], grad=0.1),
+    }
+
+
+def test_a_claim_with_no_arms_is_not_settled_and_says_what_is_missing():
+    claim = claims.generalises({})
+    assert claim.verdict == NOT_SETTLED and claim.missing.startswith("The study's cell `baseline`")
+
+
+def test_generalisation_verdict_flips_with_the_numbers():
+    # ReLU tests better but overfits more: one part supported, one not: mixed.
+    claim = claims.generalises({"baseline": baseline()})
+    assert [p.verdict for p in claim.parts] == [SUPPORTED, NOT_SUPPORTED]
+    assert claim.verdict == MIXED and "because it fits far more" in claim.evidence
+    flipped = claims.generalises({"baseline": baseline(sigmoid=0.62, relu=0.45)})
+    assert flipped.parts[0].verdict == NOT_SUPPORTED
+
+
+def test_hidden_layer_advice_reverses_when_the_numbers_do():
+    better = advice.hidden_layers({"5": claims.generalises({"baseline": baseline()})})
+    assert better.startswith("**Hidden layers: ReLU over sigmoid.** ReLU scored +17")
+    worse = advice.hidden_layers(
+        {"5": claims.generalises({"baseline": baseline(sigmoid=0.62, relu=0.45)})}
+    )
+    assert worse.startswith("**Hidden layers: sigmoid over ReLU.**")
+    even = advice.hidden_layers(
+        {"5": claims.generalises({"baseline": baseline(sigmoid=0.62, relu=0.621)})}
+    )
+    assert even.startswith("**Hidden layers: either.**")
+
+
+def test_too_few_seeds_settle_nothing():
+    few = {
+        "sigmoid": arm("baseline", "sigmoid", 0.45, seeds=(42, 43, 44)),
+        "relu": arm("baseline", "relu", 0.62, seeds=(42, 43, 44)),
+    }
+    assert claims.generalises({"baseline": few}).verdict == NOT_SETTLED
+
+
+def test_the_vanishing_gradient_claim_reads_the_gradient_ratio():
+    assert claims.vanishing_gradient({"baseline": baseline()}).verdict == SUPPORTED  # 10×
+    same = baseline()
+    same["sigmoid"] = arm("baseline", "sigmoid", 0.45, grad=0.1)
+    assert claims.vanishing_gradient({"baseline": same}).verdict == NOT_SUPPORTED
+
+
+def centring_cell(centred_gain):
+    cell = {
+        "sigmoid": arm("centring-slope", "sigmoid", 0.45),
+        claims.CENTRED: arm("centring-slope", claims.CENTRED, 0.45 + centred_gain),
+        claims.STEEP: arm("centring-slope", claims.STEEP, 0.58),
+        claims.STEEP_CENTRED: arm("centring-slope", claims.STEEP_CENTRED, 0.58 + centred_gain),
+    }
+    return {"centring-slope": cell}
+
+
+def test_centring_verdict_and_advice_follow_the_centred_arms():
+    helps = claims.not_zero_centred(centring_cell(0.05))
+    assert helps.verdict == SUPPORTED
+    assert advice.shape({"2": helps}).startswith("**Need an S-shaped, bounded activation? Centre")
+    idle = claims.not_zero_centred(centring_cell(0.0))
+    assert idle.verdict == NOT_SUPPORTED
+    assert advice.shape({"2": idle}).startswith("**Centring on zero is not what sigmoid lacks")
+    assert "slope: supported" in idle.evidence  # 4σ beat σ by 13 points in both pairs
+
+
+def sparsity_cell(cousin_rise):
+    relu = arm("sparsity", "relu", 0.6, val_loss=(1.5, 1.2, 1.3, 1.4), flat=0.6)
+    cell = {"relu": relu}
+    for cousin in claims.COUSINS:
+        rising = (1.5, 1.2, 1.3 + cousin_rise / 2, 1.4 + cousin_rise)
+        cell[cousin] = arm("sparsity", cousin, 0.6, val_loss=rising, flat=0.05)
+    return {"sparsity": cell}
+
+
+def test_sparsity_claim_and_advice_compare_relu_with_its_cousins():
+    curbs = claims.sparsity(sparsity_cell(0.2))
+    assert curbs.verdict == SUPPORTED and "ReLU 60%, leaky ReLU 5%" in curbs.evidence
+    assert advice.family({"7": curbs}).startswith("**Prefer ReLU to its non-sparse cousins")
+    no = claims.sparsity(sparsity_cell(0.0))
+    assert no.verdict == NOT_SUPPORTED
+    assert advice.family({"7": no}).startswith("**Sparsity is no reason")
+
+
+def test_depth_claim_needs_a_small_shallow_gap_and_a_widening_one():
+    def study(shallow_gap, deep_gap):
+        return {
+            "baseline": {
+                "sigmoid": arm("baseline", "sigmoid", 0.6 - shallow_gap),
+                "relu": arm("baseline", "relu", 0.6),
+            },
+            "depth3": {
+                "sigmoid": arm("depth3", "sigmoid", 0.6 - deep_gap),
+                "relu": arm("depth3", "relu", 0.6),
+            },
+        }
+
+    assert claims.depth(study(0.0, 0.2)).verdict == SUPPORTED
+    assert claims.depth(study(0.17, 0.175)).verdict == NOT_SUPPORTED  # behind already, no growth
+    assert claims.depth(study(0.0, 0.0)).verdict == MIXED  # fine when shallow, but no growth
+    assert advice.deeper({"8": claims.depth(study(0.0, 0.2))}).startswith("**The deeper")
+    assert advice.deeper({"8": claims.depth(study(0.1, 0.1))}).startswith("**Depth alone did not")
+
+
+def test_keeping_sigmoid_advice_counts_the_stuck_seeds():
+    stuck = baseline(**STUCK)
+    assert advice.keeping_sigmoid({"baseline": stuck}).startswith(
+        "**Sigmoid in hidden layers needs far more steps"
+    )
+    learned = advice.keeping_sigmoid({"baseline": baseline()})
+    assert learned == "**Sigmoid left chance on every seed (5) within 40 steps.**"
+
+
+def test_split_seeds_are_described_by_counts_and_medians():
+    study = {"baseline": baseline()}
+    mixed = dict(study["baseline"]["sigmoid"].histories)
+    for seed in (42, 43):
+        mixed[seed] = mixed[seed].assign(val_accuracy=0.1)
+    sigmoid = study["baseline"]["sigmoid"]
+    split = Arm(**{**sigmoid.__dict__, "histories": mixed})
+    assert sum(split.stuck().values()) == 2
+    text = claims.describe(split, claims.test_accuracy(split), claims.points)
+    assert text.startswith("2 of 5 seeds stuck at chance; the other 3: median 45.2%")
+
+
+def test_cost_claim_reads_paired_timing_samples():
+    timing = {
+        "samples": {
+            "activation": {"sigmoid": [2.0, 2.1, 1.9, 2.0, 2.05], "relu": [1.0] * 5},
+            "step": {"sigmoid": [1.01, 0.99, 1.0, 1.02, 1.0], "relu": [1.0] * 5},
+        }
+    }
+    claim = claims.cheaper(timing)
+    assert [p.verdict for p in claim.parts] == [SUPPORTED, NOT_SUPPORTED]
+    assert claim.verdict == MIXED
+    assert advice.speed({"6": claim}).startswith("**Do not choose on speed:**")
+    timing["samples"]["step"]["sigmoid"] = [1.5, 1.52, 1.49, 1.5, 1.51]
+    assert advice.speed({"6": claims.cheaper(timing)}).startswith("**ReLU also trains faster")
+    assert claims.cheaper(None).verdict == NOT_SETTLED
+
+
+@pytest.mark.parametrize("gain, verdict", [(0.0, SUPPORTED), (-0.05, NOT_SUPPORTED)])
+def test_output_layer_claim_holds_when_the_sigmoid_output_does_no_worse(gain, verdict):
+    study = {
+        "two-class-softmax": {"relu": arm("two-class-softmax", "relu", 0.8)},
+        "two-class-sigmoid-output": {"relu": arm("two-class-sigmoid-output", "relu", 0.8 + gain)},
+    }
+    assert claims.output_layer(study).verdict == verdict

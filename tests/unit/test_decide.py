@@ -1,0 +1,107 @@
+import pytest
+
+from pipeline.decide import (
+    MIXED,
+    NOT_SETTLED,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Measure,
+    combine,
+    decimals,
+    paired,
+    rule,
+    split_outcome,
+)
+
+ACCURACY = Measure("test accuracy", smallest_effect=0.01, scale=100, unit="points")
+SEEDS = (42, 43, 44, 45, 46)
+
+
+def arms(higher, lower):
+    return dict(zip(SEEDS, higher, strict=False)), dict(zip(SEEDS, lower, strict=False))
+
+
+def test_each_verdict_follows_the_interval_against_the_smallest_effect():
+    clear = paired("a − b", ACCURACY, *arms([0.60, 0.61, 0.62, 0.61, 0.60], [0.45] * 5))
+    assert clear.verdict == SUPPORTED
+    # The same numbers the other way round: the interval lies below the smallest effect.
+    assert (
+        paired(
+            "b − a", ACCURACY, *reversed(arms([0.60, 0.61, 0.62, 0.61, 0.60], [0.45] * 5))
+        ).verdict
+        == NOT_SUPPORTED
+    )
+    # An effect that is real but smaller than the one that matters is not support either.
+    tiny = paired("a − b", ACCURACY, *arms([0.453, 0.454, 0.455, 0.454, 0.453], [0.45] * 5))
+    assert tiny.interval[0] > 0 and tiny.verdict == NOT_SUPPORTED
+    # Seeds that disagree: the interval straddles the smallest effect.
+    noisy = paired("a − b", ACCURACY, *arms([0.70, 0.40, 0.55, 0.30, 0.62], [0.45] * 5))
+    assert noisy.verdict == MIXED
+    few = paired("a − b", ACCURACY, *arms([0.60, 0.61, 0.62], [0.45] * 3))
+    assert few.n == 3 and few.verdict == NOT_SETTLED
+
+
+def test_only_seeds_both_arms_have_are_paired():
+    comparison = paired("a − b", ACCURACY, {42: 0.6, 43: 0.7, 44: 0.5}, {43: 0.5, 44: 0.5, 99: 0.1})
+    assert comparison.differences == pytest.approx({43: 0.2, 44: 0.0})
+
+
+def test_a_ratio_is_compared_on_a_log_scale_against_its_smallest_factor():
+    speed = Measure("time", smallest_effect=0.10, unit="×", log=True)
+    twice = paired("a / b", speed, *arms([2.0, 2.1, 1.9, 2.0, 2.05], [1.0] * 5))
+    assert twice.mean == pytest.approx(1.0, abs=0.05) and twice.verdict == SUPPORTED
+    same = paired("a / b", speed, *arms([1.01, 0.99, 1.02, 1.0, 1.0], [1.0] * 5))
+    assert same.verdict == NOT_SUPPORTED
+    assert twice.format() == "2.01× [1.92×, 2.10×] (5 seeds)"
+
+
+def test_rule_boundaries():
+    assert rule(5, (0.02, 0.05), 0.01) == SUPPORTED
+    assert rule(5, (-0.05, 0.005), 0.01) == NOT_SUPPORTED
+    assert rule(5, (0.0, 0.05), 0.01) == MIXED
+    assert rule(4, (0.02, 0.05), 0.01) == NOT_SETTLED
+
+
+def test_combine():
+    assert combine([SUPPORTED, SUPPORTED]) == SUPPORTED
+    assert combine([NOT_SUPPORTED, NOT_SUPPORTED]) == NOT_SUPPORTED
+    assert combine([SUPPORTED, NOT_SUPPORTED]) == MIXED
+    assert combine([SUPPORTED, MIXED]) == MIXED
+    assert combine([SUPPORTED, NOT_SETTLED]) == NOT_SETTLED
+    assert combine([]) == NOT_SETTLED
+
+
+def test_intervals_print_to_the_precision_they_support():
+    wide = paired("a − b", ACCURACY, *arms([0.70, 0.40, 0.55, 0.30, 0.62], [0.45] * 5))
+    low, high = wide.interval
+    assert decimals(wide.mean, low, high, ACCURACY) == 0  # ± about 20 points: whole points
+    assert wide.format().count(".") == 0
+    narrow = paired("a − b", ACCURACY, *arms([0.601, 0.603, 0.602, 0.604, 0.600], [0.45] * 5))
+    assert decimals(narrow.mean, *narrow.interval, ACCURACY) == 1
+    assert narrow.format() == "+15.2 [+15.0, +15.4] points (5 seeds)"
+
+
+def test_split_outcomes_are_counts_and_medians():
+    stuck = {42: True, 43: False, 44: False, 45: True, 46: False}
+    values = {42: 0.10, 43: 0.40, 44: 0.44, 45: 0.10, 46: 0.30}
+    text = split_outcome(values, stuck, lambda v: f"{v:.2f}")
+    assert text == "2 of 5 seeds stuck at chance; the other 3: median 0.40"
+    assert split_outcome(values, dict.fromkeys(values, True), str) == "all 5 seeds stuck at chance"
+    none = split_outcome(values, {}, lambda v: f"{v:.2f}")
+    assert none == "median 0.30 (range 0.10 to 0.44, 5 seeds)"
+
+
+def test_direction_reads_the_rule_both_ways():
+    from pipeline.decide import EQUAL, HIGHER, LOWER, UNCLEAR, UNSETTLED, direction
+
+    assert direction(paired("", ACCURACY, *arms([0.60] * 3 + [0.61] * 2, [0.45] * 5))) == HIGHER
+    assert direction(paired("", ACCURACY, *arms([0.45] * 5, [0.60] * 3 + [0.61] * 2))) == LOWER
+    assert (
+        direction(paired("", ACCURACY, *arms([0.451, 0.452, 0.449, 0.45, 0.451], [0.45] * 5)))
+        == EQUAL
+    )
+    assert (
+        direction(paired("", ACCURACY, *arms([0.70, 0.40, 0.55, 0.30, 0.62], [0.45] * 5)))
+        == UNCLEAR
+    )
+    assert direction(paired("", ACCURACY, *arms([0.6] * 2, [0.45] * 2))) == UNSETTLED
