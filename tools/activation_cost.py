@@ -313,7 +313,7 @@ def measure(samples: int, target: float, loops: int, seed: int, log=print) -> di
             "calls_per_sample": calls,
             "seconds": {act: [] for act in ACTIVATIONS},
         }
-        log(f"{name}: {counts[name]} loops of {calls // counts[name]} calls per sample")
+        log(f"{name}: {calls} calls per sample")
     for i, first in enumerate(raw["first"]):
         order = ACTIVATIONS if first == ACTIVATIONS[0] else ACTIVATIONS[::-1]
         for name, (_, runs) in probes.items():
@@ -374,8 +374,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.samples < 2:
         raise PipelineError(f"--samples {args.samples}: an interval needs at least 2 samples")
-    if args.loops < 0 or args.target_seconds <= 0:
-        raise PipelineError("--loops must be 0 or more and --target-seconds more than 0")
+    if args.loops < 0:
+        raise PipelineError(f"--loops {args.loops}: give 0 (calibrate) or a positive count")
+    if args.target_seconds <= 0:
+        raise PipelineError(f"--target-seconds {args.target_seconds}: give a positive time")
     check_writable(args.output)
 
     import tensorflow as tf

@@ -1,17 +1,22 @@
 """The activation-cost tool's arithmetic: paired ratios and their interval, the pairing order,
-the loops per sample, and the activations' share of a training step."""
+the loops per sample, the activations' share of a training step; and the settings and outputs
+it refuses before measuring."""
 
 from __future__ import annotations
 
 import pytest
 from activation_cost import (
     PROBES,
+    SHAPES,
     loops_for,
+    main,
     pair_order,
     paired_summary,
     summarize,
     summary_lines,
 )
+
+from pipeline.cli import run_cli
 
 # Noisy relu-like times; sigmoid's the same times two, with a noise of its own.
 B = [1.00, 1.10, 0.95, 1.30, 1.02, 0.98, 1.20, 1.05, 0.90, 1.15]
@@ -122,3 +127,39 @@ def test_summary_of_a_measurement():
     lines = summary_lines(summary)
     assert "activations' share of a step: sigmoid 10.0%, relu 10.0%" in lines
     assert any(line.startswith("step time sigmoid - relu: mean 20000.00 ms") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--samples", "1"], "--samples 1: an interval needs at least 2 samples"),
+        (["--loops", "-1"], "--loops -1: give 0 (calibrate) or a positive count"),
+        (["--target-seconds", "0"], "--target-seconds 0.0: give a positive time"),
+    ],
+)
+def test_refused_settings_stop_before_measuring(tmp_path, capsys, options, message):
+    output = tmp_path / "cost.json"
+    assert run_cli(main, ["--output", str(output), *options]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}")
+    assert len(err.splitlines()) == 1
+    assert not output.exists()
+
+
+def test_an_output_that_cannot_be_written_stops_before_measuring(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert run_cli(main, ["--output", str(blocker / "cost.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {blocker / 'cost.json'}: ")
+    assert err.rstrip().endswith("pass a writable path to --output")
+    assert len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_the_timed_shapes_are_the_networks_own():
+    from pipeline.model import TUTORIAL, build_cnn
+
+    model = build_cnn("relu", TUTORIAL)
+    assert tuple(model.get_layer("conv2d").output.shape[1:]) == SHAPES["conv"][1:]
+    assert tuple(model.get_layer("dense").output.shape[1:]) == SHAPES["dense"][1:]
