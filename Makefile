@@ -16,7 +16,7 @@ GPU_LOCK_ARGS := $(LOCK_ARGS) --extra gpu --override tools/gpu-overrides.txt
 # Stage commands call `python` and `dvc`; they must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast durations bench lint format ui clean lock
+.PHONY: install run test test-fast durations bench activation-cost lint format ui clean lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ durations: $(STAMP)
 ARCHIVE ?= data/raw/cifar-10-python.tar.gz
 bench: $(STAMP)
 	python tools/bench.py --archive $(ARCHIVE)
+
+# Is ReLU cheaper to compute than sigmoid? Each activation alone on the network's shapes, and
+# the whole training step, sigmoid and ReLU in alternating pairs. A couple of minutes; run it on
+# an idle machine, as a busy one makes the times noisy. Not part of `make test`.
+activation-cost: $(STAMP)
+	python tools/activation_cost.py --output reports/studies/claims/activation-cost.json
 
 lint: $(STAMP)
 	ruff check pipeline tools tests
