@@ -4,14 +4,13 @@ import pytest
 
 from pipeline import plots
 from pipeline.escape import escape_epoch
+from pipeline.mechanism import reconcile
 from pipeline.model import TUTORIAL
 from pipeline.params import DataParams, EvaluateParams, MlflowParams, Params, TrainParams
-from pipeline.mechanism import reconcile
 from pipeline.report import Evidence, plateau, render_markdown, results_table
 from pipeline.results import (
     Evaluation,
     ModelDetails,
-    Paired,
     RunResults,
     Scores,
     Spread,
