@@ -210,19 +210,35 @@ def test_split_seeds_are_described_by_counts_and_medians():
     assert text.startswith("2 of 5 seeds stuck at chance; the other 3: median 45.2%")
 
 
-def test_cost_claim_reads_paired_timing_samples():
-    timing = {
-        "samples": {
-            "activation": {"sigmoid": [2.0, 2.1, 1.9, 2.0, 2.05], "relu": [1.0] * 5},
-            "step": {"sigmoid": [1.01, 0.99, 1.0, 1.02, 1.0], "relu": [1.0] * 5},
-        }
+def timing(activation, step):
+    """The timing experiment's file, as tools/activation_cost.py writes it (seconds per sample)."""
+
+    def probe(sigmoid, calls):
+        return {"calls_per_sample": calls, "seconds": {"sigmoid": sigmoid, "relu": [calls] * 5}}
+
+    return {
+        "machine": {"cpu": "a CPU"},
+        "raw": {
+            "probes": {
+                "conv_forward_backward": probe([10 * a for a in activation], 10),
+                "dense_forward_backward": probe([20 * a for a in activation], 20),
+                "train_step": probe([4 * s for s in step], 4),
+            }
+        },
+        "summary": {"share_of_step": {"sigmoid": 0.2, "relu": 0.1}},
     }
-    claim = claims.cheaper(timing)
+
+
+def test_cost_claim_reads_paired_timing_samples():
+    twice, same = [2.0, 2.1, 1.9, 2.0, 2.05], [1.01, 0.99, 1.0, 1.02, 1.0]
+    claim = claims.cheaper(timing(twice, same))
     assert [p.verdict for p in claim.parts] == [SUPPORTED, NOT_SUPPORTED]
-    assert claim.verdict == MIXED
+    assert (
+        claim.verdict == MIXED and "took 2.01× [1.92×, 2.10×] (5 paired samples)" in claim.evidence
+    )
     assert advice.speed({"6": claim}).startswith("**Do not choose on speed:**")
-    timing["samples"]["step"]["sigmoid"] = [1.5, 1.52, 1.49, 1.5, 1.51]
-    assert advice.speed({"6": claims.cheaper(timing)}).startswith("**ReLU also trains faster")
+    slower = claims.cheaper(timing(twice, [1.5, 1.52, 1.49, 1.5, 1.51]))
+    assert advice.speed({"6": slower}).startswith("**ReLU also trains faster")
     assert claims.cheaper(None).verdict == NOT_SETTLED
 
 
