@@ -71,3 +71,68 @@ def reconcile(sigmoid: pd.DataFrame, relu: pd.DataFrame) -> list[str]:
             f"{ratio(slope_r, slope_s)} more gradient through ReLU's layer."
         )
     return lines
+
+
+def first_step_below(steps: pd.DataFrame, column: str, share: float) -> int | None:
+    """The first measured step at which `column` fell below `share` of its value at step 0."""
+    start = float(steps[column].iloc[0])
+    below = steps.loc[steps[column] < share * start, "step"]
+    return int(below.iloc[0]) if len(below) else None
+
+
+def order_of_events(steps: pd.DataFrame, escape_step: int | None, activation: str) -> str | None:
+    """What happened first through the plateau, from one step curve with layer columns: when each
+    hidden layer's mean slope fell to a tenth of its start, against when accuracy left chance."""
+    layers = [c.removeprefix("mean_slope/") for c in steps.columns if c.startswith("mean_slope/")]
+    if not layers:
+        return None  # a step curve from before the layers were probed step by step
+    labels = layer_labels(pd.DataFrame(columns=[f"mean_slope/{x}" for x in layers]))
+    falls = []
+    for layer in layers:
+        column = f"mean_slope/{layer}"
+        step = first_step_below(steps, column, 0.1)
+        start, low = float(steps[column].iloc[0]), float(steps[column].min())
+        when = f"by step {step}" if step is not None else "at no measured step"
+        falls.append(
+            f"the {labels.get(layer, layer)} layer's mean slope went from {start:.3g} to a "
+            f"low of {low:.3g}, below a tenth of its start {when}"
+        )
+    measured = int(steps["step"].max())
+    escape = (
+        f"validation accuracy left chance at step {escape_step}"
+        if escape_step is not None
+        else f"validation accuracy had not left chance by step {measured}"
+    )
+    return f"**{activation}**, seed-mean curve: " + "; ".join(falls) + f"; {escape}."
+
+
+def collapsed_before_escape(steps: pd.DataFrame, escape_step: int | None) -> bool:
+    """Whether some hidden layer's mean slope fell below a tenth of its start before accuracy
+    left chance (or while it never did)."""
+    for column in (c for c in steps.columns if c.startswith("mean_slope/")):
+        fell = first_step_below(steps, column, 0.1)
+        if fell is not None and (escape_step is None or fell < escape_step):
+            return True
+    return False
+
+
+def adam_note(collapsed_first: bool) -> str:
+    """Adam rescales each weight's step, so what the gradient ratio proves is limited; the order
+    of events says more, and this says which way it went."""
+    text = (
+        "**Why a smaller gradient is not the whole story under Adam.** Adam divides each "
+        "weight's gradient by a running average of that gradient's own size, so a gradient that "
+        "is smaller by a constant factor gives the same steps; the gradient ratio at "
+        "initialisation is weak evidence on its own. A saturated layer does something Adam "
+        "cannot undo: with a slope near zero at most inputs, the little gradient that reaches "
+        "the layers below carries the signal of few images. "
+    )
+    if collapsed_first:
+        return text + (
+            "Here sigmoid's slope collapsed while its accuracy sat at chance, the order this "
+            "explanation needs."
+        )
+    return text + (
+        "Here sigmoid's slope did not collapse before its accuracy left chance, so this run does "
+        "not show that order."
+    )

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from pipeline import advice, claims, cli, mechanism, plots, studies, tracking
 from pipeline.cifar import CIFAR10
 from pipeline.decide import MIN_SEEDS, VERDICTS
-from pipeline.escape import ESCAPE_THRESHOLD, format_escape
+from pipeline.escape import ESCAPE_THRESHOLD, escape_step, format_escape
 from pipeline.files import atomic_path
 from pipeline.params import Params, logged_params
 from pipeline.results import RunResults, read_results
@@ -130,6 +130,17 @@ def results_table(results: RunResults) -> str:
             }
         )
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def events(results: RunResults) -> list[str]:
+    """Per activation, the order of events through the plateau, from the seed-mean step curve."""
+    found = []
+    for activation in ("sigmoid", "relu"):
+        escape = escape_step(results.steps[activation])
+        line = mechanism.order_of_events(results.steps[activation], escape, activation)
+        if line:
+            found.append(line)
+    return found
 
 
 def claims_table(settled: Sequence[claims.Claim]) -> str:
@@ -286,6 +297,12 @@ def render_markdown(evidence: Evidence, params: Params) -> str:
         further=evidence.further,
         further_table=claims_table(evidence.further),
         reconcile=mechanism.reconcile(results.diagnostics["sigmoid"], results.diagnostics["relu"]),
+        events=events(results),
+        adam_note=mechanism.adam_note(
+            mechanism.collapsed_before_escape(
+                results.steps["sigmoid"], escape_step(results.steps["sigmoid"])
+            )
+        ),
         layer_table=layer_table(results),
         when_to_use=advice.when_to_use(evidence.by_key, evidence.study),
         n_examples=len(results.examples),

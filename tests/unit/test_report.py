@@ -288,3 +288,22 @@ def test_an_absent_study_reads_as_empty(tmp_path):
     from pipeline.studies import read_study
 
     assert read_study(tmp_path / "absent") == {}
+
+
+def test_the_order_of_events_through_the_plateau_follows_the_step_curve():
+    from pipeline.mechanism import adam_note, collapsed_before_escape, order_of_events
+
+    steps = pd.DataFrame(
+        {
+            "step": [0, 32, 64, 96],
+            "val_accuracy": [0.1, 0.1, 0.1, 0.3],
+            "mean_slope/dense": [0.22, 0.05, 0.01, 0.02],
+        }
+    )
+    line = order_of_events(steps, 96, "sigmoid")
+    assert "went from 0.22 to a low of 0.01, below a tenth of its start by step 64" in line
+    assert line.endswith("validation accuracy left chance at step 96.")
+    assert collapsed_before_escape(steps, 96) and not collapsed_before_escape(steps, 32)
+    assert adam_note(True).endswith("the order this explanation needs.")
+    assert adam_note(False).endswith("does not show that order.")
+    assert order_of_events(steps[["step", "val_accuracy"]], None, "relu") is None
