@@ -22,7 +22,7 @@ from tqdm import tqdm
 from pipeline import cli, tracking
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_path
-from pipeline.params import logged_params
+from pipeline.params import STAGE_PARAMS, logged_params
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60
@@ -157,7 +157,7 @@ def source_url(url: str, root: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args, params = cli.parse_stage(cli.stage_parser(__doc__, "output"), argv)
-    logged = logged_params(params, ("data.url", "data.sha256"))
+    logged = logged_params(params, STAGE_PARAMS["download"])
     with tracking.stage_run("download", params.mlflow.experiment, logged):
         url = source_url(params.data.url, tracking.repo_root())
         size = download(url, params.data.sha256, args.output)

@@ -28,7 +28,7 @@ from pipeline.escape import escape_epoch, escape_step, summarize_history
 from pipeline.files import atomic_path, sha256_file, write_json
 from pipeline.metrics import classification_metrics, cross_entropy, majority_share
 from pipeline.model import CUSTOM_OBJECTS
-from pipeline.params import logged_params
+from pipeline.params import STAGE_PARAMS, logged_params
 from pipeline.results import HEADLINE, SPREAD_KEYS, ModelDetails, Paired, Scored, Scores
 from pipeline.splits import load_split
 
@@ -315,9 +315,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     trained = {a: {s: read_trained(args.trained, a, s) for s in seeds} for a in selected}
     images, labels = load_split(args.data, "test")
     class_names = json.loads((args.data / "meta.json").read_text())["class_names"]
-    logged = logged_params(params, ("evaluate", "train.seeds")) | {
-        "activations": ",".join(selected)
-    }
+    logged = logged_params(params, STAGE_PARAMS["evaluate"]) | {"activations": ",".join(selected)}
     with tracking.stage_run("evaluate", params.mlflow.experiment, logged) as run:
         tracking.log_split(
             f"{CIFAR10.name}-test", "test", images, labels, params.data.url, args.data / "test.npz"

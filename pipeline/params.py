@@ -25,15 +25,24 @@ MAIN_ACTIVATIONS = ("sigmoid", "relu")
 # `package.module:function`; pipeline.activations resolves them. Only the form is checked here
 # (no TensorFlow at this point); a name Keras does not know fails its train stage in one line.
 KERAS_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-# The params a train stage reads and logs, as dvc.yaml lists them: not train.seeds (its seed
-# comes from the command line) nor train.extra_activations (they only decide which stages exist).
-TRAIN_KEYS = (
-    "model",
-    "train.epochs",
-    "train.batch_size",
-    "train.learning_rate",
-    "train.distribution",
-)
+# The params each stage reads and logs to MLflow, exactly as dvc.yaml lists them under the stage
+# (tests/unit/test_stage_deps.py checks the two agree). A train stage reads neither train.seeds (its
+# seed comes from the command line) nor train.extra_activations (they only decide which stages
+# exist).
+STAGE_PARAMS = {
+    "download": ("data.url", "data.sha256"),
+    "preprocess": ("data.val_size", "data.train_limit", "data.seed"),
+    "train": (
+        "model",
+        "train.epochs",
+        "train.batch_size",
+        "train.learning_rate",
+        "train.distribution",
+    ),
+    "evaluate": ("evaluate.n_examples", "train.seeds", "train.extra_activations"),
+    "report": ("data", "model", "train", "evaluate"),
+}
+TRAIN_KEYS = STAGE_PARAMS["train"]
 USER_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 

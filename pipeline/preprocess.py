@@ -13,7 +13,7 @@ import mlflow
 from pipeline import cli, tracking
 from pipeline.cifar import read_cifar10
 from pipeline.errors import PipelineError
-from pipeline.params import logged_params
+from pipeline.params import STAGE_PARAMS, logged_params
 from pipeline.splits import class_counts, split_dataset, write_splits
 
 
@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.archive.is_file():
         raise PipelineError(f"{args.archive} not found; run `dvc repro download` first")
     with tracking.stage_run(
-        "preprocess", params.mlflow.experiment, logged_params(params, ["data"])
+        "preprocess", params.mlflow.experiment, logged_params(params, STAGE_PARAMS["preprocess"])
     ):
         with open(args.archive, "rb") as handle:
             cifar = read_cifar10(handle)

@@ -24,7 +24,7 @@ from pipeline.cifar import CIFAR10
 from pipeline.decide import MIN_SEEDS, VERDICTS
 from pipeline.escape import ESCAPE_THRESHOLD, escape_step, format_escape
 from pipeline.files import atomic_path
-from pipeline.params import Params, logged_params
+from pipeline.params import STAGE_PARAMS, Params, logged_params
 from pipeline.results import RunResults, read_results
 from pipeline.splits import load_split
 
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         studies.read_study(args.study),
         read_timing(args.study),
     )
-    logged = logged_params(params, ("data", "model", "train", "evaluate"))
+    logged = logged_params(params, STAGE_PARAMS["report"])
     with tracking.stage_run("report", params.mlflow.experiment, logged):
         train_data = load_split(args.data, "train")
         test_images, _ = load_split(args.data, "test")

@@ -52,3 +52,16 @@ def test_each_stage_depends_on_exactly_the_code_it_runs(name):
         if dep.startswith("pipeline/") and dep.endswith(".py")
     }
     assert listed == closure(module), f"dvc.yaml stage {name}: list pipeline/<m>.py for each m"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_each_stage_logs_the_params_dvc_yaml_lists_for_it(name):
+    from pipeline.params import STAGE_PARAMS
+
+    stage = STAGES[name].get("do", STAGES[name])
+    module = re.search(r"python -m pipeline\.(\w+)", stage["cmd"]).group(1)
+    listed = tuple(key for key in stage.get("params", []) if isinstance(key, str))
+    if module in STAGE_PARAMS:
+        assert listed == STAGE_PARAMS[module], f"dvc.yaml stage {name} or params.STAGE_PARAMS"
+    else:  # check_params reads the whole file; the activation stage reads none
+        assert module in ("check_params", "activations")
