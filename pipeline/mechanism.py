@@ -80,13 +80,15 @@ def first_step_below(steps: pd.DataFrame, column: str, share: float) -> int | No
     return int(below.iloc[0]) if len(below) else None
 
 
-def order_of_events(steps: pd.DataFrame, escape_step: int | None, activation: str) -> str | None:
+def order_of_events(
+    steps: pd.DataFrame, escape_step: int | None, activation: str, labels: dict[str, str]
+) -> str | None:
     """What happened first through the plateau, from one step curve with layer columns: when each
-    hidden layer's mean slope fell to a tenth of its start, against when accuracy left chance."""
+    hidden layer's mean slope fell to a tenth of its start, against when accuracy left chance.
+    `labels` names the layers (layer_labels of the run's diagnostics)."""
     layers = [c.removeprefix("mean_slope/") for c in steps.columns if c.startswith("mean_slope/")]
     if not layers:
         return None  # a step curve from before the layers were probed step by step
-    labels = layer_labels(pd.DataFrame(columns=[f"mean_slope/{x}" for x in layers]))
     falls = []
     for layer in layers:
         column = f"mean_slope/{layer}"

@@ -234,9 +234,12 @@ def gradient_ratio_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
     return fig
 
 
-def plateau_figure(steps: Mapping[str, pd.DataFrame], threshold: float) -> Figure:
+def plateau_figure(
+    steps: Mapping[str, pd.DataFrame], labels: Mapping[str, str], threshold: float
+) -> Figure:
     """Through the first steps, on one step axis: validation accuracy, each hidden layer's mean
-    slope, and its share of flat inputs (sigmoid: saturated; ReLU: negative, inactive)."""
+    slope, and its share of flat inputs (sigmoid: saturated; ReLU: negative, inactive).
+    `labels` names the layers (layer_labels of a diagnostics frame, which knows every layer)."""
     fig = Figure(figsize=(10, 9), layout="constrained")
     ax_acc, ax_slope, ax_flat = fig.subplots(3, 1, sharex=True)
     colors = _palette(steps)
@@ -244,7 +247,6 @@ def plateau_figure(steps: Mapping[str, pd.DataFrame], threshold: float) -> Figur
     for activation, frame in steps.items():
         color = colors[activation]
         ax_acc.plot(frame["step"], frame["val_accuracy"], ".-", color=color, label=activation)
-        labels = layer_labels(frame)
         for style, layer in zip(styles, _layers(frame, "mean_slope/"), strict=False):
             name = f"{activation}, {labels.get(layer, layer)}"
             ax_slope.plot(

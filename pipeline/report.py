@@ -137,7 +137,8 @@ def events(results: RunResults) -> list[str]:
     found = []
     for activation in ("sigmoid", "relu"):
         escape = escape_step(results.steps[activation])
-        line = mechanism.order_of_events(results.steps[activation], escape, activation)
+        labels = plots.layer_labels(results.diagnostics[activation])
+        line = mechanism.order_of_events(results.steps[activation], escape, activation, labels)
         if line:
             found.append(line)
     return found
@@ -233,7 +234,9 @@ def build_figures(
     figures = {
         "steps.png": plots.step_curve_figure(results.steps, results.seed_steps, ESCAPE_THRESHOLD),
         "plateau.png": plots.plateau_figure(
-            {a: results.steps[a] for a in ("sigmoid", "relu")}, ESCAPE_THRESHOLD
+            {a: results.steps[a] for a in ("sigmoid", "relu")},
+            plots.layer_labels(results.diagnostics["sigmoid"]),
+            ESCAPE_THRESHOLD,
         ),
         "curves.png": plots.curves_figure(results.histories, results.seed_histories),
         "seeds.png": plots.seed_strip_figure(

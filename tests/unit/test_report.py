@@ -300,10 +300,11 @@ def test_the_order_of_events_through_the_plateau_follows_the_step_curve():
             "mean_slope/dense": [0.22, 0.05, 0.01, 0.02],
         }
     )
-    line = order_of_events(steps, 96, "sigmoid")
+    line = order_of_events(steps, 96, "sigmoid", {"dense": "hidden dense"})
+    assert line.startswith("**sigmoid**, seed-mean curve: the hidden dense layer's mean slope")
     assert "went from 0.22 to a low of 0.01, below a tenth of its start by step 64" in line
     assert line.endswith("validation accuracy left chance at step 96.")
     assert collapsed_before_escape(steps, 96) and not collapsed_before_escape(steps, 32)
     assert adam_note(True).endswith("the order this explanation needs.")
     assert adam_note(False).endswith("does not show that order.")
-    assert order_of_events(steps[["step", "val_accuracy"]], None, "relu") is None
+    assert order_of_events(steps[["step", "val_accuracy"]], None, "relu", {}) is None
