@@ -240,13 +240,12 @@ def disk_need(plan: RunPlan, archive_bytes: int, image_bytes: int, speed: Speed)
 
 
 def check_disk(folder: Path | str, free: int, need: int, what: str) -> Result:
+    """`what` says what takes the space, with its verb: "`make run` writes"."""
     if free >= need:
-        return ok(
-            "disk", f"{megabytes(free)} free in {folder}; {what} needs about {megabytes(need)}"
-        )
+        return ok("disk", f"{megabytes(free)} free in {folder}; {what} about {megabytes(need)}")
     return fail(
         "disk",
-        f"{megabytes(free)} free in {folder}, but {what} needs about {megabytes(need)}: free "
+        f"{megabytes(free)} free in {folder}, but {what} about {megabytes(need)}: free "
         f"{megabytes(need - free)} there, or move the project to a larger disk",
     )
 
@@ -408,13 +407,14 @@ def lock_path() -> Path:
     return Path("requirements-gpu.lock" if gpu else "requirements.lock")
 
 
-def check_install(modules: Sequence[str]) -> Result:
+def check_install(modules: Sequence[str]) -> tuple[Result, bool]:
+    """The install's check, and whether `modules` import (the other checks need them)."""
     missing = import_problems(modules)
     if missing:
-        return check_packages(missing, {}, {})
+        return check_packages(missing, {}, {}), False
     lock = lock_path()
     if not lock.is_file():
-        return fail("install", f"{lock} not found: run this check in the project's folder")
+        return fail("install", f"{lock} not found: run this check in the project's folder"), True
     pins = locked_pins(lock.read_text())
     installed = {}
     for name in pins:
@@ -422,7 +422,7 @@ def check_install(modules: Sequence[str]) -> Result:
             installed[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             installed[name] = None
-    return check_packages({}, installed, pins)
+    return check_packages({}, installed, pins), True
 
 
 def measure_speed(params: Any, budget_s: float = TIMING_BUDGET_S) -> Speed:
@@ -578,21 +578,25 @@ def server_url(value: str | None) -> str:
     return value.rstrip("/")
 
 
-def load_local_params(path: str) -> Any | None:
-    """params.yaml, or None when the packages to read it are missing (the install check says)."""
-    try:
-        from pipeline.params import load_params
-    except ImportError:
-        return None
-    return load_params(path)
-
-
 @dataclass(frozen=True)
 class Machine:
     """What the checks read of this machine, given so that a test can pose as another."""
 
     version_info: Sequence[int] = tuple(sys.version_info)
     free_bytes: Callable[[Path], int] = lambda folder: shutil.disk_usage(folder).free
+
+
+def first_checks(
+    modules: Sequence[str], rest: Sequence[str], report: Callable[[Result], None], machine: Machine
+) -> bool:
+    """Python and the install; False (the `rest` reported as not run) when the packages do not
+    import: every other check needs them."""
+    report(check_python(machine.version_info))
+    install, importable = check_install(modules)
+    report(install)
+    for name in () if importable else rest:
+        report(skip(name, "not checked: the packages do not import"))
+    return importable
 
 
 def student(args: argparse.Namespace, report: Callable[[Result], None], machine: Machine) -> None:
@@ -603,18 +607,18 @@ def student(args: argparse.Namespace, report: Callable[[Result], None], machine:
     password = password_for(user, server)
     if password is None:
         raise PipelineError("set MLFLOW_TRACKING_PASSWORD to the password from your teacher")
-    report(check_python(machine.version_info))
-    install = check_install(IMPORTS)
-    report(install)
-    params = load_local_params(args.params) if not install.failed else None
-    speed = None
-    if params is None:
-        report(skip("speed", "not measured: the install failed"))
-    else:
-        from pipeline.manifest import cpu_model
+    rest = ("speed", "server", "login", "archive", "disk")
+    if not first_checks(IMPORTS, rest, report, machine):
+        return
+    from pipeline.cifar import CIFAR10
+    from pipeline.classroom import SHA_TAG, URL_TAG
+    from pipeline.manifest import cpu_model
+    from pipeline.params import load_params
 
-        speed = measure_speed(params)
-        report(check_timing(run_plan(params), speed, cpu_model()))
+    params = load_params(args.params)
+    plan = run_plan(params)
+    speed = measure_speed(params)
+    report(check_timing(plan, speed, cpu_model()))
 
     status, why = health(server)
     report(check_health(server, status, why))
@@ -625,8 +629,6 @@ def student(args: argparse.Namespace, report: Callable[[Result], None], machine:
         code, body, experiments = search_class_experiment(server, user, password)
         report(check_student_login(server, user, code, body, experiments))
         tags = experiments[0]["tags"] if experiments else {}
-
-    from pipeline.classroom import SHA_TAG, URL_TAG
 
     data_url = args.data_url or tags.get(URL_TAG)
     expected = args.sha256 or tags.get(SHA_TAG)
@@ -644,33 +646,26 @@ def student(args: argparse.Namespace, report: Callable[[Result], None], machine:
             )
         report(found)
 
-    if params is None or speed is None:
-        report(skip("disk", "not estimated: the install failed"))
-    else:
-        from pipeline.cifar import CIFAR10
-
-        folder = Path.cwd()
-        need = disk_need(run_plan(params), archive_bytes, math.prod(CIFAR10.image_shape), speed)
-        report(check_disk(folder, machine.free_bytes(folder), need, "`make run`"))
+    folder = Path.cwd()
+    need = disk_need(plan, archive_bytes, math.prod(CIFAR10.image_shape), speed)
+    report(check_disk(folder, machine.free_bytes(folder), need, "`make run` writes"))
 
 
 def teacher(args: argparse.Namespace, report: Callable[[Result], None], machine: Machine) -> None:
     server = server_url(args.server)
     user = args.user or os.environ.get("MLFLOW_TRACKING_USERNAME") or "teacher"
-    report(check_python(machine.version_info))
-    install = check_install(TEACHER_IMPORTS)
-    report(install)
-    params = load_local_params(args.params) if not install.failed else None
+    rest = ("archive", "server", "login", "data", "disk")
+    if not first_checks(TEACHER_IMPORTS, rest, report, machine):
+        return
+    from pipeline.files import sha256_file
+    from pipeline.params import load_params
 
+    params = load_params(args.params)
     archive = Path(args.archive)
-    expected = args.sha256 or (params.data.sha256 if params else None)
     if not archive.is_file():
         report(fail("archive", f"{archive} not found: download the archive, or fix --archive"))
-    elif not expected:
-        report(skip("archive", "checksum not checked: give --sha256"))
     else:
-        from pipeline.files import sha256_file
-
+        expected = args.sha256 or params.data.sha256
         report(check_digest(str(archive), sha256_file(archive), expected, teacher=True))
 
     status, _ = health(server)
@@ -695,13 +690,10 @@ def teacher(args: argparse.Namespace, report: Callable[[Result], None], machine:
         status, length, why = content_length(args.data_url)
         report(check_served(args.data_url, status, length, archive.stat().st_size, why))
 
-    if params is None:
-        report(skip("disk", "not estimated: the install failed"))
-    else:
-        need = args.students * run_plan(params).models * served_model_bytes(params)
-        folder = Path.cwd()
-        what = f"the models of {args.students} students on the server"
-        report(check_disk(folder, machine.free_bytes(folder), need, what))
+    need = args.students * run_plan(params).models * served_model_bytes(params)
+    folder = Path.cwd()
+    what = f"the models of {args.students} students take"
+    report(check_disk(folder, machine.free_bytes(folder), need, what))
 
 
 def main(argv: Sequence[str] | None = None, machine: Machine = Machine()) -> int:
@@ -727,8 +719,6 @@ def main(argv: Sequence[str] | None = None, machine: Machine = Machine()) -> int
         "--students", type=int, default=CLASS_SIZE, help=f"the class's size (default {CLASS_SIZE})"
     )
     args = parser.parse_args(argv)
-    # TensorFlow's start-up notes (oneDNN, CPU features) are not for this check's reader.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     results: list[Result] = []
 
     def report(result: Result) -> None:
@@ -740,10 +730,10 @@ def main(argv: Sequence[str] | None = None, machine: Machine = Machine()) -> int
     return 1 if any(r.failed for r in results) else 0
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None, machine: Machine = Machine()) -> int:
     """`main` with one-line errors: no traceback for a problem the user can fix."""
     try:
-        return main(argv)
+        return main(argv, machine)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -753,4 +743,6 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # TensorFlow's start-up notes (oneDNN, CPU features) are not for this check's reader.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(run())
