@@ -43,9 +43,13 @@ README = PROJECT / "README.md"
 DOC_PAGES = [README, *sorted((PROJECT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```sh(?: ([a-z-]+))?\n(.*?)^```$", re.M | re.S)
 # README blocks run by tests of their own (team-server and queue: test_team_server.py; machines:
-# test_machines.py; classroom and classroom-student: test_classroom.py; smoke:
-# test_readme_smoke.py); untagged ones by test_readme.py; no-test ones by none.
-OWN_TESTS = {"team-server", "queue", "machines", "classroom", "classroom-student", "smoke"}
+# test_machines.py; classroom and classroom-student: test_classroom.py; prelab and
+# prelab-teacher: test_prelab.py; smoke: test_readme_smoke.py); untagged ones by test_readme.py;
+# no-test ones by none.
+OWN_TESTS = {
+    *("team-server", "queue", "machines", "classroom", "classroom-student", "smoke"),
+    *("prelab", "prelab-teacher"),
+}
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
 
