@@ -121,6 +121,30 @@ def summary_table(study: dict[str, dict[str, Arm]]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+def budget_table(folder: Path, study: dict[str, dict[str, Arm]]) -> str:
+    """Per cell: its wall time (tools/study.py's wall_seconds.json) and each model's training time
+    (train.json), the compute the study spent."""
+    rows = []
+    for cell, arms in study.items():
+        wall = folder / cell / "wall_seconds.json"
+        seconds = [s["train_seconds"] for arm in arms.values() for s in arm.summaries.values()]
+        rows.append(
+            {
+                "cell": cell,
+                "models": len(seconds),
+                "training time per model, median [range]": (
+                    f"{np.median(seconds):.0f} s [{min(seconds):.0f}, {max(seconds):.0f}]"
+                ),
+                "wall time of the cell": (
+                    f"{json.loads(wall.read_text())['wall_seconds'] / 60:.0f} min"
+                    if wall.is_file()
+                    else "—"
+                ),
+            }
+        )
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write a cell study's summary.md from its cells' committed results."""
     import argparse
@@ -131,7 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     cells = read_study(args.study)
     text = (
         "# Summary\n\nWritten by `python -m pipeline.studies "
-        f"{args.study.as_posix()}` from each cell's `results/`.\n\n{summary_table(cells)}\n"
+        f"{args.study.as_posix()}` from each cell's `results/`.\n\n{summary_table(cells)}\n\n"
+        "## Compute spent\n\nA model a cell shares with an earlier one came from DVC's run-cache "
+        "and is counted in both; the wall time is what the cell took.\n\n"
+        f"{budget_table(args.study, cells)}\n"
     )
     (args.study / "summary.md").write_text(text)
     print(f"wrote {args.study / 'summary.md'} ({len(cells)} cells)")
