@@ -17,7 +17,7 @@ def _part(claims: Mapping[str, Claim], key: str, index: int = 0) -> Comparison |
     return claim.parts[index].comparison
 
 
-def hidden_layers(claims: Mapping[str, Claim]) -> str | None:
+def for_hidden_layers(claims: Mapping[str, Claim]) -> str | None:
     c = _part(claims, "5")  # test accuracy, ReLU − sigmoid
     if c is None:
         return None
@@ -159,7 +159,7 @@ def output(claims: Mapping[str, Claim]) -> str:
 def when_to_use(claims: Mapping[str, Claim], study: Study) -> list[str]:
     """The advice, in the order a reader needs it; sentences whose evidence is missing are left out."""
     lines = [
-        hidden_layers(claims),
+        for_hidden_layers(claims),
         keeping_sigmoid(study),
         shape(claims),
         family(claims),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline import probe_columns as columns
 from pipeline.decide import (
     NOT_SETTLED,
     NOT_SUPPORTED,
@@ -165,17 +166,17 @@ def diagnostic(arm: Arm, column: str, epoch: int | None = None) -> dict[int, flo
 
 def first_kernel(arm: Arm) -> str:
     frame = next(iter(arm.diagnostics.values()))
-    return next(c for c in frame.columns if c.startswith("grad_norm/") and c.endswith("kernel"))
+    return columns.kernel(columns.kernel_layers(frame)[0])
 
 
 def last_hidden(arm: Arm) -> str:
     frame = next(iter(arm.diagnostics.values()))
-    return [c.removeprefix("mean_slope/") for c in frame.columns if c.startswith("mean_slope/")][-1]
+    return columns.hidden_layers(frame)[-1]
 
 
 def inactive_share(arm: Arm) -> dict[int, float]:
     """Share of the last hidden layer's inputs where the activation is flat (ReLU: negative)."""
-    return diagnostic(arm, f"saturated_fraction/{last_hidden(arm)}")
+    return diagnostic(arm, columns.column(columns.FLAT, last_hidden(arm)))
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -265,7 +266,9 @@ def relu_keeps_gradient(study: Study) -> Claim:
     column = first_kernel(s)
     comparison = paired("ReLU / sigmoid", GRADIENT, diagnostic(r, column), diagnostic(s, column))
     slope = {
-        a: np.median(list(diagnostic(arm, f"mean_slope/{last_hidden(arm)}").values()))
+        a: np.median(
+            list(diagnostic(arm, columns.column(columns.MEAN_SLOPE, last_hidden(arm))).values())
+        )
         for a, arm in (("sigmoid", s), ("relu", r))
     }
     return Claim(

@@ -15,6 +15,7 @@ import pandas as pd
 import tensorflow as tf
 
 from pipeline import activations
+from pipeline import probe_columns as columns
 from pipeline.cifar import N_CLASSES
 from pipeline.metrics import majority_share
 
@@ -22,8 +23,6 @@ from pipeline.metrics import majority_share
 # share of its peak slope: sigmoid's σ′ = σ(1 − σ) is below 0.0396 · σ′(0) exactly where σ is
 # below 0.01 or above 0.99, the bounds this project used for sigmoid before.
 FLAT_SHARE = 0.0396
-# What the step curve records of each hidden layer, besides the validation accuracy.
-STEP_LAYER_KEYS = ("mean_slope/", "saturated_fraction/")
 # Where the peak slope is looked for, and how finely.
 PEAK_GRID = np.linspace(-20, 20, 40_001, dtype=np.float32)
 
@@ -42,8 +41,8 @@ def slope_stats(slopes: np.ndarray, peak: float) -> dict[str, float]:
     slopes = np.asarray(slopes)
     per_unit = slopes.reshape(len(slopes), -1)
     return {
-        "saturated_fraction": float(np.mean(slopes < FLAT_SHARE * peak)),
-        "dead_fraction": float(np.mean(np.all(per_unit == 0, axis=0))),
+        columns.FLAT: float(np.mean(slopes < FLAT_SHARE * peak)),
+        columns.DEAD: float(np.mean(np.all(per_unit == 0, axis=0))),
     }
 
 
@@ -118,13 +117,16 @@ def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dic
 
     def probe(images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         layer_outputs, slopes, means, norms = step(tf.constant(images), tf.constant(labels))
-        metrics = {f"grad_norm/{name}": float(n) for name, n in zip(names, norms, strict=True)}
+        metrics = {
+            columns.column(columns.GRADIENT, name): float(n)
+            for name, n in zip(names, norms, strict=True)
+        }
         for layer, outputs, slope, mean in zip(hidden, layer_outputs, slopes, means, strict=True):
             mean_output = np.asarray(outputs, dtype=np.float64).mean()  # float64: many values
-            metrics[f"mean_activation/{layer.name}"] = float(mean_output)
+            metrics[columns.column(columns.MEAN_OUTPUT, layer.name)] = float(mean_output)
             for key, value in slope_stats(slope.numpy(), peak).items():
-                metrics[f"{key}/{layer.name}"] = value
-            metrics[f"mean_slope/{layer.name}"] = float(mean)
+                metrics[columns.column(key, layer.name)] = value
+            metrics[columns.column(columns.MEAN_SLOPE, layer.name)] = float(mean)
         return metrics
 
     return probe
@@ -239,7 +241,7 @@ class StepCurveCallback(keras.callbacks.Callback):
             row |= {
                 key: value
                 for key, value in self.layers.probe_now().items()
-                if key.startswith(STEP_LAYER_KEYS)
+                if any(columns.of(q, key) for q in columns.STEP_QUANTITIES)
             }
         self.seconds += time.perf_counter() - start
         self.rows.append(row)

@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline.plots import layer_labels
+from pipeline import probe_columns as columns
+from pipeline.probe_columns import hidden_layers, kernel_layers, layer_labels
 
 SIGMOID_PEAK_SLOPE = 0.25  # σ'(0): the largest slope sigmoid ever has
 
 
 def at(frame: pd.DataFrame, column: str, epoch: int) -> float:
     return float(frame.loc[frame["epoch"] == epoch, column].iloc[0])
-
-
-def hidden_layers(frame: pd.DataFrame) -> list[str]:
-    """The layers whose outputs pass through the activation, in the network's order."""
-    return [c.removeprefix("mean_slope/") for c in frame.columns if c.startswith("mean_slope/")]
-
-
-def kernel_layers(frame: pd.DataFrame) -> list[str]:
-    return [
-        c.split("/")[1]
-        for c in frame.columns
-        if c.startswith("grad_norm/") and c.endswith("kernel")
-    ]
 
 
 def ratio(a: float, b: float) -> str:
@@ -40,10 +28,10 @@ def reconcile(sigmoid: pd.DataFrame, relu: pd.DataFrame) -> list[str]:
     lines = []
     if len(kernels) >= 3:
         first, dense = kernels[0], kernels[-2]
-        g_s, g_r = at(s, f"grad_norm/{dense}/kernel", 0), at(r, f"grad_norm/{dense}/kernel", 0)
+        g_s, g_r = at(s, columns.kernel(dense), 0), at(r, columns.kernel(dense), 0)
         feeding = hidden[-2] if len(hidden) >= 2 else hidden[0]
-        in_s = at(s, f"mean_activation/{feeding}", 0)
-        in_r = at(r, f"mean_activation/{feeding}", 0)
+        in_s = at(s, columns.column(columns.MEAN_OUTPUT, feeding), 0)
+        in_r = at(r, columns.column(columns.MEAN_OUTPUT, feeding), 0)
         if g_s > g_r:
             lines.append(
                 f"**The {labels[dense]} layer's gradient is larger with sigmoid** ({g_s:.3g} "
@@ -55,9 +43,10 @@ def reconcile(sigmoid: pd.DataFrame, relu: pd.DataFrame) -> list[str]:
                 "themselves, the same for both, so its gradient shows the attenuation alone."
             )
     layer = hidden[-1]
-    sat, dead = f"saturated_fraction/{layer}", f"dead_fraction/{layer}"
+    sat, dead = columns.column(columns.FLAT, layer), columns.column(columns.DEAD, layer)
     if sat in s and sat in r and dead in s and dead in r:
-        slope_s, slope_r = at(s, f"mean_slope/{layer}", 1), at(r, f"mean_slope/{layer}", 1)
+        slope = columns.column(columns.MEAN_SLOPE, layer)
+        slope_s, slope_r = at(s, slope, 1), at(r, slope, 1)
         lines.append(
             f"**Saturated sigmoid inputs against inactive ReLU inputs.** After epoch 1, "
             f"{at(s, sat, 1):.1%} of the inputs to sigmoid's {labels[layer]} layer sat in its "
@@ -86,12 +75,12 @@ def order_of_events(
     """What happened first through the plateau, from one step curve with layer columns: when each
     hidden layer's mean slope fell to a tenth of its start, against when accuracy left chance.
     `labels` names the layers (layer_labels of the run's diagnostics)."""
-    layers = [c.removeprefix("mean_slope/") for c in steps.columns if c.startswith("mean_slope/")]
+    layers = hidden_layers(steps)
     if not layers:
         return None  # a step curve from before the layers were probed step by step
     falls = []
     for layer in layers:
-        column = f"mean_slope/{layer}"
+        column = columns.column(columns.MEAN_SLOPE, layer)
         step = first_step_below(steps, column, 0.1)
         start, low = float(steps[column].iloc[0]), float(steps[column].min())
         when = f"by step {step}" if step is not None else "at no measured step"
@@ -111,7 +100,8 @@ def order_of_events(
 def collapsed_before_escape(steps: pd.DataFrame, escape_step: int | None) -> bool:
     """Whether some hidden layer's mean slope fell below a tenth of its start before accuracy
     left chance (or while it never did)."""
-    for column in (c for c in steps.columns if c.startswith("mean_slope/")):
+    for layer in hidden_layers(steps):
+        column = columns.column(columns.MEAN_SLOPE, layer)
         fell = first_step_below(steps, column, 0.1)
         if fell is not None and (escape_step is None or fell < escape_step):
             return True

@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pipeline import probe_columns as columns
 from pipeline.cifar import CIFAR10
 
 
@@ -162,34 +163,6 @@ def confusion_figure(
     return fig
 
 
-def _layers(frame: pd.DataFrame, prefix: str) -> list[str]:
-    return [c.removeprefix(prefix) for c in frame.columns if c.startswith(prefix)]
-
-
-def _index(name: str) -> int:
-    """Keras' numbering: dense → 0, dense_2 → 2."""
-    tail = name.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def layer_labels(frame: pd.DataFrame) -> dict[str, str]:
-    """Keras layer names in a diagnostics frame → names a reader knows: first convolution,
-    hidden dense, output (numbered when there are several). An activation layer (`dense_act`,
-    with batch normalisation) takes the name of the layer it follows."""
-    layers = {c.split("/")[1] for c in frame.columns if "/" in c}
-    bases = {name: name.removesuffix("_act").removesuffix("_bn") for name in layers}
-    convs = sorted({b for b in bases.values() if b.startswith("conv2d")}, key=_index)
-    denses = sorted({b for b in bases.values() if b.startswith("dense")}, key=_index)
-    labels = {}
-    for i, name in enumerate(convs):
-        labels[name] = "first convolution" if len(convs) == 1 else f"convolution {i + 1}"
-    for i, name in enumerate(denses[:-1]):
-        labels[name] = "hidden dense" if len(denses) == 2 else f"hidden dense {i + 1}"
-    if denses:
-        labels[denses[-1]] = "output"
-    return {name: labels.get(base, name) for name, base in bases.items()}
-
-
 def _legend_below(fig: Figure, axes) -> None:
     """One legend for the whole figure, under the charts, so no line hides behind it."""
     handles, labels = {}, []
@@ -211,16 +184,15 @@ def gradient_ratio_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
     """Sigmoid's weight gradient over ReLU's, per layer against epoch, on one log axis: below 1,
     less gradient reaches that layer with sigmoid."""
     s, r = diagnostics["sigmoid"], diagnostics["relu"]
-    labels = layer_labels(s)
+    labels = columns.layer_labels(s)
     layers = sorted(
-        (n.removesuffix("/kernel") for n in _layers(s, "grad_norm/") if n.endswith("/kernel")),
-        key=lambda n: (not n.startswith("conv"), _index(n)),
+        columns.kernel_layers(s), key=lambda n: (not n.startswith("conv"), columns.keras_index(n))
     )
     fig = Figure(figsize=(8, 4.2), layout="constrained")
     ax = fig.subplots()
     for style, layer in zip(["o-", "s--", "^:", "d-.", "v-", "p--"], layers, strict=False):
-        column = f"grad_norm/{layer}/kernel"
-        ax.plot(s["epoch"], s[column] / r[column], style, label=labels.get(layer, layer))
+        kernel = columns.kernel(layer)
+        ax.plot(s["epoch"], s[kernel] / r[kernel], style, label=labels.get(layer, layer))
     ax.axhline(1, color="grey", linestyle=":", label="as large as ReLU's")
     ax.set_yscale("log")
     ax.set(
@@ -247,14 +219,11 @@ def plateau_figure(
     for activation, frame in steps.items():
         color = colors[activation]
         ax_acc.plot(frame["step"], frame["val_accuracy"], ".-", color=color, label=activation)
-        for style, layer in zip(styles, _layers(frame, "mean_slope/"), strict=False):
+        for style, layer in zip(styles, columns.hidden_layers(frame), strict=False):
             name = f"{activation}, {labels.get(layer, layer)}"
-            ax_slope.plot(
-                frame["step"], frame[f"mean_slope/{layer}"], style, color=color, label=name
-            )
-            ax_flat.plot(
-                frame["step"], frame[f"saturated_fraction/{layer}"], style, color=color, label=name
-            )
+            slope, flat = (columns.column(q, layer) for q in (columns.MEAN_SLOPE, columns.FLAT))
+            ax_slope.plot(frame["step"], frame[slope], style, color=color, label=name)
+            ax_flat.plot(frame["step"], frame[flat], style, color=color, label=name)
     ax_acc.axhline(
         threshold, color="black", linestyle="--", linewidth=0.8, label=f"escape ({threshold:.2f})"
     )
@@ -313,17 +282,13 @@ def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
     colors = _palette(diagnostics)
     for activation, frame in diagnostics.items():
         color = colors[activation]
-        labels = layer_labels(frame)
-        panels = (
-            (ax_slope, "mean_slope/"),
-            (ax_sat, "saturated_fraction/"),
-            (ax_dead, "dead_fraction/"),
-        )
-        for ax, prefix in panels:
-            for style, layer in zip(styles, _layers(frame, prefix), strict=False):
+        labels = columns.layer_labels(frame)
+        panels = ((ax_slope, columns.MEAN_SLOPE), (ax_sat, columns.FLAT), (ax_dead, columns.DEAD))
+        for ax, quantity in panels:
+            for style, layer in zip(styles, columns.layers(frame, quantity), strict=False):
                 ax.plot(
                     frame["epoch"],
-                    frame[prefix + layer],
+                    frame[columns.column(quantity, layer)],
                     style,
                     color=color,
                     label=f"{activation}, {labels.get(layer, layer)}",

@@ -20,6 +20,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from pipeline import advice, claims, cli, mechanism, plots, studies, tracking
+from pipeline import probe_columns as columns
 from pipeline.cifar import CIFAR10
 from pipeline.decide import MIN_SEEDS, VERDICTS
 from pipeline.escape import ESCAPE_THRESHOLD, escape_step, format_escape
@@ -137,7 +138,7 @@ def events(results: RunResults) -> list[str]:
     found = []
     for activation in ("sigmoid", "relu"):
         escape = escape_step(results.steps[activation])
-        labels = plots.layer_labels(results.diagnostics[activation])
+        labels = columns.layer_labels(results.diagnostics[activation])
         line = mechanism.order_of_events(results.steps[activation], escape, activation, labels)
         if line:
             found.append(line)
@@ -184,28 +185,28 @@ def layer_table(results: RunResults) -> str:
     """Per layer, sigmoid beside ReLU at initialisation and after epoch 1: the gradient, the
     activation's mean slope, and its mean output."""
     s, r = results.diagnostics["sigmoid"], results.diagnostics["relu"]
-    labels = plots.layer_labels(s)
+    labels = columns.layer_labels(s)
     rows = []
-    for layer in mechanism.kernel_layers(s):
+    for layer in columns.kernel_layers(s):
         row = {"layer": labels.get(layer, layer)}
         for epoch in (0, 1):
-            column = f"grad_norm/{layer}/kernel"
+            column = columns.kernel(layer)
             row[f"weight gradient, epoch {epoch}: sigmoid / ReLU"] = (
                 f"{mechanism.at(s, column, epoch):.3g} / {mechanism.at(r, column, epoch):.3g}"
             )
         hidden = next(
-            (h for h in mechanism.hidden_layers(s) if h.removesuffix("_act") == layer), None
+            (h for h in columns.hidden_layers(s) if h.removesuffix("_act") == layer), None
         )
         for epoch in (0, 1):
             row[f"mean slope, epoch {epoch}: sigmoid / ReLU"] = (
-                f"{mechanism.at(s, f'mean_slope/{hidden}', epoch):.3f} / "
-                f"{mechanism.at(r, f'mean_slope/{hidden}', epoch):.3f}"
+                f"{mechanism.at(s, columns.column(columns.MEAN_SLOPE, hidden), epoch):.3f} / "
+                f"{mechanism.at(r, columns.column(columns.MEAN_SLOPE, hidden), epoch):.3f}"
                 if hidden
                 else "— (softmax)"
             )
         row["mean output, epoch 1: sigmoid / ReLU"] = (
-            f"{mechanism.at(s, f'mean_activation/{hidden}', 1):.3f} / "
-            f"{mechanism.at(r, f'mean_activation/{hidden}', 1):.3f}"
+            f"{mechanism.at(s, columns.column(columns.MEAN_OUTPUT, hidden), 1):.3f} / "
+            f"{mechanism.at(r, columns.column(columns.MEAN_OUTPUT, hidden), 1):.3f}"
             if hidden
             else "—"
         )
@@ -235,7 +236,7 @@ def build_figures(
         "steps.png": plots.step_curve_figure(results.steps, results.seed_steps, ESCAPE_THRESHOLD),
         "plateau.png": plots.plateau_figure(
             {a: results.steps[a] for a in ("sigmoid", "relu")},
-            plots.layer_labels(results.diagnostics["sigmoid"]),
+            columns.layer_labels(results.diagnostics["sigmoid"]),
             ESCAPE_THRESHOLD,
         ),
         "curves.png": plots.curves_figure(results.histories, results.seed_histories),

@@ -104,13 +104,13 @@ def test_generalisation_verdict_flips_with_the_numbers():
 
 
 def test_hidden_layer_advice_reverses_when_the_numbers_do():
-    better = advice.hidden_layers({"5": claims.generalises({"baseline": baseline()})})
+    better = advice.for_hidden_layers({"5": claims.generalises({"baseline": baseline()})})
     assert better.startswith("**Hidden layers: ReLU over sigmoid.** ReLU scored +17")
-    worse = advice.hidden_layers(
+    worse = advice.for_hidden_layers(
         {"5": claims.generalises({"baseline": baseline(sigmoid=0.62, relu=0.45)})}
     )
     assert worse.startswith("**Hidden layers: sigmoid over ReLU.**")
-    even = advice.hidden_layers(
+    even = advice.for_hidden_layers(
         {"5": claims.generalises({"baseline": baseline(sigmoid=0.62, relu=0.621)})}
     )
     assert even.startswith("**Hidden layers: either.**")

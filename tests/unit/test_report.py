@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import plots
+from pipeline import plots, probe_columns
 from pipeline.escape import escape_epoch
 from pipeline.mechanism import reconcile
 from pipeline.model import TUTORIAL
@@ -204,7 +204,7 @@ def test_a_local_archive_is_shown_by_its_file_name_alone(url):
 
 def test_layer_labels_are_names_a_reader_knows():
     frame = diagnostics("relu", 1, 0.1, 0.1, 0.5, 0.1)
-    assert plots.layer_labels(frame) == {
+    assert probe_columns.layer_labels(frame) == {
         "conv2d": "first convolution",
         "dense": "hidden dense",
         "dense_1": "output",
@@ -219,7 +219,7 @@ def test_layer_labels_are_names_a_reader_knows():
             "grad_norm/dense_2/kernel",
         ]
     )
-    labels = plots.layer_labels(deep)
+    labels = probe_columns.layer_labels(deep)
     assert labels["conv2d_1"] == "convolution 2" and labels["conv2d_act"] == "convolution 1"
     assert labels["dense_1"] == "hidden dense 2" and labels["dense_2"] == "output"
 
