@@ -166,14 +166,16 @@ def training_runs(
 def log_test_metrics_to_train_runs(
     runs: Mapping[tuple[str, int], list], numbers: Mapping[tuple[str, int], dict]
 ) -> int:
-    """Add each model's test accuracy and loss to the run that trained it, so the runs table
-    ranks activations by them. Returns how many runs got metrics."""
+    """Add each model's test accuracy and loss, and its escape epoch and step (when it left
+    chance), to the run that trained it, so the runs table ranks and sorts by them. Returns how
+    many runs got metrics."""
     client = mlflow.MlflowClient()
     linked = 0
     for pair, pair_runs in runs.items():
         for run in pair_runs:
-            for key in ("test_accuracy", "test_loss"):
-                client.log_metric(run.info.run_id, key, numbers[pair][key])
+            for key in ("test_accuracy", "test_loss", "escape_epoch", "escape_step"):
+                if key in numbers[pair]:
+                    client.log_metric(run.info.run_id, key, numbers[pair][key])
             linked += 1
     return linked
 
@@ -265,7 +267,7 @@ def write(evaluated: Evaluated, trained: dict, results: Path) -> None:
 
 
 def logging_steps(
-    evaluated: Evaluated, results: Path, models: Path, run, params
+    evaluated: Evaluated, trained: dict, results: Path, models: Path, run, params
 ) -> list[tracking.Step]:
     """What evaluate logs, each step named for the outage message: its metrics and files, test
     scores onto the training runs (the number of runs that got them) and the registry (the
@@ -279,6 +281,16 @@ def logging_steps(
     }
     metrics |= {f"relu_minus_sigmoid.{k}": p.difference.mean for k, p in scored.paired.items()}
     numbers = {(a, s): n for a, d in scored.details.items() for s, n in d.per_seed.items()}
+    # Each model's escape, as evaluate derives it, onto its training run beside its test scores.
+    for activation, per_seed in trained.items():
+        for seed, one in per_seed.items():
+            escapes = {
+                "escape_epoch": escape_epoch(one["history"]["val_accuracy"].tolist()),
+                "escape_step": escape_step(one["steps"]),
+            }
+            numbers[activation, seed] = numbers[activation, seed] | {
+                k: v for k, v in escapes.items() if v is not None
+            }
     tags = {k: v for k, v in run.data.tags.items() if k in ("git_commit", "dvc_experiment")}
     runs: dict[tuple[str, int], list] = {}
 
@@ -327,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         }
         evaluated = compute(models, images, labels, class_names, params.evaluate.n_examples)
         write(evaluated, trained, args.results)
-        steps = logging_steps(evaluated, args.results, args.models, run, params)
+        steps = logging_steps(evaluated, trained, args.results, args.models, run, params)
         *_, linked, versions = tracking.record("evaluate", steps)
     report_to_console(evaluated, versions, linked, params, args)
 
