@@ -11,7 +11,7 @@ LOCK := $(if $(GPU),requirements-gpu.lock,requirements.lock)
 STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
 # The locks: every package pinned with its hashes, resolved for CPython 3.11+ on every platform.
 UV := uv==0.13.9
-LOCK_ARGS := --extra dev --extra server --extra cluster --universal --python-version 3.11 --generate-hashes
+LOCK_ARGS := --extra dev --extra server --extra cluster --extra notebook --universal --python-version 3.11 --generate-hashes
 GPU_LOCK_ARGS := $(LOCK_ARGS) --extra gpu --override tools/gpu-overrides.txt
 # Stage commands call `python` and `dvc`; they must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
