@@ -11,12 +11,12 @@ LOCK := $(if $(GPU),requirements-gpu.lock,requirements.lock)
 STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
 # The locks: every package pinned with its hashes, resolved for CPython 3.11+ on every platform.
 UV := uv==0.13.9
-LOCK_ARGS := --extra dev --extra server --extra cluster --universal --python-version 3.11 --generate-hashes
+LOCK_ARGS := --extra dev --extra server --extra cluster --extra notebook --universal --python-version 3.11 --generate-hashes
 GPU_LOCK_ARGS := $(LOCK_ARGS) --extra gpu --override tools/gpu-overrides.txt
 # Stage commands call `python` and `dvc`; they must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast durations bench activation-cost lint format ui clean lock
+.PHONY: install run test test-fast durations bench activation-cost lint format ui notebook clean lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,16 +58,20 @@ activation-cost: $(STAMP)
 	python tools/activation_cost.py --output reports/studies/claims/activation-cost.json
 
 lint: $(STAMP)
-	ruff check pipeline tools tests
-	ruff format --check pipeline tools tests
+	ruff check pipeline tools tests notebooks
+	ruff format --check pipeline tools tests notebooks
 
 format: $(STAMP)
-	ruff format pipeline tools tests
-	ruff check --fix pipeline tools tests
+	ruff format pipeline tools tests notebooks
+	ruff check --fix pipeline tools tests notebooks
 
 # The MLflow UI on this repository's store, on 127.0.0.1 only; prints the link to the charts.
 ui: $(STAMP)
 	python -m pipeline.ui
+
+# JupyterLab (on localhost) with the notebook that reads your runs back from MLflow.
+notebook: $(STAMP)
+	jupyter lab notebooks/explore_runs.ipynb
 
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
