@@ -133,10 +133,11 @@ def confusion_figure(
     confusions: Mapping[str, np.ndarray], class_names: Sequence[str], seed: int
 ) -> Figure:
     """Row-normalised confusion matrices of one seed's models (rows: true class), in a grid of
-    at most three columns with one colour scale."""
-    cols = min(len(confusions), 3)
+    at most two columns with one colour scale; each cell in whole percent, large enough to read
+    at a README's width."""
+    cols = min(len(confusions), 2)
     rows = -(-len(confusions) // cols)
-    fig = Figure(figsize=(5 * cols + 1, 4.8 * rows), layout="constrained")
+    fig = Figure(figsize=(5.2 * cols + 0.8, 5.2 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax in axes[len(confusions) :]:
         ax.axis("off")
@@ -145,21 +146,21 @@ def confusion_figure(
         counts = np.asarray(counts, dtype=float)
         rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         image = ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
-        ax.set_xticks(range(len(class_names)), class_names, rotation=60, fontsize=8)
-        ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
+        ax.set_xticks(range(len(class_names)), class_names, rotation=60, fontsize=10)
+        ax.set_yticks(range(len(class_names)), class_names, fontsize=10)
         ax.set(title=f"{activation}, seed {seed}", xlabel="predicted", ylabel="true class")
         for i in range(len(class_names)):
             for j in range(len(class_names)):
                 ax.text(
                     j,
                     i,
-                    f"{rates[i, j]:.2f}",
+                    f"{rates[i, j]:.0%}".removesuffix("%"),
                     ha="center",
                     va="center",
-                    fontsize=6,
+                    fontsize=9,
                     color="white" if rates[i, j] > 0.5 else "black",
                 )
-    fig.colorbar(image, ax=axes.tolist(), shrink=0.6, label="share of the true class")
+    fig.colorbar(image, ax=axes.tolist(), shrink=0.6, label="share of the true class (cells: %)")
     return fig
 
 

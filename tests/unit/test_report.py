@@ -249,11 +249,14 @@ def test_gradient_and_units_figures_use_reader_names():
 
 
 def test_confusion_matrices_sit_in_a_grid_with_one_scale():
-    confusions = {a: np.eye(3, dtype=int) for a in ("sigmoid", "relu", "tanh", "elu")}
+    confusions = {a: np.eye(3, dtype=int) for a in ("sigmoid", "relu", "tanh")}
+    confusions["tanh"][0] = [1, 2, 0]  # row a: a third right, two thirds taken for b
     fig = plots.confusion_figure(confusions, ["a", "b", "c"], seed=42)
     drawn = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in drawn] == [f"{a}, seed 42" for a in confusions]
-    assert len(fig.axes) == 7  # a 2 × 3 grid (two left blank) and one colour bar
+    assert len(fig.axes) == 5  # a 2 × 2 grid (one left blank) and one colour bar
+    cells = [t.get_text() for t in drawn[2].texts]
+    assert cells[:3] == ["33", "67", "0"] and cells[4] == "100"  # whole percent
 
 
 def test_curves_figure_shades_the_seed_spread_only_with_several_seeds():
@@ -308,3 +311,38 @@ def test_the_order_of_events_through_the_plateau_follows_the_step_curve():
     assert adam_note(True).endswith("the order this explanation needs.")
     assert adam_note(False).endswith("does not show that order.")
     assert order_of_events(steps[["step", "val_accuracy"]], None, "relu", {}) is None
+
+
+def test_plateau_figure_names_each_hidden_layer_on_one_step_axis():
+    frame = pd.DataFrame(
+        {
+            "step": [0, 32, 64],
+            "val_accuracy": [0.1, 0.1, 0.3],
+            "mean_slope/conv2d": [0.2, 0.1, 0.05],
+            "mean_slope/dense": [0.22, 0.01, 0.02],
+            "saturated_fraction/conv2d": [0.0, 0.1, 0.2],
+            "saturated_fraction/dense": [0.0, 0.9, 0.8],
+        }
+    )
+    labels = {"conv2d": "first convolution", "dense": "hidden dense", "dense_1": "output"}
+    fig = plots.plateau_figure({"sigmoid": frame, "relu": frame}, labels, 0.15)
+    accuracy, slope, flat = fig.axes
+    assert [line.get_label() for line in accuracy.get_lines()][:2] == ["sigmoid", "relu"]
+    assert [line.get_label() for line in slope.get_lines()] == [
+        "sigmoid, first convolution",
+        "sigmoid, hidden dense",
+        "relu, first convolution",
+        "relu, hidden dense",
+    ]
+    assert list(flat.get_lines()[1].get_ydata()) == [0.0, 0.9, 0.8]
+    assert slope.get_yscale() == "log" and flat.get_xlabel() == "training step"
+
+
+def test_study_figure_draws_a_seed_that_never_left_chance_hollow():
+    values = {"baseline: σ": {42: 0.1, 43: 0.45, 44: 0.46}, "baseline: ReLU": {42: 0.6, 43: 0.61}}
+    stuck = {"baseline: σ": {42: True}}
+    (ax,) = plots.study_seeds_figure(values, stuck).axes
+    filled, hollow = ax.collections[0], ax.collections[1]
+    assert len(filled.get_offsets()) == 2 and len(hollow.get_offsets()) == 1
+    assert hollow.get_offsets()[0][1] == 0.1
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(values)
