@@ -44,11 +44,11 @@ DOC_PAGES = [README, *sorted((PROJECT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```sh(?: ([a-z-]+))?\n(.*?)^```$", re.M | re.S)
 # README blocks run by tests of their own (team-server and queue: test_team_server.py; machines:
 # test_machines.py; classroom and classroom-student: test_classroom.py; classroom-tls:
-# test_classroom_tls.py; smoke:
+# test_classroom_tls.py; classroom-reference: test_classroom_reference.py; smoke:
 # test_readme_smoke.py); untagged ones by test_readme.py; no-test ones by none.
 OWN_TESTS = {
     *("team-server", "queue", "machines", "classroom", "classroom-student", "smoke"),
-    "classroom-tls",
+    *("classroom-tls", "classroom-reference"),
 }
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
