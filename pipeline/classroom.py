@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import cli, tracking
+from pipeline import certificate, cli, tracking
 from pipeline.errors import PipelineError
 from pipeline.escape import ESCAPE_THRESHOLD, escape_epoch, format_escape
 from pipeline.files import sha256_file
@@ -187,6 +187,14 @@ def accounts_main(args: argparse.Namespace) -> None:
             f"{student.account:<20} {shown:<16} {student.seed:>4}  "
             f"{student_experiment(params, student.account)}"
         )
+
+
+def certificate_main(args: argparse.Namespace) -> None:
+    cert = certificate.write_certificate(Path.cwd(), args.host, args.days)
+    print(
+        f"wrote {cert.name} (for {', '.join(args.host)}, valid {args.days} days: give it to the "
+        f"students) and {certificate.KEY_FILE} (the server's key: keep it on this machine)"
+    )
 
 
 def class_experiments(uri: str) -> list:
@@ -489,8 +497,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     student.add_argument("--activation", help="one more activation to train beside the two")
     report = commands.add_parser("report", help="the pooled report, from the server alone")
     report.add_argument("--output", required=True, help="folder for report.md and its figures")
+    tls = commands.add_parser("certificate", help="the teacher: a certificate for HTTPS")
+    tls.add_argument(
+        "--host", action="append", required=True, help="the server's name or address (repeatable)"
+    )
+    tls.add_argument("--days", type=int, default=certificate.VALID_DAYS, help="how long it lasts")
     args = parser.parse_args(argv)
-    {"accounts": accounts_main, "run": run_main, "report": report_main}[args.command](args)
+    commands = {"accounts": accounts_main, "run": run_main, "report": report_main}
+    commands["certificate"] = certificate_main
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

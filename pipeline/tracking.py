@@ -16,9 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -135,19 +133,70 @@ def git_commit(root: Path) -> str:
 
 
 def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
-    """Fail at once, naming the URI, when a tracking server does not answer its health check."""
-    url = uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout):
-            return
-    except urllib.error.HTTPError:
-        return  # it answered (e.g. 401 behind authentication): reachable
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    """Fail at once, naming the URI, when a tracking server does not answer its health check or
+    presents a certificate the client cannot verify. The check verifies as MLflow's client does
+    (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS) but once, without the
+    retries that would spend minutes on a certificate that will never verify."""
+    import requests
+    from mlflow.utils.credentials import get_default_host_creds
+
+    creds = get_default_host_creds(uri)
+    if isinstance(creds.verify, str) and not Path(creds.verify).is_file():
         raise PipelineError(
-            f"the MLflow tracking server {uri} cannot be reached ({reason}); start it or fix "
-            "MLFLOW_TRACKING_URI, nothing was run"
-        ) from None
+            f"MLFLOW_TRACKING_SERVER_CERT_PATH is {creds.verify}, which is not a file; set it to "
+            "the path of the server's certificate, nothing was run"
+        )
+    try:
+        requests.get(
+            uri.rstrip("/") + "/health",
+            timeout=timeout,
+            verify=creds.verify,
+            cert=creds.client_cert_path,
+        )
+    except requests.RequestException as exc:
+        problem = certificate_problem(uri, creds.verify, exc)
+        if problem is None:
+            reason = list(_chain(exc))[-1]  # the socket's own error, not urllib3's wrapping
+            problem = (
+                f"the MLflow tracking server {uri} cannot be reached ({reason}); start it or fix "
+                "MLFLOW_TRACKING_URI, nothing was run"
+            )
+        raise PipelineError(problem) from None
+    # Any answer (a 401 behind authentication, too) means it is reachable.
+
+
+# OpenSSL's verify codes (ssl.SSLCertVerificationError.verify_code) for a certificate that is
+# valid but made out to another host name or address.
+HOST_MISMATCH = {62, 64}  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def certificate_problem(uri: str, verify: bool | str, exc: BaseException) -> str | None:
+    """One line for a server whose certificate the client could not verify, naming the fix;
+    None when the failure was something else."""
+    import ssl
+
+    failed = next((e for e in _chain(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if failed is None:
+        return None
+    why = failed.verify_message
+    if failed.verify_code in HOST_MISMATCH:
+        host = urllib.parse.urlsplit(uri).hostname
+        return (
+            f"the certificate of the MLflow tracking server {uri} is not made out to {host} "
+            f"({why}); set MLFLOW_TRACKING_URI to the name or address the certificate names "
+            "(in a class, the address your teacher gave), nothing was run"
+        )
+    if isinstance(verify, str):
+        return (
+            f"the MLflow tracking server {uri} presents a certificate other than {verify} "
+            f"({why}); ask whoever runs it (in a class, your teacher) for its certificate, "
+            "class-cert.pem, and set MLFLOW_TRACKING_SERVER_CERT_PATH to it, nothing was run"
+        )
+    return (
+        f"the MLflow tracking server {uri} presents a certificate this machine does not trust "
+        f"({why}); ask whoever runs it (in a class, your teacher) for its certificate, "
+        "class-cert.pem, and set MLFLOW_TRACKING_SERVER_CERT_PATH to it, nothing was run"
+    )
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:

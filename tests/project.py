@@ -43,12 +43,13 @@ README = PROJECT / "README.md"
 DOC_PAGES = [README, *sorted((PROJECT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```sh(?: ([a-z-]+))?\n(.*?)^```$", re.M | re.S)
 # README blocks run by tests of their own (team-server and queue: test_team_server.py; machines:
-# test_machines.py; classroom and classroom-student: test_classroom.py; prelab and
+# test_machines.py; classroom and classroom-student: test_classroom.py; classroom-tls:
+# test_classroom_tls.py; classroom-reference: test_classroom_reference.py; prelab and
 # prelab-teacher: test_prelab.py; smoke: test_readme_smoke.py); untagged ones by test_readme.py;
 # no-test ones by none.
 OWN_TESTS = {
     *("team-server", "queue", "machines", "classroom", "classroom-student", "smoke"),
-    *("prelab", "prelab-teacher"),
+    *("classroom-tls", "classroom-reference", "prelab", "prelab-teacher"),
 }
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
@@ -181,12 +182,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_url(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
-    """Return once `url` answers; fail with the tail of `log` if `proc` ends or time runs out."""
+def wait_for_url(
+    url: str, proc: subprocess.Popen, log: Path, seconds: float = 120, context=None
+) -> None:
+    """Return once `url` answers; fail with the tail of `log` if `proc` ends or time runs out.
+    `context` (an ssl.SSLContext) verifies an https server against a certificate of the test's."""
     deadline = time.monotonic() + seconds
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2):
+            with urllib.request.urlopen(url, timeout=2, context=context):
                 return
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
