@@ -291,15 +291,19 @@ def reclaimed_lines(client, handed: Sequence[Handed], revoked) -> list[str]:
         for kind, resource, name in hand.resources():
             if (kind, resource) not in revoked:
                 continue
-            holders = ", ".join(f"{g.account} ({g.permission})" for g in revoked[kind, resource])
+            held = sorted({(g.account, g.permission) for g in revoked[kind, resource]})
+            holders = ", ".join(f"{who} ({level})" for who, level in held)
             head = f"reclaimed {name} for {account}: removed the rights of {holders}; "
             if kind == "experiment":
                 found = client.search_runs([resource], max_results=1000)
                 runs = [r for r in found if _theirs(hand, r)]
-                reason = f"in the experiment before {account} had it; {holders} held rights there"
+                reason = (
+                    f"not {account}'s: there when the teacher's command took the experiment "
+                    f"back from {holders}"
+                )
                 for run in runs:
                     client.set_tag(run.info.run_id, NOT_POOLED_TAG, reason)
-                left = ", ".join(r.info.run_name for r in runs)
+                left = ", ".join(sorted(r.info.run_name for r in runs))
                 tail = f"their runs stay there, not pooled: {left}" if runs else "no run is theirs"
             else:
                 versions = [
