@@ -419,25 +419,37 @@ def class_experiments(uri: str) -> list:
     return [e for e in experiments if STUDENT_TAG in e.tags and SEED_TAG in e.tags]
 
 
+def own_experiment(experiments: Sequence, account: str, base: str):
+    """Of the class experiments, the one the teacher's command gave `account`: tagged as theirs
+    and named `<base>-<account>` (or `base` itself, once a run has set mlflow.experiment to it);
+    when params.yaml names neither, the only one tagged as theirs whose name ends in
+    `-<account>`. None when there is none. Tags alone do not do: any account may tag an
+    experiment of its own as anyone's, but only the teacher's command hands out the names."""
+    tagged = [e for e in experiments if e.tags.get(STUDENT_TAG) == account]
+    named = [e for e in tagged if e.name in (base, f"{base}-{account}")]
+    found = named or [e for e in tagged if e.name.endswith(f"-{account}")]
+    if len(found) > 1:
+        raise PipelineError(
+            f"several experiments are tagged as {account}'s ({', '.join(e.name for e in found)}); "
+            "set mlflow.experiment in params.yaml to the one your teacher gave you"
+        )
+    return found[0] if found else None
+
+
 def assignment(uri: str, account: str, base: str) -> tuple[str, dict[str, str]]:
     """(experiment name, its tags): the seed and data the teacher's command gave `account`,
-    found by the account's tag and its name: `<base>-<account>`, or `base` itself once a run
-    has set mlflow.experiment to it. The name matters: any account may tag an experiment of its
-    own as anyone's, but only the teacher's command hands out `<base>-<account>`."""
+    so that a second run finds it whatever params.yaml now says (see `own_experiment`)."""
     try:
-        found = [
-            e
-            for e in class_experiments(uri)
-            if e.tags[STUDENT_TAG] == account and e.name in (base, f"{base}-{account}")
-        ]
+        experiments = class_experiments(uri)
     except Exception as exc:
         raise _refused(uri, exc) from None
-    if not found:
+    found = own_experiment(experiments, account, base)
+    if found is None:
         raise PipelineError(
             f"the server {uri} has no class experiment for {account!r}; ask your teacher to add "
             f"{account!r} with `python -m pipeline.classroom accounts`"
         )
-    return found[0].name, found[0].tags
+    return found.name, found.tags
 
 
 def student_command(experiment: str, tags: Mapping[str, str], activation: str | None) -> list[str]:

@@ -10,6 +10,7 @@ from pipeline.classroom import (
     activation_order,
     direct_grants,
     escape_counts,
+    own_experiment,
     paired_by_seed,
     pool,
     read_class_list,
@@ -111,6 +112,24 @@ def test_the_grants_counted_are_each_accounts_own_not_admins_nor_admin_made_role
         ("mal", "experiment", "3", "MANAGE"),
         ("mal", "registered_model", "x-ana-relu", "EDIT"),
     }
+
+
+def test_a_student_finds_the_experiment_the_teacher_gave_them_not_a_lookalike():
+    from types import SimpleNamespace
+
+    def experiment(name, student):
+        return SimpleNamespace(name=name, tags={"class.student": student})
+
+    real, decoy = experiment("x-ana", "ana"), experiment("mals", "ana")
+    others = [decoy, experiment("x-ben", "ben"), real]
+    assert own_experiment(others, "ana", "x") is real  # the first run: params.yaml says x
+    assert own_experiment(others, "ana", "x-ana") is real  # after it: x-ana
+    assert own_experiment(others, "ana", "x-ben") is real  # aimed at ben's by hand
+    assert own_experiment(others, "cleo", "x") is None
+    lookalike = experiment("y-ana", "ana")
+    assert own_experiment([lookalike, real], "ana", "x") is real
+    with pytest.raises(PipelineError, match=r"several experiments are tagged as ana's"):
+        own_experiment([real, lookalike], "ana", "x-ben")
 
 
 def test_where_the_server_keeps_an_experiments_artifacts():
