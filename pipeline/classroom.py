@@ -16,8 +16,9 @@ and where the class's copy of the archive is served, so a student's run needs on
 
 The pooled report reads the class's runs from the server alone, with read access: nothing from
 the students' machines. It pools a run only when the account it was logged by (MLflow's
-`mlflow.user`, which the client sends: the login) is the experiment's student. It is a module rather than a DVC stage because its input is the server's
-state, which DVC cannot hash: as a stage it would have to run every time anyway.
+`mlflow.user`, which the client sends: the login) is the experiment's student. It is a module
+rather than a DVC stage because its input is the server's state, which DVC cannot hash: as a
+stage it would have to run every time anyway.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import pytest
 from mlflow.entities import Metric, Param
 from project import PROJECT, MlflowServer, clean_env, commit, make_repo, run, set_params
 
+from pipeline.classroom import assignment
 from pipeline.params import TRAIN_KEYS, load_params, logged_params
 
 pytestmark = pytest.mark.servers
@@ -234,6 +235,10 @@ def test_a_student_aimed_at_another_students_experiment_changes_nothing(
     assert "Running stage 'preprocess'" not in output and "Traceback" not in output
     assert "Warning" not in output, output
     assert state() == before  # dvc.lock and every output as they were
+    # The student's command finds ben's own experiment again, whatever params.yaml says.
+    with pytest.MonkeyPatch.context() as patch:
+        as_user(patch, server, "ben", passwords["ben"])
+        assert assignment(server, "ben", "cifar10-activations-ana")[0] == "cifar10-activations-ben"
     with pytest.MonkeyPatch.context() as patch:
         teacher = as_user(patch, server, "teacher", TEACHER_PASSWORD)
         ana = teacher.get_experiment_by_name("cifar10-activations-ana").experiment_id
