@@ -6,11 +6,14 @@ that `dvc checkout` cannot restore). Every other stage depends on this one's out
 runs it first whenever any param changes, and a refused value stops `dvc repro` before anything
 is deleted. The output's content never changes, so passing the check reruns nothing downstream;
 it is `persist`ed, so a failed check does not delete it either. It logs no MLflow run: it
-computes nothing to track.
+computes nothing to track. With a tracking server it also checks that the account may log to
+`mlflow.experiment` there, for the same reason: a stage refused by the server would come too
+late.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,7 +25,11 @@ STAMP = "params.yaml passed every check (stage check_params)\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args, _ = cli.parse_stage(cli.stage_parser(__doc__, "output"), argv)
+    args, params = cli.parse_stage(cli.stage_parser(__doc__, "output"), argv)
+    if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")):
+        from pipeline import tracking  # MLflow's import costs seconds; a local store needs none
+
+        tracking.check_can_log(params.mlflow.experiment)
     if not (args.output.is_file() and args.output.read_text() == STAMP):
         with atomic_path(args.output) as tmp:
             tmp.write_text(STAMP)

@@ -46,6 +46,12 @@ DIGEST_LENGTH = 32
 SYSTEM_METRICS_INTERVAL_S = 2
 # Seconds a tracking server gets to answer its health check before the stage gives up.
 HEALTH_TIMEOUT_S = 10
+# MLflow's basic-auth REST routes (GET_CURRENT_USER, GET_USER_PERMISSION in
+# mlflow.server.auth.routes), by path: importing that module loads the whole server.
+CURRENT_USER_PATH = "/api/2.0/mlflow/users/current"
+USER_PERMISSION_PATH = "/api/3.0/mlflow/users/permissions/get"
+# The permissions that let an account log runs to an experiment (MLflow's can_update).
+LOGGING_PERMISSIONS = frozenset({"EDIT", "MANAGE"})
 
 
 class TrackingOutage(PipelineError):
@@ -197,6 +203,53 @@ def certificate_problem(uri: str, verify: bool | str, exc: BaseException) -> str
         f"({why}); ask whoever runs it (in a class, your teacher) for its certificate, "
         "class-cert.pem, and set MLFLOW_TRACKING_SERVER_CERT_PATH to it, nothing was run"
     )
+
+
+def account_permission(uri: str, experiment_id: str) -> tuple[str, str] | None:
+    """(the logged-in account, its permission on the experiment), as a basic-auth server
+    resolves it for its own checks (MANAGE for an admin); None for a server without logins."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+    creds = get_default_host_creds(uri)
+    response = http_request(creds, CURRENT_USER_PATH, "GET")
+    if response.status_code == 404:
+        return None
+    user = verify_rest_response(response, CURRENT_USER_PATH).json()["user"]
+    if user["is_admin"]:
+        return user["username"], "MANAGE"
+    query = {"username": user["username"], "resource_type": "experiment"}
+    response = http_request(
+        creds, USER_PERMISSION_PATH, "GET", params=query | {"resource_id": experiment_id}
+    )
+    permission = verify_rest_response(response, USER_PERMISSION_PATH).json()["permission"]
+    return user["username"], permission
+
+
+def check_can_log(experiment: str) -> None:
+    """Stop, in one line, an account that may not log runs to `experiment` on the tracking
+    server. The check_params stage calls this: DVC runs it first, so a refusal there leaves
+    dvc.lock and every output as they were, where a refused later stage would find its outputs
+    already deleted by DVC and the stages before it already recorded. An experiment that does
+    not exist yet passes: any account may create one."""
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    for key, value in HTTP_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    check_server(uri)
+    try:
+        found = mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
+        held = None if found is None else account_permission(uri, found.experiment_id)
+    except Exception as exc:
+        raise PipelineError(store_error(uri, exc)) from None
+    if held is not None and held[1] not in LOGGING_PERMISSIONS:
+        account, permission = held
+        raise PipelineError(
+            f"{account} has {permission} on the experiment {experiment!r} on {uri}, and logging "
+            "runs needs EDIT or MANAGE; set mlflow.experiment in params.yaml to an experiment "
+            "of yours (or ask its owner for EDIT), nothing was run"
+        )
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:

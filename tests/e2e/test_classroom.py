@@ -235,7 +235,7 @@ def test_a_room_without_logins(tmp_path, tiny_archive):
             clean_env(MLFLOW_TRACKING_URI=with_server.uri, PYTHONPATH=str(PROJECT)),
         )
         assert re.search(r"^ben\s+\(no logins\)\s+43\s+cifar10-activations-ben$", made, re.M), made
-        experiment, tags = assignment(with_server.uri, "ben")
+        experiment, tags = assignment(with_server.uri, "ben", "cifar10-activations")
         assert experiment == "cifar10-activations-ben"
         assert tags[SEED_TAG] == "43" and tags[URL_TAG] == "http://room:8000/a.tar.gz"
     finally:

@@ -8,10 +8,13 @@ import pytest
 from pipeline.classroom import (
     ClassRun,
     activation_order,
+    direct_grants,
     escape_counts,
+    own_experiment,
     paired_by_seed,
     pool,
     read_class_list,
+    server_location,
     student_command,
 )
 from pipeline.errors import PipelineError
@@ -20,11 +23,13 @@ REFERENCE = {"train.epochs": "3", "train.learning_rate": "0.001"}
 PARAMS = {**REFERENCE, "train_images": "400", "val_images": "50"}
 
 
-def a_run(account="ana", activation="sigmoid", seed=42, status="FINISHED", test=0.4, **params):
+def a_run(
+    account="ana", activation="sigmoid", seed=42, status="FINISHED", test=0.4, by=None, **params
+):
     curve = {"sigmoid": [0.1, 0.1, 0.3], "relu": [0.5, 0.6, 0.6]}.get(activation, [0.2] * 3)
     return ClassRun(
         account, f"train_{activation}@{seed}", activation, seed, status,
-        {**PARAMS, **params}, curve, test,
+        {**PARAMS, **params}, curve, test, by or account,
     )  # fmt: skip
 
 
@@ -74,6 +79,63 @@ def test_only_finished_evaluated_runs_of_the_class_params_and_data_are_pooled():
     assert why["dev/sigmoid"] == "other params: train.epochs 1 (class: 3)"
     assert why["eli/sigmoid"].startswith("not evaluated")
     assert why["fay/sigmoid"].startswith("other data: 2000 training")
+
+
+def test_only_runs_logged_by_the_experiments_own_student_are_pooled():
+    left = a_run("ana", "relu", seed=42, by="ana")
+    left.not_pooled = "in the experiment before ana had it; mal (MANAGE) held rights there"
+    runs = [a_run("ana"), a_run("ana", "relu", by="mal"), left, a_run("ben", seed=43)]
+    result = pool(runs, REFERENCE)
+    assert [(r.account, r.logged_by) for r in result.pooled] == [("ana", "ana"), ("ben", "ben")]
+    assert [why for _, why in result.apart] == ["logged by mal, not ana", left.not_pooled]
+
+
+# The shape of a basic-auth server's `users/list` answer (MLflow 3.17).
+USERS = [
+    {"id": 1, "username": "teacher", "is_admin": True, "roles": [
+        {"id": 9, "name": "__user_1__", "permissions": [
+            {"resource_type": "experiment", "resource_pattern": "3", "permission": "MANAGE"}]}]},
+    {"id": 2, "username": "mal", "is_admin": False, "roles": [
+        {"id": 1, "name": "__user_2__", "permissions": [
+            {"resource_type": "experiment", "resource_pattern": "3", "permission": "MANAGE"},
+            {"resource_type": "registered_model", "resource_pattern": "x-ana-relu",
+             "permission": "EDIT"}]},
+        {"id": 5, "name": "assistants", "permissions": [
+            {"resource_type": "experiment", "resource_pattern": "*", "permission": "EDIT"}]}]},
+    {"id": 3, "username": "ana", "is_admin": False, "roles": []},
+]  # fmt: skip
+
+
+def test_the_grants_counted_are_each_accounts_own_not_admins_nor_admin_made_roles():
+    found = {(g.account, g.kind, g.resource, g.permission) for g in direct_grants(USERS)}
+    assert found == {
+        ("mal", "experiment", "3", "MANAGE"),
+        ("mal", "registered_model", "x-ana-relu", "EDIT"),
+    }
+
+
+def test_a_student_finds_the_experiment_the_teacher_gave_them_not_a_lookalike():
+    from types import SimpleNamespace
+
+    def experiment(name, student):
+        return SimpleNamespace(name=name, tags={"class.student": student})
+
+    real, decoy = experiment("x-ana", "ana"), experiment("mals", "ana")
+    others = [decoy, experiment("x-ben", "ben"), real]
+    assert own_experiment(others, "ana", "x") is real  # the first run: params.yaml says x
+    assert own_experiment(others, "ana", "x-ana") is real  # after it: x-ana
+    assert own_experiment(others, "ana", "x-ben") is real  # aimed at ben's by hand
+    assert own_experiment(others, "cleo", "x") is None
+    lookalike = experiment("y-ana", "ana")
+    assert own_experiment([lookalike, real], "ana", "x") is real
+    with pytest.raises(PipelineError, match=r"several experiments are tagged as ana's"):
+        own_experiment([real, lookalike], "ana", "x-ben")
+
+
+def test_where_the_server_keeps_an_experiments_artifacts():
+    assert server_location("mlflow-artifacts:/0", "7") == "mlflow-artifacts:/7"
+    assert server_location("s3://bucket/mlruns/0", "12") == "s3://bucket/mlruns/12"
+    assert server_location("file:///srv/elsewhere", "7") is None
 
 
 def test_escape_counts_and_the_paired_difference():

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -257,3 +258,19 @@ def test_logging_that_makes_no_progress_for_the_window_ends_the_stage_in_one_lin
     assert "nothing reached it for 2 s after train_relu@42 finished" in line
     assert "not logged: the stuck one; the last." in line
     assert took < 60, f"took {took:.0f} s"  # far less than the stuck step's 600 s
+
+
+def test_the_auth_routes_are_mlflows_own():
+    """tracking names two routes of MLflow's basic-auth app by path (importing that app is slow)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from mlflow.server.auth import routes
+
+    assert tracking.CURRENT_USER_PATH == routes.GET_CURRENT_USER
+    assert tracking.USER_PERMISSION_PATH == routes.GET_USER_PERMISSION
+
+
+def test_a_local_store_needs_no_permission_check(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.check_can_log("anyone-s-experiment")  # no server, no permissions: nothing to refuse
+    assert not (tmp_path / "mlflow.db").exists()
