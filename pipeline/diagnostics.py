@@ -87,12 +87,9 @@ def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dic
     Names say layer and quantity: `grad_norm/dense/kernel`, `saturated_fraction/conv2d`,
     `mean_slope/dense` (the mean of the activation's derivative at that layer's inputs), …
     """
-    # Layers whose output is `activation` applied: fused in Conv2D/Dense, or an Activation layer.
     function = activations.resolve(activation)
     peak = peak_slope(function)
-    hidden = [
-        layer for layer in model.layers[:-1] if getattr(layer, "activation", None) is function
-    ]
+    hidden = hidden_activation_layers(model, function)
     with_outputs = keras.Model(
         model.inputs,
         [layer.input for layer in hidden] + [layer.output for layer in hidden] + model.outputs,
@@ -132,6 +129,43 @@ def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dic
     return probe
 
 
+def hidden_activation_layers(model, function) -> list:
+    """Layers whose output is `function` applied: fused in Conv2D/Dense, or an Activation layer."""
+    return [layer for layer in model.layers[:-1] if getattr(layer, "activation", None) is function]
+
+
+def make_layer_probe(model, activation: str) -> Callable[[np.ndarray], dict[str, float]]:
+    """A function images → {`mean_slope/<layer>`, `saturated_fraction/<layer>`} for every hidden
+    layer, on `model`'s current weights: the step curve's layer columns, the same quantities as
+    make_probe's, computed forward only and counted inside TensorFlow, so that measuring every
+    few dozen steps stays cheap."""
+    function = activations.resolve(activation)
+    peak = peak_slope(function)
+    hidden = hidden_activation_layers(model, function)
+    layer_inputs = keras.Model(model.inputs, [layer.input for layer in hidden])
+
+    @tf.function(reduce_retracing=True)
+    def step(images):
+        inputs = tf.nest.flatten(layer_inputs(images, training=False))
+        slopes = [
+            local_slope(function, pre_activation(layer, x))
+            for layer, x in zip(hidden, inputs, strict=True)
+        ]
+        means = [tf.reduce_mean(slope) for slope in slopes]
+        flat = [tf.math.count_nonzero(slope < FLAT_SHARE * peak) for slope in slopes]
+        return means, flat, [tf.size(slope, out_type=tf.int64) for slope in slopes]
+
+    def probe(images: np.ndarray) -> dict[str, float]:
+        means, flat, sizes = step(tf.constant(images))
+        metrics = {}
+        for layer, mean, count, size in zip(hidden, means, flat, sizes, strict=True):
+            metrics[columns.column(columns.FLAT, layer.name)] = int(count) / int(size)
+            metrics[columns.column(columns.MEAN_SLOPE, layer.name)] = float(mean)
+        return metrics
+
+    return probe
+
+
 def _variable_name(variable) -> str:
     """`dense_1/kernel` from a Keras 3 variable (path) or a TF-style name (`dense_1/kernel:0`)."""
     path = getattr(variable, "path", None) or variable.name
@@ -162,10 +196,12 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self.rows: list[dict[str, float]] = []
         self.seconds = 0.0  # time spent measuring, to report the diagnostics' own cost
         self._probe: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None
+        self._layer_probe: Callable[[np.ndarray], dict[str, float]] | None = None
 
     def on_train_begin(self, logs=None) -> None:
         start = time.perf_counter()
         self._probe = make_probe(self.model, self.activation)
+        self._layer_probe = make_layer_probe(self.model, self.activation)
         # Before training there is no validation pass to read the plateau from: predict once.
         outputs = self.model.predict(self.val_images, batch_size=self.predict_batch, verbose=0)
         plateau = majority_share(np.asarray(outputs).argmax(axis=1), N_CLASSES)
@@ -178,6 +214,10 @@ class DiagnosticsCallback(keras.callbacks.Callback):
     def probe_now(self) -> dict[str, float]:
         """The probe batch measured on the model's current weights (after on_train_begin)."""
         return self._probe(*self.probe_data)
+
+    def probe_layers(self) -> dict[str, float]:
+        """Each hidden layer's mean slope and flat share on the probe batch, forward only."""
+        return self._layer_probe(self.probe_data[0])
 
     def _measure(self, epoch: int, plateau: float) -> None:
         start = time.perf_counter()
@@ -218,6 +258,10 @@ class StepCurveCallback(keras.callbacks.Callback):
         self._epoch = 0
 
     def on_train_begin(self, logs=None) -> None:
+        # A compiled forward pass: Keras' predict() sets up a data pipeline on every call, which
+        # every few dozen steps would cost more than the arithmetic.
+        model = self.model
+        self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         self._measure(0)
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -233,16 +277,15 @@ class StepCurveCallback(keras.callbacks.Callback):
 
     def _measure(self, step: int) -> None:
         start = time.perf_counter()
-        outputs = self.model.predict(self.images, batch_size=self.predict_batch, verbose=0)
-        accuracy = float(np.mean(np.asarray(outputs).argmax(axis=1) == self.labels))
+        hits = 0
+        for first in range(0, len(self.labels), self.predict_batch):
+            batch = tf.constant(self.images[first : first + self.predict_batch])
+            predicted = np.asarray(self._forward(batch)).argmax(axis=1)
+            hits += int(np.sum(predicted == self.labels[first : first + self.predict_batch]))
         epoch = step / self.params["steps"]
-        row = {"step": step, "epoch": round(epoch, 4), "val_accuracy": accuracy}
+        row = {"step": step, "epoch": round(epoch, 4), "val_accuracy": hits / len(self.labels)}
         if self.layers is not None:
-            row |= {
-                key: value
-                for key, value in self.layers.probe_now().items()
-                if any(columns.of(q, key) for q in columns.STEP_QUANTITIES)
-            }
+            row |= self.layers.probe_layers()
         self.seconds += time.perf_counter() - start
         self.rows.append(row)
 

@@ -12,8 +12,6 @@ MEAN_OUTPUT = "mean_activation"  # the layer's mean output
 MEAN_SLOPE = "mean_slope"  # the activation's mean derivative at the layer's inputs
 FLAT = "saturated_fraction"  # share of inputs where the slope is below FLAT_SHARE of its peak
 DEAD = "dead_fraction"  # share of units flat for every probe image
-# What the step curve records of each hidden layer, besides the validation accuracy.
-STEP_QUANTITIES = (MEAN_SLOPE, FLAT)
 
 
 def column(quantity: str, layer: str) -> str:

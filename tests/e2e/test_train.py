@@ -108,6 +108,10 @@ def test_main_records_diagnostics_from_epoch_zero(processed, tmp_path):
     assert steps["step"].is_monotonic_increasing and len(steps) > 2
     assert steps["epoch"].iloc[-1] == pytest.approx(2.0)
     assert steps["val_accuracy"].between(0.0, 1.0).all()
+    # The layers too, step by step; the last step is the end of training, where the epoch probe
+    # measured the same weights on the same images.
+    for column in ("mean_slope/conv2d", "mean_slope/dense", "saturated_fraction/dense"):
+        assert steps[column].iloc[-1] == pytest.approx(diagnostics[column].iloc[-1], rel=1e-5)
     client = mlflow.MlflowClient()
     (run,) = logged_runs()
     logged_steps = client.get_metric_history(run.info.run_id, "step_val_accuracy")

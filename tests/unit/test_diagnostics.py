@@ -114,3 +114,20 @@ def test_mean_slope_with_batch_norm_reads_the_activation_layers_input():
     metrics = make_probe(model, "sigmoid")(*images())
     slopes = [v for k, v in metrics.items() if k.startswith("mean_slope/")]
     assert len(slopes) == 2 and all(0 < s <= 0.25 for s in slopes)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_the_step_curves_layer_probe_agrees_with_the_full_probe(batch_norm):
+    from pipeline.diagnostics import make_layer_probe
+
+    model = build_cnn("sigmoid", SMALL.model_copy(update={"batch_norm": batch_norm}))
+    conv = model.get_layer("conv2d")
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel, bias + 4.0])  # push some inputs into the flat tails
+    batch, labels = images()
+    full = make_probe(model, "sigmoid")(batch, labels)
+    light = make_layer_probe(model, "sigmoid")(batch)
+    assert set(light) == {k for k in full if k.startswith(("mean_slope/", "saturated_fraction/"))}
+    assert len(light) == 4  # two hidden layers, two quantities each
+    for key, value in light.items():
+        assert value == pytest.approx(full[key], rel=1e-6, abs=1e-9), key
