@@ -25,7 +25,7 @@ from pipeline import activations, cli, serving, tracking
 from pipeline.cifar import CIFAR10
 from pipeline.errors import PipelineError
 from pipeline.escape import escape_epoch, escape_step, summarize_history
-from pipeline.files import atomic_path, sha256_file, write_json
+from pipeline.files import atomic_path, write_json
 from pipeline.metrics import classification_metrics, cross_entropy, majority_share
 from pipeline.model import CUSTOM_OBJECTS
 from pipeline.params import STAGE_PARAMS, logged_params
@@ -147,74 +147,6 @@ def unselected(
     return sorted(p for p in found if (p.parent.name, p.name.removesuffix(".keras")) not in pairs)
 
 
-def training_runs(
-    models: Path, pairs: Sequence[tuple[str, int]], experiment_id: str
-) -> dict[tuple[str, int], list]:
-    """The runs that trained each (activation, seed) model, found by the model file's sha256,
-    which train tagged: that works in any store and for models DVC restored from its cache. A
-    model trained against another store has none here."""
-    client = mlflow.MlflowClient()
-    found = {}
-    for activation, seed in pairs:
-        digest = sha256_file(models / activation / f"seed{seed}.keras")
-        found[activation, seed] = client.search_runs(
-            [experiment_id], filter_string=f"tags.model_sha256 = '{digest}'"
-        )
-    return found
-
-
-def log_test_metrics_to_train_runs(
-    runs: Mapping[tuple[str, int], list], numbers: Mapping[tuple[str, int], dict]
-) -> int:
-    """Add each model's test accuracy and loss, and its escape epoch and step (when it left
-    chance), to the run that trained it, so the runs table ranks and sorts by them. Returns how
-    many runs got metrics."""
-    client = mlflow.MlflowClient()
-    linked = 0
-    for pair, pair_runs in runs.items():
-        for run in pair_runs:
-            for key in ("test_accuracy", "test_loss", "escape_epoch", "escape_step"):
-                if key in numbers[pair]:
-                    client.log_metric(run.info.run_id, key, numbers[pair][key])
-            linked += 1
-    return linked
-
-
-def logged_model_id(runs: list) -> str | None:
-    """The model the newest of `runs` logged, if any."""
-    for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):
-        if run.outputs and run.outputs.model_outputs:
-            return run.outputs.model_outputs[0].model_id
-    return None
-
-
-def register_primary_models(
-    primary: Mapping[str, keras.Model],
-    runs: Mapping[tuple[str, int], list],
-    experiment: str,
-    seed: int,
-    scores: Mapping[str, Scores],
-    tags: dict[str, str],
-    champion: str,
-) -> dict[str, str]:
-    """Each activation's primary-seed model as a new registered version; `champion`'s gets the
-    champion alias. Returns {registered name: version}."""
-    versions = {}
-    for activation, model in primary.items():
-        test = scores[activation]
-        name = serving.registered_name(experiment, activation)
-        versions[name] = serving.register(
-            model,
-            logged_model_id(runs[activation, seed]),
-            name,
-            activation,
-            tags | {"activation": activation, "seed": str(seed)},
-            {"test_accuracy": test.accuracy.mean, "test_loss": test.loss.mean},
-        )
-    serving.crown(versions, serving.registered_name(experiment, champion))
-    return versions
-
-
 @dataclass
 class Evaluated:
     """Every selected model scored on the test set, in memory: no file written, nothing logged."""
@@ -295,7 +227,7 @@ def logging_steps(
     runs: dict[tuple[str, int], list] = {}
 
     def find_training_runs() -> None:
-        runs.update(training_runs(models, list(numbers), run.info.experiment_id))
+        runs.update(serving.training_runs(models, list(numbers), run.info.experiment_id))
 
     def log_files() -> None:
         for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
@@ -304,8 +236,12 @@ def logging_steps(
 
     def register() -> dict[str, str]:
         experiment, seed = params.mlflow.experiment, params.train.seeds[0]
-        return register_primary_models(
-            evaluated.primary, runs, experiment, seed, scored.scores, tags, scored.champion
+        test = {
+            a: {"test_accuracy": x.accuracy.mean, "test_loss": x.loss.mean}
+            for a, x in scored.scores.items()
+        }
+        return serving.register_primary_models(
+            evaluated.primary, runs, experiment, seed, test, tags, scored.champion
         )
 
     return [
@@ -314,7 +250,7 @@ def logging_steps(
         ("the search for the training runs", find_training_runs),
         (
             "test metrics on the training runs",
-            lambda: log_test_metrics_to_train_runs(runs, numbers),
+            lambda: serving.log_test_metrics_to_train_runs(runs, numbers),
         ),
         ("the registered models", register),
     ]

@@ -1,4 +1,5 @@
-"""Models as MLflow serves them: the logged form, the registry and the champion alias.
+"""Models as MLflow serves them: the logged form, the registry and the champion alias, and the
+training runs found from a model file.
 
 A logged model holds only Keras' own layers (pipeline.model.export_model), so it loads with
 `mlflow.pyfunc.load_model` or `mlflow.keras.load_model` where this package is not installed, and
@@ -8,7 +9,8 @@ probabilities.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import keras
 import mlflow
@@ -19,6 +21,7 @@ from mlflow.types import Schema, TensorSpec
 
 from pipeline import activations
 from pipeline.cifar import IMAGE_SHAPE, N_CLASSES
+from pipeline.files import sha256_file
 from pipeline.model import export_model
 
 # The alias the best activation's registered model carries; moved on every evaluate run.
@@ -96,3 +99,71 @@ def crown(versions: Mapping[str, str], champion: str) -> None:
             client.set_registered_model_alias(name, CHAMPION, version)
         elif CHAMPION in client.get_registered_model(name).aliases:
             client.delete_registered_model_alias(name, CHAMPION)
+
+
+def training_runs(
+    models: Path, pairs: Sequence[tuple[str, int]], experiment_id: str
+) -> dict[tuple[str, int], list]:
+    """The runs that trained each (activation, seed) model, found by the model file's sha256,
+    which train tagged: that works in any store and for models DVC restored from its cache. A
+    model trained against another store has none here."""
+    client = mlflow.MlflowClient()
+    found = {}
+    for activation, seed in pairs:
+        digest = sha256_file(models / activation / f"seed{seed}.keras")
+        found[activation, seed] = client.search_runs(
+            [experiment_id], filter_string=f"tags.model_sha256 = '{digest}'"
+        )
+    return found
+
+
+def log_test_metrics_to_train_runs(
+    runs: Mapping[tuple[str, int], list], numbers: Mapping[tuple[str, int], dict]
+) -> int:
+    """Add each model's test accuracy and loss, and its escape epoch and step (when it left
+    chance), to the run that trained it, so the runs table ranks and sorts by them. Returns how
+    many runs got metrics."""
+    client = mlflow.MlflowClient()
+    linked = 0
+    for pair, pair_runs in runs.items():
+        for run in pair_runs:
+            for key in ("test_accuracy", "test_loss", "escape_epoch", "escape_step"):
+                if key in numbers[pair]:
+                    client.log_metric(run.info.run_id, key, numbers[pair][key])
+            linked += 1
+    return linked
+
+
+def logged_model_id(runs: list) -> str | None:
+    """The model the newest of `runs` logged, if any."""
+    for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):
+        if run.outputs and run.outputs.model_outputs:
+            return run.outputs.model_outputs[0].model_id
+    return None
+
+
+def register_primary_models(
+    primary: Mapping[str, keras.Model],
+    runs: Mapping[tuple[str, int], list],
+    experiment: str,
+    seed: int,
+    test: Mapping[str, Mapping[str, float]],
+    tags: dict[str, str],
+    champion: str,
+) -> dict[str, str]:
+    """Each activation's primary-seed model as a new registered version, with its `test`
+    numbers (mean test accuracy and loss); `champion`'s gets the champion alias. Returns
+    {registered name: version}."""
+    versions = {}
+    for activation, model in primary.items():
+        name = registered_name(experiment, activation)
+        versions[name] = register(
+            model,
+            logged_model_id(runs[activation, seed]),
+            name,
+            activation,
+            tags | {"activation": activation, "seed": str(seed)},
+            test[activation],
+        )
+    crown(versions, registered_name(experiment, champion))
+    return versions

@@ -71,7 +71,7 @@ def test_the_newest_training_run_names_the_model_to_register():
         outputs = Run(model_outputs=[Run(model_id=m) for m in model_ids])
         return Run(info=Run(start_time=start), outputs=outputs)
 
-    from pipeline.evaluate import logged_model_id
+    from pipeline.serving import logged_model_id
 
     assert logged_model_id([run(1, ["m-old"]), run(2, ["m-new"])]) == "m-new"
     assert logged_model_id([run(1, ["m-old"]), run(2, [])]) == "m-old"
