@@ -23,9 +23,9 @@ def for_hidden_layers(claims: Mapping[str, Claim]) -> str | None:
         return None
     lean = direction(c)
     if lean == HIGHER:
-        return f"**Hidden layers: ReLU over sigmoid.** ReLU scored {c.format()} more test accuracy."
+        return f"**Hidden layers: ReLU over sigmoid.** ReLU − sigmoid test accuracy: {c.format()}."
     if lean == LOWER:
-        return f"**Hidden layers: sigmoid over ReLU.** ReLU scored {c.format()} test accuracy against sigmoid."
+        return f"**Hidden layers: sigmoid over ReLU.** ReLU − sigmoid test accuracy: {c.format()}."
     if lean == EQUAL:
         return f"**Hidden layers: either.** ReLU − sigmoid test accuracy was {c.format()}, within the smallest effect that matters."
     return f"**Hidden layers: no clear choice yet.** ReLU − sigmoid test accuracy was {c.format()}."
@@ -41,15 +41,15 @@ def keeping_sigmoid(study: Study) -> str | None:
     if k == n:
         return (
             f"**Sigmoid in hidden layers needs far more steps than this.** It stayed at chance "
-            f"for all {n} seeds through {steps} training steps."
+            f"for all {n} seeds through {steps:,} training steps."
         )
     if k:
         return (
             "**If you keep sigmoid in hidden layers, run several seeds and watch the first "
-            f"epochs.** {k} of {n} seeds stayed at chance through all {steps} training steps; "
+            f"epochs.** {k} of {n} seeds stayed at chance through all {steps:,} training steps; "
             "the others left it: how long it sits there is luck of the draw."
         )
-    return f"**Sigmoid left chance on every seed ({n}) within {steps} steps.**"
+    return f"**Sigmoid left chance on every seed ({n}) within {steps:,} steps.**"
 
 
 def shape(claims: Mapping[str, Claim]) -> str | None:

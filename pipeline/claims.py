@@ -228,7 +228,8 @@ def vanishing_gradient(study: Study) -> Claim:
         arms,
         (Part(comparison),),
         f"The first layer's weight gradient at initialisation was {comparison.format()} larger "
-        "with ReLU than with sigmoid, paired by seed (the same images, the same initial weights).",
+        "with ReLU than with sigmoid, paired by seed (the same images, the same initial weights); "
+        f"per seed {comparison.per_seed()}.",
     )
 
 
@@ -277,7 +278,7 @@ def relu_keeps_gradient(study: Study) -> Claim:
         arms,
         (Part(comparison),),
         f"At the last epoch the first layer's weight gradient was {comparison.format()} larger "
-        f"with ReLU. The dense layer's mean slope (the factor by which it scales the gradient "
+        f"with ReLU; per seed {comparison.per_seed()}. The dense layer's mean slope (the factor by which it scales the gradient "
         f"passing back) had a median of {slope['relu']:.2f} with ReLU and {slope['sigmoid']:.3g} "
         "with sigmoid.",
     )
@@ -345,7 +346,8 @@ def cheaper(timing: Mapping | None) -> Claim:
         f"{own.format().replace('seeds', samples)} as long with sigmoid as with ReLU; a whole "
         f"training step {step.format().replace('seeds', samples)}. The activations' share of a "
         f"step: sigmoid {share['sigmoid']:.1%}, ReLU {share['relu']:.1%}. Timed on "
-        f"{timing['machine']['cpu']}.",
+        f"{timing['machine']['cpu']} ({timing['machine'].get('vector_units', 'vector units not recorded')}), "
+        f"{timing['machine']['cores']} cores.",
     )
 
 

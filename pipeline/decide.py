@@ -44,6 +44,14 @@ class Measure:
     unit: str = ""  # printed after the number ("points", "steps", "×")
     log: bool = False  # a ratio: compared as log2, printed as a factor
 
+    def smallest_text(self) -> str:
+        """The smallest effect that matters, as the report states it."""
+        if self.log:
+            return f"a factor of {1 + self.smallest_effect:.2f}"
+        value = self.smallest_effect * self.scale
+        unit = self.unit[:-1] if self.unit.endswith("s") and value == 1 else self.unit
+        return f"{value:g} {unit}".rstrip()
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -77,6 +85,13 @@ class Comparison:
     @property
     def verdict(self) -> str:
         return rule(self.n, self.interval, self.threshold)
+
+    def per_seed(self) -> str:
+        """Each seed's difference, in the measure's units: '42: 2.1×, 43: 0.80×, …'."""
+        return ", ".join(
+            f"{seed}: {show(d, self.measure, 1 if self.measure.log else 0)}"
+            for seed, d in sorted(self.differences.items())
+        )
 
     def format(self) -> str:
         """'+16 [+12, +20] points (5 seeds)': mean and interval to the precision they support."""
@@ -138,8 +153,18 @@ def decimals(mean: float, low: float, high: float, measure: Measure) -> int:
 def show(value: float, measure: Measure, digits: int = 2) -> str:
     """One number of a comparison, scaled and signed (a log measure as a factor, unsigned)."""
     if measure.log:
-        return f"{2**value:.{digits}f}×"
+        return factor(2**value, digits)
     return f"{value * measure.scale:+.{digits}f}"
+
+
+def factor(value: float, digits: int = 2) -> str:
+    """A ratio as a factor: `digits` decimals, but two significant digits at least below 1 and
+    none past 100 (a factor of thousands needs no decimals)."""
+    if value >= 100:
+        return f"{value:,.0f}×"
+    if 0 < value < 1:
+        digits = max(digits, 1 - math.floor(math.log10(value)))
+    return f"{value:.{digits}f}×"
 
 
 def split_outcome(values: Mapping[int, float], stuck: Mapping[int, bool], fmt: str) -> str:
@@ -154,6 +179,8 @@ def split_outcome(values: Mapping[int, float], stuck: Mapping[int, bool], fmt: s
     if stuck_seeds:
         return f"{len(stuck_seeds)} of {n} seeds stuck at chance; the other {len(left)}: median {median}"
     low, high = fmt(min(left)), fmt(max(left))
+    if low == high:
+        return f"{low} on every seed ({n})"
     return f"median {median} (range {low} to {high}, {n} seeds)"
 
 

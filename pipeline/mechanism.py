@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline import probe_columns as columns
+from pipeline.decide import factor
 from pipeline.probe_columns import hidden_layers, kernel_layers, layer_labels
 
 SIGMOID_PEAK_SLOPE = 0.25  # σ'(0): the largest slope sigmoid ever has
@@ -15,8 +16,13 @@ def at(frame: pd.DataFrame, column: str, epoch: int) -> float:
     return float(frame.loc[frame["epoch"] == epoch, column].iloc[0])
 
 
+def layer_name(label: str) -> str:
+    """'hidden dense' → 'hidden dense layer'; a convolution is named as it is."""
+    return label if "convolution" in label else f"{label} layer"
+
+
 def ratio(a: float, b: float) -> str:
-    return f"{a / b:.1f}×" if b > 0 else "infinitely"
+    return factor(a / b, 1) if b > 0 else "infinitely"
 
 
 def reconcile(sigmoid: pd.DataFrame, relu: pd.DataFrame) -> list[str]:
@@ -85,14 +91,14 @@ def order_of_events(
         start, low = float(steps[column].iloc[0]), float(steps[column].min())
         when = f"by step {step}" if step is not None else "at no measured step"
         falls.append(
-            f"the {labels.get(layer, layer)} layer's mean slope went from {start:.3g} to a "
+            f"the {layer_name(labels.get(layer, layer))}'s mean slope went from {start:.3g} to a "
             f"low of {low:.3g}, below a tenth of its start {when}"
         )
     measured = int(steps["step"].max())
     escape = (
         f"validation accuracy left chance at step {escape_step}"
         if escape_step is not None
-        else f"validation accuracy had not left chance by step {measured}"
+        else f"validation accuracy had not left chance by step {measured:,}"
     )
     return f"**{activation}**, seed-mean curve: " + "; ".join(falls) + f"; {escape}."
 

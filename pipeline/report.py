@@ -68,7 +68,7 @@ def study_setting(study: claims.Study) -> str | None:
         return None
     arm = next(iter(arms.values()))
     p = arm.params
-    images = f"{p.data.train_limit:,}" if p.data.train_limit else "all remaining"
+    images = f"{p.data.train_limit or CIFAR10.train_images - p.data.val_size:,}"
     seeds = p.train.seeds
     return (
         f"{images} training images ({arm.steps_per_epoch} steps an epoch), {p.train.epochs} "
@@ -199,8 +199,8 @@ def layer_table(results: RunResults) -> str:
         )
         for epoch in (0, 1):
             row[f"mean slope, epoch {epoch}: sigmoid / ReLU"] = (
-                f"{mechanism.at(s, columns.column(columns.MEAN_SLOPE, hidden), epoch):.3f} / "
-                f"{mechanism.at(r, columns.column(columns.MEAN_SLOPE, hidden), epoch):.3f}"
+                f"{mechanism.at(s, columns.column(columns.MEAN_SLOPE, hidden), epoch):.3g} / "
+                f"{mechanism.at(r, columns.column(columns.MEAN_SLOPE, hidden), epoch):.3g}"
                 if hidden
                 else "— (softmax)"
             )

@@ -324,12 +324,21 @@ def measure(samples: int, target: float, loops: int, seed: int, log=print) -> di
     return raw
 
 
+def vector_units() -> str:
+    """The widest vector instructions the CPU has, which decide how fast (and how exactly alike)
+    TensorFlow's kernels run: 'AVX-512', 'AVX2' or 'neither'."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "neither"
+
+
 def machine() -> dict:
     import tensorflow as tf
 
     env = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
     return {
         "cpu": cpu_model(),
+        "vector_units": vector_units(),
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),

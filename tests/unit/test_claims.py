@@ -105,7 +105,9 @@ def test_generalisation_verdict_flips_with_the_numbers():
 
 def test_hidden_layer_advice_reverses_when_the_numbers_do():
     better = advice.for_hidden_layers({"5": claims.generalises({"baseline": baseline()})})
-    assert better.startswith("**Hidden layers: ReLU over sigmoid.** ReLU scored +17")
+    assert better.startswith(
+        "**Hidden layers: ReLU over sigmoid.** ReLU − sigmoid test accuracy: +17"
+    )
     worse = advice.for_hidden_layers(
         {"5": claims.generalises({"baseline": baseline(sigmoid=0.62, relu=0.45)})}
     )
