@@ -38,7 +38,8 @@ def test_wrong_url_writes_nothing(tmp_path):
     result = run_stage(
         "download", "--params", str(params), "--output", "raw/a.tar.gz", cwd=tmp_path
     )
-    assert_one_line_error(result, "cannot reach", "data.url")
+    # Naming the URL params.yaml gave: a stage that ignored it would name another.
+    assert_one_line_error(result, f"cannot reach {missing} ", "data.url")
     assert not (tmp_path / "raw" / "a.tar.gz").exists()
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from project import clean_env, commit, copy_repo, logged_runs, run, set_params
@@ -83,12 +84,34 @@ def test_every_stage_ran_and_wrote_its_outputs(repo):
 
 
 def test_metrics_file_is_nested_per_activation(repo):
+    """What `dvc metrics show` lists is each model's accuracy and loss on the test split,
+    computed here again from the model files."""
+    import keras
+
+    from pipeline.model import CUSTOM_OBJECTS
+
     root, env, _ = repo
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], root, env))
     metrics = shown[""]["data"]["results/test_metrics.json"]["data"]
     assert set(metrics) == {"sigmoid", "relu"}
-    assert 0.0 <= metrics["relu"]["test_accuracy"] <= 1.0
-    assert metrics["relu"]["test_loss"] > 0
+    images, labels = load_split(root / "data/processed", "test")
+    for activation in ("sigmoid", "relu"):
+        path = root / f"models/{activation}/seed42.keras"
+        model = keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS)
+        probabilities = model.predict(images, verbose=0)
+        accuracy = np.mean(probabilities.argmax(axis=1) == labels)
+        picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1 - 1e-7)
+        assert metrics[activation]["test_accuracy"] == pytest.approx(accuracy)
+        assert metrics[activation]["test_loss"] == pytest.approx(-np.log(picked).mean(), rel=1e-5)
+
+
+def test_examples_show_evaluate_n_examples_test_images(repo):
+    root, _, _ = repo
+    examples = pd.read_csv(root / "results/examples.csv")
+    _, labels = load_split(root / "data/processed", "test")
+    classes = json.loads((root / "data/processed/meta.json").read_text())["class_names"]
+    assert examples["index"].tolist() == [0, 1, 2, 3]  # evaluate.n_examples is 4 here
+    assert examples["true_class"].tolist() == [classes[i] for i in labels[:4]]
 
 
 def test_mlflow_store_has_a_finished_run_per_stage(repo):

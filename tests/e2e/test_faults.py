@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import mlflow
@@ -36,10 +35,11 @@ def test_sigterm_during_training_ends_the_run_killed_and_writes_nothing(workspac
         text=True,
     )
     seen = []
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:  # wait until training is under way
+    # Until training is under way, however long a busy machine takes (the loop also ends if
+    # the stage does): a signal sent on a clock could arrive before the run is even open.
+    for line in proc.stdout:
         seen.append(line)
-        if line.startswith("Epoch 3/") or time.monotonic() > deadline:
+        if line.startswith("Epoch 3/"):
             break
     proc.send_signal(signum)
     rest, _ = proc.communicate(timeout=60)
@@ -84,26 +84,31 @@ def silent_server() -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("kind", ["refused", "silent"])
+@pytest.mark.parametrize(
+    ("kind", "reason"), [("refused", "Connection refused"), ("silent", "(timed out)")]
+)
 @pytest.mark.servers
-def test_unreachable_tracking_server_fails_fast_before_training(workspace, tmp_path, kind):
+def test_unreachable_tracking_server_fails_fast_before_training(workspace, tmp_path, kind, reason):
+    """The stage gives up after one health check (HEALTH_TIMEOUT_S for a silent server, at once
+    for a refused one; test_tracking checks that decision), before any training and before
+    MLflow's retries: the reason in its one line says which check failed."""
     server = None
     if kind == "refused":
         port = free_port()  # nothing listens there: the connection is refused
     else:
         server, port = silent_server()
     uri = f"http://127.0.0.1:{port}"
-    start = time.monotonic()
     try:
-        result = train_once(workspace, tmp_path, uri, timeout=120)
+        # The timeout only keeps a hang from lasting: a busy machine may be slow to get there.
+        result = train_once(workspace, tmp_path, uri, timeout=600)
     finally:
         if server:
             server.close()
-    elapsed = time.monotonic() - start
     assert result.returncode == 1
-    assert elapsed < 30, f"took {elapsed:.0f} s"
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and uri in errors[0] and "cannot be reached" in errors[0]
+    assert len(errors) == 1, result.stderr[-2000:]
+    assert errors[0].startswith(f"error: the MLflow tracking server {uri} cannot be reached (")
+    assert reason in errors[0] and errors[0].endswith("nothing was run"), errors[0]
     assert "Traceback" not in result.stderr
     assert "Epoch 1/" not in result.stdout
     assert not (tmp_path / "models").exists()

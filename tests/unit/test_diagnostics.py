@@ -110,10 +110,24 @@ def test_probe_names_every_trainable_variable():
 
 
 def test_mean_slope_with_batch_norm_reads_the_activation_layers_input():
+    import keras
+
     model = build_cnn("sigmoid", SMALL.model_copy(update={"batch_norm": True}))
-    metrics = make_probe(model, "sigmoid")(*images())
-    slopes = [v for k, v in metrics.items() if k.startswith("mean_slope/")]
-    assert len(slopes) == 2 and all(0 < s <= 0.25 for s in slopes)
+    for name in ("conv2d_bn", "dense_bn"):
+        # A shift of 3 after normalising: the layer's own output would give another slope.
+        gamma, beta, mean, variance = model.get_layer(name).get_weights()
+        model.get_layer(name).set_weights([gamma, beta + 3.0, mean, variance])
+    probe_images, labels = images()
+    metrics = make_probe(model, "sigmoid")(probe_images, labels)
+    assert sorted(k for k in metrics if k.startswith("mean_slope/")) == [
+        "mean_slope/conv2d_act",
+        "mean_slope/dense_act",
+    ]
+    for name in ("conv2d_act", "dense_act"):
+        inputs = keras.Model(model.inputs, model.get_layer(name).input)
+        y = sigmoid(np.asarray(inputs([probe_images], training=False), dtype=np.float64))
+        expected = (y * (1 - y)).mean()
+        assert metrics[f"mean_slope/{name}"] == pytest.approx(expected, rel=1e-3), name
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])

@@ -45,6 +45,33 @@ def test_model_knobs_change_the_shape():
     assert small.count_params() == 608 + 25_104 + 170
 
 
+def test_pool_size_sets_the_pooling_window():
+    model = build_cnn("relu", small_net(conv_filters=8, dense_units=16, pool_size=3))
+    assert model.get_layer("max_pooling2d").pool_size == (3, 3)
+    # 32 → conv 30 → pool 10: 10·10·8 features (the default window of 2 would leave 15·15·8).
+    assert model.get_layer("flatten").output.shape[-1] == 800
+
+
+def test_initializer_sets_every_hidden_kernel_but_not_the_output():
+    deep = small_net(conv_filters=4, dense_units=8, conv_blocks=2, dense_layers=2)
+    model = build_cnn("relu", deep.model_copy(update={"initializer": "ones"}))
+    for name in ("conv2d", "conv2d_1", "dense", "dense_1"):
+        assert np.all(model.get_layer(name).kernel.numpy() == 1.0), name
+    # The softmax layer keeps Keras' default: its kernel is not all ones.
+    assert not np.all(model.get_layer("dense_2").kernel.numpy() == 1.0)
+    plain = build_cnn("relu", deep)  # glorot_uniform: bounded by sqrt(6 / (fan_in + fan_out))
+    kernel = plain.get_layer("dense").kernel.numpy()
+    assert np.abs(kernel).max() <= np.sqrt(6 / sum(kernel.shape)) and np.unique(kernel).size > 1
+
+
+def test_compile_model_sets_the_learning_rate_it_is_given():
+    # Not Keras' default (1e-3, also the tutorial's): a constant in the code would be caught.
+    model = build_cnn("relu", small_net(conv_filters=2, dense_units=4))
+    compile_model(model, 0.0123)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0123, rel=1e-6)
+
+
 def test_unknown_activation_is_a_clear_error():
     with pytest.raises(ActivationError, match="Keras has no activation of that name"):
         build_cnn("swishy")

@@ -40,9 +40,9 @@ def test_zero_holdout_keeps_everything():
     assert len(held) == 0 and len(kept) == 30
 
 
-def data(val_size=0, train_limit=0):
+def data(val_size=0, train_limit=0, seed=42):
     return DataParams(
-        url="file:///x", sha256="0" * 64, val_size=val_size, train_limit=train_limit, seed=42
+        url="file:///x", sha256="0" * 64, val_size=val_size, train_limit=train_limit, seed=seed
     )
 
 
@@ -55,6 +55,22 @@ def test_split_dataset_applies_val_size_then_limit():
     assert len(train_y) == 200 and len(val_y) == 100
     assert np.bincount(train_y).tolist() == [20] * 10
     assert np.intersect1d(train_x, val_x).size == 0  # no image in both
+
+
+def test_data_seed_draws_both_the_validation_split_and_the_subset():
+    labels = labels_of([40] * 10).astype(np.uint8)
+    images = np.arange(len(labels))
+    drawn = {}
+    for seed in (1, 2):
+        splits = split_dataset(images, labels, data(val_size=100, train_limit=200, seed=seed))
+        kept, held = stratified_split(labels, 100, seed)
+        # The subset is drawn from what is kept, by the next seed (its own stream).
+        _, subset = stratified_split(labels[kept], 200, seed + 1)
+        assert splits["validation"][0].tolist() == held.tolist()
+        assert splits["train"][0].tolist() == kept[subset].tolist()
+        drawn[seed] = splits
+    assert drawn[1]["validation"][0].tolist() != drawn[2]["validation"][0].tolist()
+    assert drawn[1]["train"][0].tolist() != drawn[2]["train"][0].tolist()
 
 
 @pytest.mark.parametrize(

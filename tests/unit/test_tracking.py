@@ -64,6 +64,32 @@ def test_unreachable_server_is_named(monkeypatch):
         pass
 
 
+def test_a_server_that_never_answers_gets_one_health_check_and_nothing_runs(monkeypatch):
+    """What the stage decides for a server that accepts and never answers: one request to
+    /health, given HEALTH_TIMEOUT_S, then one line; MLflow's retries are never entered."""
+    import urllib.request
+
+    asked = []
+
+    def silent(url, timeout):
+        asked.append((url, timeout))
+        raise TimeoutError("timed out")  # what a read from a silent socket raises
+
+    monkeypatch.setattr(urllib.request, "urlopen", silent)
+    monkeypatch.setattr(mlflow, "set_tracking_uri", lambda uri: pytest.fail("MLflow was used"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    with (
+        pytest.raises(tracking.PipelineError) as raised,
+        tracking.stage_run("train_relu@42", "exp", {}),
+    ):
+        pytest.fail("the stage ran")
+    assert asked == [("http://127.0.0.1:9/health", tracking.HEALTH_TIMEOUT_S)]
+    assert str(raised.value) == (
+        "the MLflow tracking server http://127.0.0.1:9 cannot be reached (timed out); start it "
+        "or fix MLFLOW_TRACKING_URI, nothing was run"
+    )
+
+
 def test_stage_run_carries_extra_tags_and_no_local_path(tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     with tracking.stage_run("train_relu@7", "exp", {}, activation="relu", tags={"seed": "7"}):
@@ -240,24 +266,22 @@ raise SystemExit(cli.run_cli(main))
 def test_logging_that_makes_no_progress_for_the_window_ends_the_stage_in_one_line():
     import subprocess
     import sys
-    import time
 
     env = {
         **os.environ,
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # a window of 1·(2² − 2) = 2 s
     }
-    start = time.monotonic()
+    # The stuck step sleeps 600 s: this line, naming it and the 2 s window, can come only
+    # from the watchdog ending the process (the timeout only keeps a hang from lasting).
     result = subprocess.run(
-        [sys.executable, "-c", WATCHED], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", WATCHED], env=env, capture_output=True, text=True, timeout=300
     )
-    took = time.monotonic() - start
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: the MLflow tracking server http://h:1 stopped answering")
     assert "nothing reached it for 2 s after train_relu@42 finished" in line
     assert "not logged: the stuck one; the last." in line
-    assert took < 60, f"took {took:.0f} s"  # far less than the stuck step's 600 s
 
 
 def test_the_auth_routes_are_mlflows_own():
