@@ -346,9 +346,15 @@ def cheaper(timing: Mapping | None) -> Claim:
         f"{own.format().replace('seeds', samples)} as long with sigmoid as with ReLU; a whole "
         f"training step {step.format().replace('seeds', samples)}. The activations' share of a "
         f"step: sigmoid {share['sigmoid']:.1%}, ReLU {share['relu']:.1%}. Timed on "
-        f"{timing['machine']['cpu']} ({timing['machine'].get('vector_units', 'vector units not recorded')}), "
-        f"{timing['machine']['cores']} cores.",
+        f"{describe_machine(timing['machine'])}.",
     )
+
+
+def describe_machine(machine: Mapping) -> str:
+    """'AMD EPYC (AVX2), 2 cores' from the timing file's machine block."""
+    units = machine.get("vector_units")
+    cores = machine.get("cores")
+    return machine["cpu"] + (f" ({units})" if units else "") + (f", {cores} cores" if cores else "")
 
 
 # The timing experiment's probes (tools/activation_cost.py): each hidden layer's activation,

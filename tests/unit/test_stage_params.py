@@ -65,7 +65,7 @@ def test_stages_log_to_the_named_experiment_and_read_what_the_params_select(
             report.main,
             [
                 *("--data", data, "--results", out, "--output", out),
-                *("--depth-study", out, "--activation-study", out),
+                *("--study", out),
             ],
         ),
     }

@@ -67,15 +67,15 @@ def test_unreachable_server_is_named(monkeypatch):
 def test_a_server_that_never_answers_gets_one_health_check_and_nothing_runs(monkeypatch):
     """What the stage decides for a server that accepts and never answers: one request to
     /health, given HEALTH_TIMEOUT_S, then one line; MLflow's retries are never entered."""
-    import urllib.request
+    import requests
 
     asked = []
 
-    def silent(url, timeout):
+    def silent(url, timeout, **verification):
         asked.append((url, timeout))
-        raise TimeoutError("timed out")  # what a read from a silent socket raises
+        raise requests.exceptions.ReadTimeout("timed out")  # a read from a silent socket
 
-    monkeypatch.setattr(urllib.request, "urlopen", silent)
+    monkeypatch.setattr(requests, "get", silent)
     monkeypatch.setattr(mlflow, "set_tracking_uri", lambda uri: pytest.fail("MLflow was used"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     with (
