@@ -52,7 +52,10 @@ def run_cell(study: Path, name: str, settings: dict, archive: str, sha256: str) 
     for kept in KEPT:
         source = Path(kept)
         if source.is_dir():
-            shutil.copytree(source, tmp / kept, ignore=shutil.ignore_patterns("params.ok"))
+            # DVC's own .gitignore files would keep its cached outputs (every seed's history,
+            # diagnostics and step curve) out of the commit that the study is for.
+            ignore = shutil.ignore_patterns("params.ok", ".gitignore")
+            shutil.copytree(source, tmp / kept, ignore=ignore)
         else:
             shutil.copy2(source, tmp / kept)
     (tmp / "wall_seconds.json").write_text(json.dumps({"wall_seconds": round(seconds)}) + "\n")
