@@ -22,13 +22,14 @@ def for_hidden_layers(claims: Mapping[str, Claim]) -> str | None:
     if c is None:
         return None
     lean = direction(c)
+    source = f"(claim 5, {c.measure.name}: {c.verdict})"
     if lean == HIGHER:
-        return f"**Hidden layers: ReLU over sigmoid.** ReLU − sigmoid test accuracy: {c.format()}."
+        return f"**Hidden layers: ReLU over sigmoid.** ReLU − sigmoid test accuracy: {c.format()} {source}."
     if lean == LOWER:
-        return f"**Hidden layers: sigmoid over ReLU.** ReLU − sigmoid test accuracy: {c.format()}."
+        return f"**Hidden layers: sigmoid over ReLU.** ReLU − sigmoid test accuracy: {c.format()} {source}."
     if lean == EQUAL:
-        return f"**Hidden layers: either.** ReLU − sigmoid test accuracy was {c.format()}, within the smallest effect that matters."
-    return f"**Hidden layers: no clear choice yet.** ReLU − sigmoid test accuracy was {c.format()}."
+        return f"**Hidden layers: either.** ReLU − sigmoid test accuracy was {c.format()}, within the smallest effect that matters {source}."
+    return f"**Hidden layers: no clear choice yet.** ReLU − sigmoid test accuracy was {c.format()} {source}."
 
 
 def keeping_sigmoid(study: Study) -> str | None:
@@ -44,12 +45,19 @@ def keeping_sigmoid(study: Study) -> str | None:
             f"for all {n} seeds through {steps:,} training steps."
         )
     if k:
-        return (
-            "**If you keep sigmoid in hidden layers, run several seeds and watch the first "
-            f"epochs.** {k} of {n} seeds stayed at chance through all {steps:,} training steps; "
-            "the others left it: how long it sits there is luck of the draw."
+        frozen = sum(
+            float(h["loss"].iloc[-3:].max() - h["loss"].iloc[-3:].min()) < 1e-4
+            for seed, h in arm.histories.items()
+            if stuck[seed]
         )
-    return f"**Sigmoid left chance on every seed ({n}) within {steps:,} steps.**"
+        flat = f", {frozen} of them with a training loss that no longer moved" if frozen else ""
+        return (
+            "**If you keep sigmoid in hidden layers, run several seeds and restart a run whose "
+            f"loss stays flat.** {k} of {n} seeds stayed at chance through all {steps:,} "
+            f"training steps{flat}; the others left it after a number of steps that varied from "
+            "seed to seed (claims 4 and 5)."
+        )
+    return None  # every seed left chance: nothing to warn about
 
 
 def shape(claims: Mapping[str, Claim]) -> str | None:
@@ -140,8 +148,8 @@ def output(claims: Mapping[str, Claim]) -> str:
     c = _part(claims, "9")  # softmax − sigmoid output
     if c is None:
         return (
-            "**Output layer:** softmax for one class out of several, as every network here uses. "
-            "For two classes the study's two-class cells will settle sigmoid against softmax."
+            "**Output layer:** softmax for one class out of several, as every network here uses "
+            "(a default, not a verdict: claim 9's cells are not run yet)."
         )
     lean = direction(c)
     if lean in (EQUAL, LOWER):

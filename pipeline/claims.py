@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline import probe_columns as columns
 from pipeline.decide import (
+    NOT_RUN,
     NOT_SETTLED,
     NOT_SUPPORTED,
     SUPPORTED,
@@ -58,25 +59,27 @@ NAMES = {
     "softplus": "softplus",
 }
 
-ACCURACY = Measure("test accuracy", smallest_effect=0.01, scale=100, unit="points")
+ACCURACY = Measure("test accuracy", smallest_effect=0.01, scale=100, unit="percentage points")
 GAP = Measure(
     "training − validation accuracy at the last epoch",
     smallest_effect=0.01,
     scale=100,
-    unit="points",
+    unit="percentage points",
 )
 RISE = Measure("rise of the validation loss from its lowest epoch to the last", 0.05)
 EPOCH1 = Measure(
-    "validation accuracy after epoch 1", smallest_effect=0.01, scale=100, unit="points"
+    "validation accuracy after epoch 1", smallest_effect=0.01, scale=100, unit="percentage points"
 )
-TRAIN_ACC = Measure("training accuracy at the last epoch", 0.01, scale=100, unit="points")
+TRAIN_ACC = Measure("training accuracy at the last epoch", 0.01, scale=100, unit="percentage points")
 SWING = Measure(
     "mean change of validation accuracy from one epoch to the next, last five epochs",
     0.01,
     scale=100,
-    unit="points",
+    unit="percentage points",
 )
-GRADIENT = Measure("first layer's weight gradient", smallest_effect=1.0, unit="×", log=True)
+GRADIENT = Measure(
+    "the first layer's weight gradient relative to the output layer's", 1.0, unit="×", log=True
+)
 ACTIVATION_TIME = Measure("time of the activation's forward and backward pass", 0.10, log=True)
 STEP_TIME = Measure("time of a whole training step", 0.05, log=True)
 
@@ -116,7 +119,7 @@ class Claim:
     @property
     def verdict(self) -> str:
         if self.missing:
-            return NOT_SETTLED
+            return NOT_RUN
         return combine([p.verdict for p in self.parts])
 
 
@@ -162,6 +165,21 @@ def diagnostic(arm: Arm, column: str, epoch: int | None = None) -> dict[int, flo
         row = frame.iloc[-1] if epoch is None else frame.loc[frame["epoch"] == epoch].iloc[0]
         values[seed] = float(row[column])
     return values
+
+
+def split(*arms: Arm) -> bool:
+    """Whether any arm's seeds split between stuck at chance for the whole run and learned."""
+    return any(0 < sum(arm.stuck().values()) < len(arm.seeds) for arm in arms)
+
+
+def attenuation(arm: Arm, epoch: int) -> dict[int, float]:
+    """Per seed, the first layer's weight gradient over the output layer's at `epoch`: how much
+    of the gradient survives the way back (a scale Adam's per-weight rescaling leaves alone)."""
+    frame = next(iter(arm.diagnostics.values()))
+    kernels = columns.kernel_layers(frame)
+    first = diagnostic(arm, columns.kernel(kernels[0]), epoch)
+    output = diagnostic(arm, columns.kernel(kernels[-1]), epoch)
+    return {s: first[s] / output[s] for s in first}
 
 
 def first_kernel(arm: Arm) -> str:
@@ -214,22 +232,25 @@ def _missing(*cells: str) -> str:
 
 def vanishing_gradient(study: Study) -> Claim:
     text = "Sigmoid's gradient vanishes on its way back through the network."
-    arms = "sigmoid against ReLU, the tutorial's network, at initialisation"
+    arms = (
+        "sigmoid against ReLU, the tutorial's network, at initialisation: how much of the output "
+        "layer's gradient reaches the first layer"
+    )
     s, r = _arm(study, BASELINE, "sigmoid"), _arm(study, BASELINE, "relu")
     if not (s and r):
         return Claim("1", text, arms, (), "", _missing(BASELINE))
-    column = first_kernel(s)
-    comparison = paired(
-        "ReLU / sigmoid", GRADIENT, diagnostic(r, column, 0), diagnostic(s, column, 0)
-    )
+    kept = {a: attenuation(arm, 0) for a, arm in (("sigmoid", s), ("relu", r))}
+    comparison = paired("ReLU / sigmoid", GRADIENT, kept["relu"], kept["sigmoid"], split(s, r))
     return Claim(
         "1",
         text,
         arms,
         (Part(comparison),),
-        f"The first layer's weight gradient at initialisation was {comparison.format()} larger "
-        "with ReLU than with sigmoid, paired by seed (the same images, the same initial weights); "
-        f"per seed {comparison.per_seed()}.",
+        "At initialisation, the first layer's weight gradient divided by the output layer's was "
+        f"{comparison.format()} larger with ReLU than with sigmoid, paired by seed (the same "
+        f"images, the same initial weights); per seed {comparison.per_seed()}. A ratio within "
+        "one network is untouched by Adam, which rescales every weight's step by that weight's "
+        "own gradient size.",
     )
 
 
@@ -240,13 +261,14 @@ def not_zero_centred(study: Study) -> Claim:
     if not all(found.values()):
         return Claim("2", text, arms, (), "", _missing(CENTRING))
     acc = {a: test_accuracy(arm) for a, arm in found.items()}
+    varied = split(*found.values())
     centring = (
-        paired("σ − ½ − σ", ACCURACY, acc[CENTRED], acc["sigmoid"]),
-        paired("(4σ − 2) − 4σ", ACCURACY, acc[STEEP_CENTRED], acc[STEEP]),
+        paired("σ − ½ − σ", ACCURACY, acc[CENTRED], acc["sigmoid"], varied),
+        paired("(4σ − 2) − 4σ", ACCURACY, acc[STEEP_CENTRED], acc[STEEP], varied),
     )
     slope = (
-        paired("4σ − σ", ACCURACY, acc[STEEP], acc["sigmoid"]),
-        paired("(4σ − 2) − (σ − ½)", ACCURACY, acc[STEEP_CENTRED], acc[CENTRED]),
+        paired("4σ − σ", ACCURACY, acc[STEEP], acc["sigmoid"], varied),
+        paired("(4σ − 2) − (σ − ½)", ACCURACY, acc[STEEP_CENTRED], acc[CENTRED], varied),
     )
     per_arm = "; ".join(f"{name(a)} {describe(arm, acc[a], points)}" for a, arm in found.items())
     evidence = (
@@ -260,16 +282,19 @@ def not_zero_centred(study: Study) -> Claim:
 
 def relu_keeps_gradient(study: Study) -> Claim:
     text = "ReLU avoids the vanishing gradient."
-    arms = "ReLU against sigmoid, the tutorial's network, at the last epoch"
+    arms = (
+        "ReLU against sigmoid, the tutorial's network, after the first epoch: how much of the "
+        "output layer's gradient reaches the first layer once training is under way"
+    )
     s, r = _arm(study, BASELINE, "sigmoid"), _arm(study, BASELINE, "relu")
     if not (s and r):
         return Claim("3", text, arms, (), "", _missing(BASELINE))
-    column = first_kernel(s)
-    comparison = paired("ReLU / sigmoid", GRADIENT, diagnostic(r, column), diagnostic(s, column))
+    kept = {a: attenuation(arm, 1) for a, arm in (("sigmoid", s), ("relu", r))}
+    comparison = paired("ReLU / sigmoid", GRADIENT, kept["relu"], kept["sigmoid"], split(s, r))
+    layer = last_hidden(r)
+    dead = np.median(list(diagnostic(r, columns.column(columns.DEAD, layer)).values()))
     slope = {
-        a: np.median(
-            list(diagnostic(arm, columns.column(columns.MEAN_SLOPE, last_hidden(arm))).values())
-        )
+        a: np.median(list(diagnostic(arm, columns.column(columns.MEAN_SLOPE, layer), 1).values()))
         for a, arm in (("sigmoid", s), ("relu", r))
     }
     return Claim(
@@ -277,10 +302,11 @@ def relu_keeps_gradient(study: Study) -> Claim:
         text,
         arms,
         (Part(comparison),),
-        f"At the last epoch the first layer's weight gradient was {comparison.format()} larger "
-        f"with ReLU; per seed {comparison.per_seed()}. The dense layer's mean slope (the factor by which it scales the gradient "
-        f"passing back) had a median of {slope['relu']:.2f} with ReLU and {slope['sigmoid']:.3g} "
-        "with sigmoid.",
+        "After epoch 1, the first layer's weight gradient divided by the output layer's was "
+        f"{comparison.format()} larger with ReLU; per seed {comparison.per_seed()}. The dense "
+        f"layer's mean slope after epoch 1 had a median of {slope['relu']:.2f} with ReLU and "
+        f"{slope['sigmoid']:.2g} with sigmoid. ReLU loses gradient its own way: at the last "
+        f"epoch a median {dead:.0%} of its dense units were dead (zero for every probe image).",
     )
 
 
@@ -291,8 +317,10 @@ def starts_faster(study: Study) -> Claim:
     if not (s and r):
         return Claim("4", text, arms, (), "", _missing(BASELINE))
     steps = {a: arm.steps_to_leave_chance() for a, arm in (("sigmoid", s), ("relu", r))}
-    sooner = paired("sigmoid − ReLU", steps_measure(s), steps["sigmoid"], steps["relu"])
-    faster = paired("ReLU − sigmoid", EPOCH1, first_epoch(r), first_epoch(s))
+    sooner = paired(
+        "sigmoid − ReLU", steps_measure(s), steps["sigmoid"], steps["relu"], split(s, r)
+    )
+    faster = paired("ReLU − sigmoid", EPOCH1, first_epoch(r), first_epoch(s), split(s, r))
     evidence = (
         f"Steps to leave chance: sigmoid {describe(s, steps['sigmoid'], lambda v: f'{v:.0f}')}; "
         f"ReLU {describe(r, steps['relu'], lambda v: f'{v:.0f}')}; sigmoid − ReLU "
@@ -309,17 +337,17 @@ def generalises(study: Study) -> Claim:
     s, r = _arm(study, BASELINE, "sigmoid"), _arm(study, BASELINE, "relu")
     if not (s and r):
         return Claim("5", text, arms, (), "", _missing(BASELINE))
-    better = paired("ReLU − sigmoid", ACCURACY, test_accuracy(r), test_accuracy(s))
+    better = paired("ReLU − sigmoid", ACCURACY, test_accuracy(r), test_accuracy(s), split(s, r))
     gaps = {a: generalisation_gap(arm) for a, arm in (("sigmoid", s), ("relu", r))}
-    smaller_gap = paired("sigmoid − ReLU", GAP, gaps["sigmoid"], gaps["relu"])
+    smaller_gap = paired("sigmoid − ReLU", GAP, gaps["sigmoid"], gaps["relu"], split(s, r))
     evidence = (
         f"Test accuracy, ReLU − sigmoid: {better.format()}. Training minus validation accuracy "
         f"at the last epoch: sigmoid {describe(s, gaps['sigmoid'], points)}, ReLU "
         f"{describe(r, gaps['relu'], points)}; sigmoid − ReLU {smaller_gap.format()}. "
     )
     evidence += (
-        "ReLU scores better on unseen images because it fits far more, not because it "
-        "overfits less."
+        "ReLU scores better on unseen images while its training accuracy runs further ahead of "
+        "its validation accuracy: it fits more, and does not overfit less."
         if better.verdict == SUPPORTED and smaller_gap.verdict == NOT_SUPPORTED
         else "The two parts agree."
         if better.verdict == smaller_gap.verdict
@@ -383,7 +411,10 @@ def sparsity(study: Study) -> Claim:
     if not relu or not all(cousins.values()):
         return Claim("7", text, arms, (), "", _missing(SPARSITY))
     rises = {c: loss_rise(arm) for c, arm in cousins.items()} | {"relu": loss_rise(relu)}
-    parts = tuple(Part(paired(f"{name(c)} − ReLU", RISE, rises[c], rises["relu"])) for c in COUSINS)
+    varied = split(relu, *cousins.values())
+    parts = tuple(
+        Part(paired(f"{name(c)} − ReLU", RISE, rises[c], rises["relu"], varied)) for c in COUSINS
+    )
     inactive = {
         a: np.median(list(inactive_share(arm).values()))
         for a, arm in (("relu", relu), *cousins.items())
@@ -415,8 +446,11 @@ def depth(study: Study) -> Claim:
         return Claim("8", text, arms, (), "", _missing(DEPTH))
     gap1 = {s: test_accuracy(r1)[s] - test_accuracy(s1)[s] for s in r1.seeds}
     gap3 = {s: test_accuracy(r3)[s] - test_accuracy(s3)[s] for s in r3.seeds}
-    shallow = paired("ReLU − sigmoid, 1 layer", ACCURACY, test_accuracy(r1), test_accuracy(s1))
-    widens = paired("gap at 3 layers − gap at 1", ACCURACY, gap3, gap1)
+    varied = split(s1, r1, s3, r3)
+    shallow = paired(
+        "ReLU − sigmoid, 1 layer", ACCURACY, test_accuracy(r1), test_accuracy(s1), varied
+    )
+    widens = paired("gap at 3 layers − gap at 1", ACCURACY, gap3, gap1, varied)
     evidence = (
         f"ReLU − sigmoid test accuracy with one hidden dense layer: {shallow.format()} "
         f"(the claim expects no difference that matters); the same gap grew by "
@@ -433,7 +467,11 @@ def output_layer(study: Study) -> Claim:
     if not (soft and sig):
         return Claim("9", text, arms, (), "", _missing(BINARY_SOFTMAX, BINARY_SIGMOID))
     comparison = paired(
-        "softmax − sigmoid output", ACCURACY, test_accuracy(soft), test_accuracy(sig)
+        "softmax − sigmoid output",
+        ACCURACY,
+        test_accuracy(soft),
+        test_accuracy(sig),
+        split(soft, sig),
     )
     return Claim(
         "9",
@@ -456,7 +494,9 @@ def batchnorm_rescues(study: Study) -> Claim:
     plain, bn = _arm(study, BASELINE, "sigmoid"), _arm(study, BATCHNORM, "sigmoid")
     if not (plain and bn):
         return Claim("BN-1", text, arms, (), "", _missing(BATCHNORM))
-    comparison = paired("with − without", TRAIN_ACC, last(bn, "accuracy"), last(plain, "accuracy"))
+    comparison = paired(
+        "with − without", TRAIN_ACC, last(bn, "accuracy"), last(plain, "accuracy"), split(bn, plain)
+    )
     steps = {a: arm.steps_to_leave_chance() for a, arm in (("plain", plain), ("bn", bn))}
     return Claim(
         "BN-1",
@@ -475,7 +515,7 @@ def batchnorm_unsteady(study: Study) -> Claim:
     plain, bn = _arm(study, BASELINE, "relu"), _arm(study, BATCHNORM, "relu")
     if not (plain and bn):
         return Claim("BN-2", text, arms, (), "", _missing(BATCHNORM))
-    comparison = paired("with − without", SWING, swing(bn), swing(plain))
+    comparison = paired("with − without", SWING, swing(bn), swing(plain), split(bn, plain))
     best = {
         a: {s: float(h["val_accuracy"].max()) for s, h in arm.histories.items()}
         for a, arm in (("plain", plain), ("bn", bn))
@@ -505,7 +545,9 @@ def initialisation(study: Study) -> Claim:
     if not (glorot and he):
         return Claim("init", text, arms, (), "", _missing(INIT))
     steps = {a: arm.steps_to_leave_chance() for a, arm in (("glorot", glorot), ("he", he))}
-    comparison = paired("He − Glorot", steps_measure(glorot), steps["he"], steps["glorot"])
+    comparison = paired(
+        "He − Glorot", steps_measure(glorot), steps["he"], steps["glorot"], split(glorot, he)
+    )
     return Claim(
         "init",
         text,

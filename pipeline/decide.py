@@ -11,8 +11,15 @@ at the differences, signed so that the claim predicts them to be positive. Its v
 - *mixed*: the interval holds values on both sides of it;
 - *not settled (too few seeds)*: fewer than MIN_SEEDS pairs.
 
+When the seeds of either arm split (some stuck at chance for the whole run, some not), a mean
+and its t-interval describe no run, and one stuck seed can stretch the interval over anything.
+Such a comparison counts seeds instead: supported when every seed's difference lies above the
+smallest effect (with five seeds, a one-sided sign test's p = 1/32), not supported when every
+seed's lies below it, mixed otherwise; it is printed as its median and that count.
+
 A claim made of several comparisons is supported (or not supported) when all of them are; mixed
-when they disagree or any is mixed; not settled when any is.
+when they disagree or any is mixed; not settled when any is. A claim whose arms are not in the
+study yet is *not run yet*.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 MIXED = "mixed"
 NOT_SETTLED = "not settled (too few seeds)"
+NOT_RUN = "not run yet"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, MIXED, NOT_SETTLED)
 MIN_SEEDS = 5
 CONFIDENCE = 0.95
@@ -60,6 +68,7 @@ class Comparison:
     label: str  # what is compared, e.g. "ReLU − sigmoid"
     measure: Measure
     differences: Mapping[int, float]  # seed → higher − lower (log2 ratio for a log measure)
+    split: bool = False  # an arm's seeds split between stuck at chance and learned: count them
 
     @property
     def n(self) -> int:
@@ -83,7 +92,14 @@ class Comparison:
         return math.log2(1 + m.smallest_effect) if m.log else m.smallest_effect
 
     @property
+    def beyond(self) -> int:
+        """How many seeds' differences lie above the smallest effect that matters."""
+        return sum(d > self.threshold for d in self.differences.values())
+
+    @property
     def verdict(self) -> str:
+        if self.split:
+            return count_rule(self.n, self.beyond, self.threshold, self.differences.values())
         return rule(self.n, self.interval, self.threshold)
 
     def per_seed(self) -> str:
@@ -94,8 +110,15 @@ class Comparison:
         )
 
     def format(self) -> str:
-        """'+16 [+12, +20] points (5 seeds)': mean and interval to the precision they support."""
+        """'+16 [+12, +20] points (5 seeds)': mean and interval to the precision they support;
+        for seeds that split, 'median +16 points, 5 of 5 seeds above 1 point'."""
         unit = f" {self.measure.unit}" if self.measure.unit and not self.measure.log else ""
+        if self.split:
+            median = show(float(np.median(list(self.differences.values()))), self.measure, 1)
+            return (
+                f"median {median}{unit}, {self.beyond} of {self.n} seeds above "
+                f"{self.measure.smallest_text()} (the seeds split: no mean or interval)"
+            )
         if self.interval is None:
             return f"{show(self.mean, self.measure)}{unit} ({self.n} seed{'s' * (self.n != 1)})"
         low, high = self.interval
@@ -116,6 +139,17 @@ def rule(n: int, interval: tuple[float, float] | None, threshold: float) -> str:
     return MIXED
 
 
+def count_rule(n: int, beyond: int, threshold: float, differences) -> str:
+    """The decision rule for seeds that split (module docstring)."""
+    if n < MIN_SEEDS:
+        return NOT_SETTLED
+    if beyond == n:
+        return SUPPORTED
+    if all(d < threshold for d in differences):
+        return NOT_SUPPORTED
+    return MIXED
+
+
 def combine(verdicts: Sequence[str]) -> str:
     """One verdict for a claim tested by several comparisons."""
     if not verdicts or NOT_SETTLED in verdicts:
@@ -132,14 +166,16 @@ def paired(
     measure: Measure,
     higher: Mapping[int, float],
     lower: Mapping[int, float],
+    split: bool = False,
 ) -> Comparison:
-    """The comparison of two arms' per-seed values over the seeds both have."""
+    """The comparison of two arms' per-seed values over the seeds both have; `split` when
+    either arm's seeds split between stuck at chance and learned."""
     seeds = sorted(set(higher) & set(lower))
     if measure.log:
         diffs = {s: math.log2(higher[s] / lower[s]) for s in seeds}
     else:
         diffs = {s: higher[s] - lower[s] for s in seeds}
-    return Comparison(label, measure, diffs)
+    return Comparison(label, measure, diffs, split)
 
 
 def decimals(mean: float, low: float, high: float, measure: Measure) -> int:
@@ -154,12 +190,14 @@ def show(value: float, measure: Measure, digits: int = 2) -> str:
     """One number of a comparison, scaled and signed (a log measure as a factor, unsigned)."""
     if measure.log:
         return factor(2**value, digits)
-    return f"{value * measure.scale:+.{digits}f}"
+    return f"{value * measure.scale:+.{digits}f}".replace("-", "−")
 
 
 def factor(value: float, digits: int = 2) -> str:
     """A ratio as a factor: `digits` decimals, but two significant digits at least below 1 and
     none past 100 (a factor of thousands needs no decimals)."""
+    if value >= 10_000:  # digits past the second mean nothing at this size
+        return f"{float(f'{value:.2g}'):,.0f}×"
     if value >= 100:
         return f"{value:,.0f}×"
     if 0 < value < 1:
@@ -188,12 +226,16 @@ HIGHER, LOWER, EQUAL, UNCLEAR, UNSETTLED = "higher", "lower", "equal", "unclear"
 
 
 def direction(comparison: Comparison) -> str:
-    """The same rule read both ways, for advice: HIGHER when the interval lies above the smallest
-    effect, LOWER when it lies below its negative, EQUAL when it lies between the two, UNCLEAR
-    when it reaches past either, UNSETTLED with too few seeds."""
+    """The same rule read both ways, for advice: HIGHER when the interval (for seeds that split:
+    every seed's difference) lies above the smallest effect, LOWER when it lies below its
+    negative, EQUAL when it lies between the two, UNCLEAR when it reaches past either,
+    UNSETTLED with too few seeds."""
     if comparison.verdict == NOT_SETTLED:
         return UNSETTLED
-    low, high = comparison.interval
+    if comparison.split:
+        low, high = min(comparison.differences.values()), max(comparison.differences.values())
+    else:
+        low, high = comparison.interval
     threshold = comparison.threshold
     if low > threshold:
         return HIGHER

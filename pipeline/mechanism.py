@@ -62,7 +62,7 @@ def reconcile(sigmoid: pd.DataFrame, relu: pd.DataFrame) -> list[str]:
             "sigmoid's, whose slope is never exactly 0 but can round to 0 in float32 far out in "
             "its tails. An inactive input passes no gradient, but an active ReLU input passes all "
             "of it (slope 1), while a saturated sigmoid input passes a sliver. The mean slope "
-            f"puts both on one scale: {slope_r:.3f} for ReLU against {slope_s:.4f} for sigmoid, "
+            f"puts both on one scale: {slope_r:.3g} for ReLU against {slope_s:.3g} for sigmoid, "
             f"{ratio(slope_r, slope_s)} more gradient through ReLU's layer."
         )
     return lines
@@ -76,7 +76,11 @@ def first_step_below(steps: pd.DataFrame, column: str, share: float) -> int | No
 
 
 def order_of_events(
-    steps: pd.DataFrame, escape_step: int | None, activation: str, labels: dict[str, str]
+    steps: pd.DataFrame,
+    escape_step: int | None,
+    activation: str,
+    labels: dict[str, str],
+    curve: str = "seed-mean curve",
 ) -> str | None:
     """What happened first through the plateau, from one step curve with layer columns: when each
     hidden layer's mean slope fell to a tenth of its start, against when accuracy left chance.
@@ -100,7 +104,7 @@ def order_of_events(
         if escape_step is not None
         else f"validation accuracy had not left chance by step {measured:,}"
     )
-    return f"**{activation}**, seed-mean curve: " + "; ".join(falls) + f"; {escape}."
+    return f"**{activation}**, {curve}: " + "; ".join(falls) + f"; {escape}."
 
 
 def collapsed_before_escape(steps: pd.DataFrame, escape_step: int | None) -> bool:
@@ -127,8 +131,13 @@ def adam_note(collapsed_first: bool) -> str:
     )
     if collapsed_first:
         return text + (
-            "Here sigmoid's slope collapsed while its accuracy sat at chance, the order this "
-            "explanation needs."
+            "Here sigmoid's hidden dense slope collapsed while its accuracy sat at chance (both "
+            "from the first measurement, 32 steps in: finer steps would be needed to say which "
+            "came first within them), the order this explanation needs. Another explanation "
+            "fits the same numbers: every input of the dense layer is positive, so Adam's first "
+            "steps, all of about the same size, push many of a unit's 7,200 weights the same "
+            "way and can saturate it; that is claim 2's question, which the study's "
+            "centring-slope cell tests."
         )
     return text + (
         "Here sigmoid's slope did not collapse before its accuracy left chance, so this run does "

@@ -139,7 +139,11 @@ def events(results: RunResults) -> list[str]:
     for activation in ("sigmoid", "relu"):
         escape = escape_step(results.steps[activation])
         labels = columns.layer_labels(results.diagnostics[activation])
-        line = mechanism.order_of_events(results.steps[activation], escape, activation, labels)
+        seeds = results.seed_steps[activation]["seed"].unique()
+        curve = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of {len(seeds)} seeds"
+        line = mechanism.order_of_events(
+            results.steps[activation], escape, activation, labels, curve
+        )
         if line:
             found.append(line)
     return found

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline import advice, claims
-from pipeline.decide import MIXED, NOT_SETTLED, NOT_SUPPORTED, SUPPORTED
+from pipeline.decide import MIXED, NOT_RUN, NOT_SETTLED, NOT_SUPPORTED, SUPPORTED
 from pipeline.model import TUTORIAL
 from pipeline.params import DataParams, EvaluateParams, MlflowParams, Params, TrainParams
 from pipeline.studies import Arm
@@ -62,6 +62,7 @@ def arm(
             {
                 "epoch": range(EPOCHS + 1),
                 "grad_norm/conv2d/kernel": grad * (1 + w),
+                "grad_norm/dense_1/kernel": 1.0,
                 "mean_slope/dense": 0.5,
                 "saturated_fraction/dense": flat,
             }
@@ -91,7 +92,7 @@ def baseline(sigmoid=0.45, relu=0.62, **sigmoid_kwargs):
 
 def test_a_claim_with_no_arms_is_not_settled_and_says_what_is_missing():
     claim = claims.generalises({})
-    assert claim.verdict == NOT_SETTLED and claim.missing.startswith("The study's cell `baseline`")
+    assert claim.verdict == NOT_RUN and claim.missing.startswith("The study's cell `baseline`")
 
 
 def test_generalisation_verdict_flips_with_the_numbers():
@@ -196,8 +197,13 @@ def test_keeping_sigmoid_advice_counts_the_stuck_seeds():
     assert advice.keeping_sigmoid({"baseline": stuck}).startswith(
         "**Sigmoid in hidden layers needs far more steps"
     )
-    learned = advice.keeping_sigmoid({"baseline": baseline()})
-    assert learned == "**Sigmoid left chance on every seed (5) within 40 steps.**"
+    assert advice.keeping_sigmoid({"baseline": baseline()}) is None  # nothing to warn about
+    split = baseline()
+    sigmoid = split["sigmoid"]
+    frozen = {**sigmoid.histories, 46: sigmoid.histories[46].assign(val_accuracy=0.1, loss=2.3)}
+    split["sigmoid"] = Arm(**{**sigmoid.__dict__, "histories": frozen})
+    line = advice.keeping_sigmoid({"baseline": split})
+    assert "1 of 5 seeds stayed at chance through all 40 training steps, 1 of them with a training loss that no longer moved" in line
 
 
 def test_split_seeds_are_described_by_counts_and_medians():
@@ -251,3 +257,14 @@ def test_output_layer_claim_holds_when_the_sigmoid_output_does_no_worse(gain, ve
         "two-class-sigmoid-output": {"relu": arm("two-class-sigmoid-output", "relu", 0.8 + gain)},
     }
     assert claims.output_layer(study).verdict == verdict
+
+
+def test_a_seed_stuck_at_chance_turns_a_comparison_into_a_count():
+    study = {"baseline": baseline()}
+    sigmoid = study["baseline"]["sigmoid"]
+    stuck = {**sigmoid.histories, 46: sigmoid.histories[46].assign(val_accuracy=0.1)}
+    study["baseline"]["sigmoid"] = Arm(**{**sigmoid.__dict__, "histories": stuck})
+    claim = claims.generalises(study)
+    better = claim.parts[0].comparison
+    assert better.split and better.verdict == SUPPORTED  # every seed: ReLU ahead by ~17 points
+    assert better.format().startswith("median +17.0 percentage points, 5 of 5 seeds above 1")

@@ -105,3 +105,26 @@ def test_direction_reads_the_rule_both_ways():
         == UNCLEAR
     )
     assert direction(paired("", ACCURACY, *arms([0.6] * 2, [0.45] * 2))) == UNSETTLED
+
+
+def test_seeds_that_split_are_judged_by_counting_them():
+    from pipeline.decide import factor
+
+    # One frozen seed makes the t-interval useless; counting is not thrown by it.
+    outlier = [0.60, 0.61, 0.62, 0.61, 0.95]
+    assert paired("", ACCURACY, *arms(outlier, [0.45] * 5)).verdict == SUPPORTED
+    ratio = Measure("gradient", smallest_effect=1.0, unit="×", log=True)
+    wild = paired("", ratio, *arms([6.4, 8.0, 12.0, 9.0, 3e8], [1.0] * 5))
+    assert wild.verdict == MIXED  # the t-interval on logs spans both sides of 2×
+    counted = paired("", ratio, *arms([6.4, 8.0, 12.0, 9.0, 3e8], [1.0] * 5), split=True)
+    assert counted.verdict == SUPPORTED and counted.beyond == 5
+    assert counted.format() == "median 9.0×, 5 of 5 seeds above a factor of 2.00 (the seeds split: no mean or interval)"
+    one_short = paired("", ratio, *arms([6.4, 1.5, 12.0, 9.0, 3e8], [1.0] * 5), split=True)
+    assert one_short.verdict == MIXED
+    assert paired("", ratio, *arms([1.2, 1.5, 0.5, 1.0, 1.9], [1.0] * 5), split=True).verdict == NOT_SUPPORTED
+    assert factor(5_494_744) == "5,500,000×" and factor(0.077) == "0.077×"
+
+
+def test_negative_differences_print_with_a_minus_sign():
+    worse = paired("", ACCURACY, *arms([0.30, 0.31, 0.32, 0.31, 0.30], [0.45] * 5))
+    assert worse.format().startswith("−14")

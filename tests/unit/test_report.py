@@ -184,7 +184,7 @@ def test_the_report_renders_every_section():
         assert heading in text
     assert "{{" not in text and "{%" not in text
     # No study in this checkout: every claim and question says so, and none is judged.
-    assert text.count("*Not settled (too few seeds).*") == 9 + 3
+    assert text.count("*Not run yet.*") == 9 + 3
     assert text.count("not in this checkout yet.") == 9 + 3
     assert "url: https://example.org/a.tar.gz" in text and "local copy" not in text
 
