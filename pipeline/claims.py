@@ -17,7 +17,6 @@ import numpy as np
 from pipeline import probe_columns as columns
 from pipeline.decide import (
     NOT_RUN,
-    NOT_SETTLED,
     NOT_SUPPORTED,
     SUPPORTED,
     Comparison,
@@ -70,7 +69,9 @@ RISE = Measure("rise of the validation loss from its lowest epoch to the last", 
 EPOCH1 = Measure(
     "validation accuracy after epoch 1", smallest_effect=0.01, scale=100, unit="percentage points"
 )
-TRAIN_ACC = Measure("training accuracy at the last epoch", 0.01, scale=100, unit="percentage points")
+TRAIN_ACC = Measure(
+    "training accuracy at the last epoch", 0.01, scale=100, unit="percentage points"
+)
 SWING = Measure(
     "mean change of validation accuracy from one epoch to the next, last five epochs",
     0.01,

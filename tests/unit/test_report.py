@@ -130,7 +130,7 @@ def test_the_larger_dense_gradient_is_explained_by_its_inputs():
     lines = reconcile(run.diagnostics["sigmoid"], run.diagnostics["relu"])
     assert lines[0].startswith("**The hidden dense layer's gradient is larger with sigmoid** (1.5")
     assert "averaging 0.48, with ReLU 0.030, 16.0× smaller" in lines[0]
-    assert "0.500 for ReLU against 0.0200 for sigmoid, 25.0×" in lines[1]
+    assert "0.5 for ReLU against 0.02 for sigmoid, 25.0×" in lines[1]
     # With the gradients the other way round there is nothing to explain.
     run.diagnostics["sigmoid"]["grad_norm/dense/kernel"] = 0.1
     assert not reconcile(run.diagnostics["sigmoid"], run.diagnostics["relu"])[0].startswith(
@@ -308,7 +308,7 @@ def test_the_order_of_events_through_the_plateau_follows_the_step_curve():
     assert "went from 0.22 to a low of 0.01, below a tenth of its start by step 64" in line
     assert line.endswith("validation accuracy left chance at step 96.")
     assert collapsed_before_escape(steps, 96) and not collapsed_before_escape(steps, 32)
-    assert adam_note(True).endswith("the order this explanation needs.")
+    assert "the order this explanation needs" in adam_note(True)
     assert adam_note(False).endswith("does not show that order.")
     assert order_of_events(steps[["step", "val_accuracy"]], None, "relu", {}) is None
 
