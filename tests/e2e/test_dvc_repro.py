@@ -124,6 +124,7 @@ def test_mlflow_store_has_a_finished_run_per_stage(repo):
     assert by_name["evaluate"].data.params == {
         "evaluate.n_examples": "4",
         "train.seeds": "42",
+        "train.extra_activations": "",  # what dvc.yaml lists for evaluate: none here
         "activations": "sigmoid,relu",
     }
     client = mlflow.MlflowClient()
