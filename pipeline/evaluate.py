@@ -99,15 +99,22 @@ def long_format(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat([f.assign(seed=s) for s, f in frames.items()])[["seed", *first.columns]]
 
 
+def escapes(one: dict) -> dict[str, int | None]:
+    """When one trained model left chance: its escape epoch and step (None: never)."""
+    return {
+        "escape_epoch": escape_epoch(one["history"]["val_accuracy"].tolist()),
+        "escape_step": escape_step(one["steps"]),
+    }
+
+
 def training_summary(trained: dict[int, dict]) -> dict:
     """The seed-mean curve's final and best epoch, and each seed's own escape epoch."""
     history = mean_over_seeds([t["history"] for t in trained.values()])
     summaries = [t["summary"] for t in trained.values()]
+    per_seed = {str(s): escapes(t) for s, t in trained.items()}
     return summarize_history(history) | {
-        "escape_epoch_per_seed": {
-            str(s): escape_epoch(t["history"]["val_accuracy"].tolist()) for s, t in trained.items()
-        },
-        "escape_step_per_seed": {str(s): escape_step(t["steps"]) for s, t in trained.items()},
+        "escape_epoch_per_seed": {s: e["escape_epoch"] for s, e in per_seed.items()},
+        "escape_step_per_seed": {s: e["escape_step"] for s, e in per_seed.items()},
         "steps_per_epoch": summaries[0]["steps_per_epoch"],
         "step_curve_images": summaries[0]["step_curve_images"],
         "seeds": len(trained),
@@ -216,12 +223,8 @@ def logging_steps(
     # Each model's escape, as evaluate derives it, onto its training run beside its test scores.
     for activation, per_seed in trained.items():
         for seed, one in per_seed.items():
-            escapes = {
-                "escape_epoch": escape_epoch(one["history"]["val_accuracy"].tolist()),
-                "escape_step": escape_step(one["steps"]),
-            }
             numbers[activation, seed] = numbers[activation, seed] | {
-                k: v for k, v in escapes.items() if v is not None
+                k: v for k, v in escapes(one).items() if v is not None
             }
     tags = {k: v for k, v in run.data.tags.items() if k in ("git_commit", "dvc_experiment")}
     runs: dict[tuple[str, int], list] = {}

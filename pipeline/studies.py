@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipeline.escape import escape_epoch, escape_step
+from pipeline.escape import escape_epoch, escape_step, format_escape
 from pipeline.params import Params, parse_params
 from pipeline.results import Scored
 
@@ -114,7 +114,7 @@ def summary_table(study: dict[str, dict[str, Arm]]) -> str:
                     ),
                     "seeds that never left chance": sum(stuck.values()),
                     "steps to leave chance per seed": ", ".join(
-                        "never" if stuck[s] else f"{steps[s]:.0f}" for s in arm.seeds
+                        format_escape(None if stuck[s] else int(steps[s])) for s in arm.seeds
                     ),
                 }
             )
