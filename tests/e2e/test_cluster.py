@@ -60,20 +60,32 @@ class Node:
             self.lose()
 
 
-def wait_for_nodes(address: str, count: int, seconds: float = 120) -> None:
+def wait_for_nodes(address: str, count: int, nodes: dict[str, Node], seconds: float = 240) -> None:
+    """Until `count` nodes are alive. Each look is a fresh Python that imports Ray and connects;
+    a look that hangs (Ray waits for a head that is still starting) counts as one more miss, and
+    a node whose process has ended stops the wait at once, with its log."""
     script = (
         "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
         "print(sum(n['Alive'] for n in ray.nodes()))"
     )
     deadline = time.monotonic() + seconds
+    seen = ""
     while True:
-        out = subprocess.run(
-            [sys.executable, "-c", script, address], capture_output=True, text=True, timeout=60
-        )
-        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
-            return
-        assert time.monotonic() < deadline, out.stdout + out.stderr
-        time.sleep(2)  # each look starts a Python that imports Ray
+        for name, node in nodes.items():
+            assert node.proc.poll() is None, f"{name} ended:\n{node.log.read_text()[-3000:]}"
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", script, address], capture_output=True, text=True, timeout=90
+            )
+        except subprocess.TimeoutExpired:
+            seen = "a look at the cluster hung for 90 s"
+        else:
+            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+                return
+            seen = out.stdout + out.stderr
+        logs = "".join(f"\n--- {n}\n{node.log.read_text()[-2000:]}" for n, node in nodes.items())
+        assert time.monotonic() < deadline, seen + logs
+        time.sleep(2)
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +98,9 @@ def cluster(tmp_path_factory):
     head = Node(tmp, "head", "--head", "--port", str(port), "--include-dashboard=false")
     nodes = {"head": head}
     try:
-        wait_for_nodes(address, 1)
+        wait_for_nodes(address, 1, nodes)
         nodes["worker"] = Node(tmp, "worker", "--address", address)
-        wait_for_nodes(address, 2)
+        wait_for_nodes(address, 2, nodes)
         yield address, nodes, server.uri
     finally:
         for node in reversed(list(nodes.values())):
