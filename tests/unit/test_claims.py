@@ -271,3 +271,21 @@ def test_a_seed_stuck_at_chance_turns_a_comparison_into_a_count():
     better = claim.parts[0].comparison
     assert better.split and better.verdict == SUPPORTED  # every seed: ReLU ahead by ~17 points
     assert better.format().startswith("median +17.0 percentage points, 5 of 5 seeds above 1")
+
+
+def test_initialisation_claim_reads_each_larger_initialiser_against_glorot():
+    late = {"val": (0.1, 0.1, 0.3, 0.4)}  # leaves chance in epoch 3, not in its first steps
+    study = {
+        "baseline": baseline(),
+        "init-he-normal": {"sigmoid": arm("init-he-normal", "sigmoid", 0.45)},
+        "init-random-normal": {"sigmoid": arm("init-random-normal", "sigmoid", 0.45, **late)},
+    }
+    claim = claims.initialisation(study)
+    assert [p.verdict for p in claim.parts] == [NOT_SUPPORTED, SUPPORTED]
+    assert claim.verdict == MIXED
+    assert "(random normal − Glorot): +20.00 [+20.00, +20.00] steps" in claim.evidence
+    study["init-he-normal"] = {"sigmoid": arm("init-he-normal", "sigmoid", 0.45, **late)}
+    assert claims.initialisation(study).verdict == SUPPORTED
+    del study["init-random-normal"]
+    missing = claims.initialisation(study)
+    assert missing.verdict == NOT_RUN and "`init-random-normal`" in missing.missing
