@@ -28,7 +28,7 @@ def runs_link(base: str, experiment_id: str | None) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     import mlflow
 

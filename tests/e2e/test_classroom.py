@@ -81,7 +81,7 @@ def test_a_class_on_one_server(tmp_path, tiny_archive):
         procs = {}
         for student in STUDENTS:
             script = (
-                student_block.replace("teacher-host:5000", f"127.0.0.1:{port}")
+                student_block.replace("teacher-host:8080", f"127.0.0.1:{port}")
                 .replace("=alice", f"={student}")
                 .replace("the password from the teacher", passwords[student])
             )

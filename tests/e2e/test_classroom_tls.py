@@ -85,7 +85,7 @@ def test_a_class_over_https(tmp_path, tiny_archive, monkeypatch):
         given = tmp_path / "alice-downloads" / CERT_FILE  # the copy the teacher handed out
         given.parent.mkdir()
         shutil.copy2(cert, given)
-        client = client_block.replace("teacher-host:5000", f"127.0.0.1:{port}")
+        client = client_block.replace("teacher-host:8080", f"127.0.0.1:{port}")
         client = client.replace('"$HOME/class-cert.pem"', f'"{given}"')
         assert str(given) in client and f"https://127.0.0.1:{port}" in client
         script, replaced = re.subn(

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.servers
 
 TEACHER_PASSWORD = "teacher-secret-for-tests"
 ZEROS = "0" * 64
-SERVER = "http://teacher-host:5000"  # never reached: the install fails first
+SERVER = "http://teacher-host:8080"  # never reached: the install fails first
 
 
 @dataclass
@@ -105,7 +105,7 @@ def lines(output: str) -> dict[str, str]:
 
 def student_script(room: Room, password: str | None = None, uri: str | None = None) -> str:
     (block,) = readme_blocks("prelab")
-    return block.replace("http://teacher-host:5000", uri or room.uri).replace(
+    return block.replace("http://teacher-host:8080", uri or room.uri).replace(
         "the password from the teacher", password or room.password
     )
 

@@ -10,7 +10,7 @@ from project import PROJECT
 from pipeline import prelab
 from pipeline.params import load_params
 
-SERVER = "http://teacher-host:5000"
+SERVER = "http://teacher-host:8080"
 DEFAULT_PLAN = prelab.run_plan(load_params(PROJECT / "params.yaml"))
 SPEED = prelab.Speed(step_s=0.02, image_s=0.0002, model_bytes=11_000_000, served_bytes=3_700_000)
 
@@ -116,7 +116,7 @@ def test_login_refusals_name_the_fix():
     host = prelab.check_student_login(SERVER, "alice", 403, "Invalid Host header - …", [])
     assert host.failed and "exactly as your teacher gave it" in host.detail
     admin_host = prelab.refused_login(SERVER, "teacher", 403, "Invalid Host header", admin=True)
-    assert "--allowed-hosts teacher-host:5000" in admin_host.detail
+    assert "--allowed-hosts teacher-host:8080" in admin_host.detail
     no_class = prelab.check_student_login(SERVER, "alice", 200, "", [])
     assert no_class.failed and "no class experiment for 'alice'" in no_class.detail
     found = [{"name": "cifar10-activations-alice", "tags": {"class.seed": "42"}}]
@@ -140,11 +140,11 @@ def test_teacher_server_down_with_its_port_free_or_taken():
     assert prelab.check_teacher_server(SERVER, 200, None).status == "ok"
     free = prelab.check_teacher_server(SERVER, None, True)
     assert free.line() == (
-        "FAIL  server    http://teacher-host:5000 does not answer: start it (section 1), then "
+        "FAIL  server    http://teacher-host:8080 does not answer: start it (section 1), then "
         "check again"
     )
     taken = prelab.check_teacher_server(SERVER, None, False)
-    assert taken.failed and "port 5000 here is taken by another program" in taken.detail
+    assert taken.failed and "port 8080 here is taken by another program" in taken.detail
 
 
 def test_the_admin_login():

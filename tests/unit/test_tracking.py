@@ -123,7 +123,7 @@ def test_logged_splits_carry_the_files_digest_and_the_source_as_given(tmp_path):
         (
             403,
             "Invalid Host header - possible DNS rebinding attack detected",
-            "--allowed-hosts including tracking-host:5000",
+            "--allowed-hosts including tracking-host:8080",
         ),
         (
             401,
@@ -141,7 +141,7 @@ def test_a_refusing_server_gets_an_error_that_names_the_fix(status, body, names)
         f"!= 200. Response body: '{body}'",
         error_code=mlflow.exceptions.get_error_code(status),
     )
-    message = tracking.store_error("http://tracking-host:5000", refused)
+    message = tracking.store_error("http://tracking-host:8080", refused)
     assert names in message and "\n" not in message
 
 
