@@ -19,10 +19,12 @@ stage's one-line error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +44,11 @@ FORWARDED = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING
 STUDY_ENV = "PIPELINE_STUDY"
 # Where a node keeps its mirror of the git remote, its DVC cache and the tasks' clones.
 HOME_ENV = "ACTIVATION_STUDY_HOME"
+# How long a failed study waits for its cancelled tasks to stop before it marks their runs.
+CANCEL_WAIT_S = 60
+# What `dvc repro` prints for each stage it runs (DVC 3.67; tests/e2e/test_cluster_dvc.py pins
+# it and the lock-file API that `forget` uses).
+RUNNING_STAGE = re.compile(r"Running stage '([^']+)'")
 
 
 class TaskFailed(PipelineError):
@@ -83,8 +90,12 @@ def train_stage(stage: str, commit: str, git_url: str, params_text: str) -> dict
             _node_git("fetch", "--quiet", git_url, "+refs/heads/*:refs/heads/*", cwd=mirror)
         else:
             _node_git("clone", "--quiet", "--bare", git_url, str(mirror))
-    # A clone per task: DVC locks its workspace, and a node may run several tasks at once.
+    sweep_clones(home / "work")
+    # A clone per task: DVC locks its workspace, and a node may run several tasks at once. The
+    # task holds the clone's lock while it runs; a lost node's process releases it as it dies.
     work = Path(tempfile.mkdtemp(prefix="task-", dir=home / "work"))
+    held = filelock.FileLock(work.with_suffix(".lock"))
+    held.acquire()
     started = time.monotonic()
     try:
         _node_git("clone", "--quiet", "--shared", str(mirror), str(work))
@@ -95,9 +106,7 @@ def train_stage(stage: str, commit: str, git_url: str, params_text: str) -> dict
         }
 
         def dvc(*args: str) -> None:
-            result = subprocess.run(
-                ["dvc", *args], cwd=work, env=env, capture_output=True, text=True
-            )
+            result = _run_group(["dvc", *args], cwd=work, env=env)
             if result.returncode != 0:
                 raise TaskFailed(
                     f"{stage} on node {socket.gethostname()}: {_error_line(result.stdout + result.stderr)}"
@@ -114,6 +123,52 @@ def train_stage(stage: str, commit: str, git_url: str, params_text: str) -> dict
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        held.release()
+        work.with_suffix(".lock").unlink(missing_ok=True)
+
+
+def _run_group(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """`cmd` in a process group of its own, the whole group killed if this task is cancelled
+    (the stage's own process, under DVC, would otherwise train on and finish its run)."""
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
+    try:
+        out, err = proc.communicate()
+    except BaseException:  # Ray's cancellation arrives as KeyboardInterrupt
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def sweep_clones(work: Path) -> list[Path]:
+    """Remove the clones of tasks whose process is gone (a lost node's, whose `finally` never
+    ran): a clone whose lock nobody holds. Returns what it removed."""
+    import filelock
+
+    swept = []
+    for clone in sorted(work.glob("task-*")):
+        if not clone.is_dir():
+            continue
+        lock = filelock.FileLock(clone.with_suffix(".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            continue  # a running task's
+        try:
+            shutil.rmtree(clone, ignore_errors=True)
+            swept.append(clone)
+        finally:
+            lock.release()
+            clone.with_suffix(".lock").unlink(missing_ok=True)
+    return swept
 
 
 def selected_stages(params) -> list[str]:
@@ -167,9 +222,10 @@ def driver_checks(remote: str) -> tuple[str, str]:
     return commit, url
 
 
-def reap_lost_attempts(study: str) -> list[str]:
-    """Mark KILLED every run of this study left RUNNING by a task attempt whose node was lost
-    (the task ran again elsewhere and finished); returns their names."""
+def reap_runs(study: str, reason: str) -> list[str]:
+    """Mark KILLED every run of this study still RUNNING: a task attempt whose node was lost
+    (the task ran again elsewhere and finished), or a task the study cancelled. Returns their
+    names."""
     import mlflow
 
     from pipeline.tracking import mark_killed
@@ -182,7 +238,7 @@ def reap_lost_attempts(study: str) -> list[str]:
         max_results=1000,
     )
     for run in found:
-        mark_killed(run.info.run_id, "its Ray task attempt was lost")
+        mark_killed(run.info.run_id, reason)
     return [r.info.run_name for r in found]
 
 
@@ -237,7 +293,7 @@ def restore(stages: Sequence[str]) -> None:
             raise PipelineError(
                 f"`dvc {args[0]}` failed: {_error_line(result.stdout + result.stderr)}"
             )
-    trained_here = re.findall(r"Running stage '(train_[^']+)'", result.stdout)
+    trained_here = [s for s in RUNNING_STAGE.findall(result.stdout) if s.startswith("train_")]
     if trained_here:  # not in the run-cache after all: said, not hidden
         print(f"note: trained here, not on the cluster: {', '.join(trained_here)}")
     print(
@@ -264,6 +320,9 @@ def run_tasks(missing: Sequence[str], commit: str, url: str, params_text: str, a
     import ray
 
     study = uuid.uuid4().hex[:12]
+    # Ray's own C++ log lines (a lost node's raylet state dump, dozens of lines) would bury the
+    # study's; RAY_BACKEND_LOG_LEVEL=info brings them back.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     env = {k: os.environ[k] for k in FORWARDED if k in os.environ} | {STUDY_ENV: study}
     ray.init(
         address=args.address,
@@ -281,8 +340,7 @@ def run_tasks(missing: Sequence[str], commit: str, url: str, params_text: str, a
             try:
                 result = ray.get(ready[0])
             except ray.exceptions.RayError as exc:
-                for ref in pending:
-                    ray.cancel(ref, force=True)
+                stop_others(list(pending), study)
                 raise PipelineError(f"the study stopped: {why(stage, exc, args.retries)}") from None
             done += 1
             print(
@@ -291,11 +349,24 @@ def run_tasks(missing: Sequence[str], commit: str, url: str, params_text: str, a
                 flush=True,
             )
         if os.environ.get("MLFLOW_TRACKING_URI"):
-            lost = reap_lost_attempts(study)
+            lost = reap_runs(study, "its Ray task attempt was lost")
             if lost:
                 print(f"note: marked KILLED {len(lost)} run(s) of lost attempts: {', '.join(lost)}")
     finally:
         ray.shutdown()
+
+
+def stop_others(refs: list, study: str) -> None:
+    """Cancel the study's other tasks and wait until they have stopped (each kills its stage),
+    then mark their runs KILLED, before the study raises."""
+    import ray
+
+    for ref in refs:
+        ray.cancel(ref)
+    if refs:
+        ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        reap_runs(study, "the study stopped: another task failed")
 
 
 if __name__ == "__main__":
