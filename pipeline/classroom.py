@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import certificate, cli, tracking
+from pipeline import certificate, cli, store
 from pipeline.errors import PipelineError
 from pipeline.escape import ESCAPE_THRESHOLD, escape_epoch, format_escape
 from pipeline.files import sha256_file
@@ -98,12 +98,12 @@ def _server() -> str:
             "set MLFLOW_TRACKING_URI to the class's tracking server (http://host:port), with "
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
         )
-    tracking.check_server(uri)
+    store.check_server(uri)
     return uri
 
 
 def _refused(uri: str, exc: Exception) -> PipelineError:
-    return PipelineError(tracking.store_error(uri, exc).removesuffix(", nothing was run"))
+    return PipelineError(store.store_error(uri, exc).removesuffix(", nothing was run"))
 
 
 @contextlib.contextmanager

@@ -170,20 +170,9 @@ def driver_checks(remote: str) -> tuple[str, str]:
 def reap_lost_attempts(study: str) -> list[str]:
     """Mark KILLED every run of this study left RUNNING by a task attempt whose node was lost
     (the task ran again elsewhere and finished); returns their names."""
-    import mlflow
+    from pipeline.store import reap_study_runs
 
-    from pipeline.tracking import mark_killed
-
-    client = mlflow.MlflowClient()
-    experiments = [e.experiment_id for e in client.search_experiments(max_results=1000)]
-    found = client.search_runs(
-        experiments,
-        f"tags.study = '{study}' AND attributes.status = 'RUNNING'",
-        max_results=1000,
-    )
-    for run in found:
-        mark_killed(run.info.run_id, "its Ray task attempt was lost")
-    return [r.info.run_name for r in found]
+    return reap_study_runs(study, "its Ray task attempt was lost")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -13,13 +13,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import jinja2
-import mlflow
 import numpy as np
 import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from pipeline import advice, claims, cli, mechanism, plots, studies, tracking
+from pipeline import advice, claims, cli, mechanism, outage, plots, studies, tracking
 from pipeline import probe_columns as columns
 from pipeline.cifar import CIFAR10
 from pipeline.decide import MIN_SEEDS, VERDICTS
@@ -353,10 +352,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_report(args.output, markdown, figures)
         report, folder = str(args.output / "report.md"), str(args.output / "figures")
         steps = [
-            ("the report", lambda: mlflow.log_artifact(report, artifact_path="report")),
-            ("its figures", lambda: mlflow.log_artifacts(folder, artifact_path="report/figures")),
+            ("the report", lambda: tracking.log_artifact(report, artifact_path="report")),
+            ("its figures", lambda: tracking.log_artifacts(folder, artifact_path="report/figures")),
         ]
-        tracking.record("report", steps)
+        outage.record("report", steps)
     print(f"wrote {args.output / 'report.md'} with {len(figures)} figures")
 
 
