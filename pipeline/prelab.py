@@ -516,7 +516,7 @@ def search_class_experiment(server: str, user: str, password: str) -> tuple[int,
     """An authenticated REST call: the experiments tagged with the student's account."""
     import requests
 
-    from pipeline.classroom import STUDENT_TAG
+    from pipeline.classroom_accounts import STUDENT_TAG
 
     response = requests.post(
         f"{server}/api/2.0/mlflow/experiments/search",
@@ -611,7 +611,7 @@ def student(args: argparse.Namespace, report: Callable[[Result], None], machine:
     if not first_checks(IMPORTS, rest, report, machine):
         return
     from pipeline.cifar import CIFAR10
-    from pipeline.classroom import SHA_TAG, URL_TAG
+    from pipeline.classroom_accounts import SHA_TAG, URL_TAG
     from pipeline.manifest import cpu_model
     from pipeline.params import load_params
 

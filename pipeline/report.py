@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
@@ -273,17 +274,23 @@ def shown_params(params: Params) -> tuple[dict, bool]:
     return shown, local
 
 
-def render_markdown(evidence: Evidence, params: Params) -> str:
-    """The report's text, from its template; figures are referenced relative to the report."""
-    results = evidence.run
+def render(template: str, **context: Any) -> str:
+    """One of the package's templates, filled in: a name it uses and is not given is an error."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("pipeline", "."),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    return environment.get_template(template).render(**context)
+
+
+def render_markdown(evidence: Evidence, params: Params) -> str:
+    """The report's text, from its template; figures are referenced relative to the report."""
+    results = evidence.run
     seeds = params.train.seeds
     shown, local_archive = shown_params(params)
-    return environment.get_template(TEMPLATE).render(
+    return render(
+        TEMPLATE,
         validation_on_test=results.validation_source == "test",
         val_size=f"{params.data.val_size:,}",
         seeds=", ".join(map(str, seeds)),
