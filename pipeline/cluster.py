@@ -226,20 +226,9 @@ def reap_runs(study: str, reason: str) -> list[str]:
     """Mark KILLED every run of this study still RUNNING: a task attempt whose node was lost
     (the task ran again elsewhere and finished), or a task the study cancelled. Returns their
     names."""
-    import mlflow
+    from pipeline.store import reap_study_runs
 
-    from pipeline.tracking import mark_killed
-
-    client = mlflow.MlflowClient()
-    experiments = [e.experiment_id for e in client.search_experiments(max_results=1000)]
-    found = client.search_runs(
-        experiments,
-        f"tags.study = '{study}' AND attributes.status = 'RUNNING'",
-        max_results=1000,
-    )
-    for run in found:
-        mark_killed(run.info.run_id, reason)
-    return [r.info.run_name for r in found]
+    return reap_study_runs(study, reason)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-import mlflow
 from tqdm import tqdm
 
-from pipeline import cli, tracking
+from pipeline import cli, outage, store, tracking
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_path
 from pipeline.params import STAGE_PARAMS, logged_params
@@ -159,10 +158,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, params = cli.parse_stage(cli.stage_parser(__doc__, "output"), argv)
     logged = logged_params(params, STAGE_PARAMS["download"])
     with tracking.stage_run("download", params.mlflow.experiment, logged):
-        url = source_url(params.data.url, tracking.repo_root())
+        url = source_url(params.data.url, store.repo_root())
         size = download(url, params.data.sha256, args.output)
-        tracking.record(
-            "download", [("its size", lambda: mlflow.log_metric("archive_bytes", size))]
+        outage.record(
+            "download", [("its size", lambda: tracking.log_metric("archive_bytes", size))]
         )
     print(f"downloaded {size:,} bytes to {args.output}, sha256 verified")
 

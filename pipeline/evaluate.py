@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import activations, cli, serving, tracking
+from pipeline import activations, cli, outage, serving, store, tracking
 from pipeline.cifar import CIFAR10
 from pipeline.errors import PipelineError
 from pipeline.escape import escape_epoch, escape_step, summarize_history
@@ -207,7 +206,7 @@ def write(evaluated: Evaluated, trained: dict, results: Path) -> None:
 
 def logging_steps(
     evaluated: Evaluated, trained: dict, results: Path, models: Path, run, params
-) -> list[tracking.Step]:
+) -> list[outage.Step]:
     """What evaluate logs, each step named for the outage message: its metrics and files, test
     scores onto the training runs (the number of runs that got them) and the registry (the
     registered versions)."""
@@ -234,8 +233,8 @@ def logging_steps(
 
     def log_files() -> None:
         for name in ("test_metrics.json", "evaluation.json", "examples.csv"):
-            mlflow.log_artifact(str(results / name))
-        mlflow.log_artifacts(str(results / "curves"), artifact_path="curves")
+            tracking.log_artifact(str(results / name))
+        tracking.log_artifacts(str(results / "curves"), artifact_path="curves")
 
     def register() -> dict[str, str]:
         experiment, seed = params.mlflow.experiment, params.train.seeds[0]
@@ -248,7 +247,7 @@ def logging_steps(
         )
 
     return [
-        ("the test metrics", lambda: mlflow.log_metrics(metrics)),
+        ("the test metrics", lambda: tracking.log_metrics(metrics)),
         ("the result files", log_files),
         ("the search for the training runs", find_training_runs),
         (
@@ -268,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     class_names = json.loads((args.data / "meta.json").read_text())["class_names"]
     logged = logged_params(params, STAGE_PARAMS["evaluate"]) | {"activations": ",".join(selected)}
     with tracking.stage_run("evaluate", params.mlflow.experiment, logged) as run:
-        tracking.log_split(
+        store.log_split(
             f"{CIFAR10.name}-test", "test", images, labels, params.data.url, args.data / "test.npz"
         )
         models = {
@@ -279,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         evaluated = compute(models, images, labels, class_names, params.evaluate.n_examples)
         write(evaluated, trained, args.results)
         steps = logging_steps(evaluated, trained, args.results, args.models, run, params)
-        *_, linked, versions = tracking.record("evaluate", steps)
+        *_, linked, versions = outage.record("evaluate", steps)
     report_to_console(evaluated, versions, linked, params, args)
 
 

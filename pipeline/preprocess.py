@@ -8,9 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import mlflow
-
-from pipeline import cli, tracking
+from pipeline import cli, outage, tracking
 from pipeline.cifar import read_cifar10
 from pipeline.errors import PipelineError
 from pipeline.params import STAGE_PARAMS, logged_params
@@ -41,10 +39,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_splits(args.output, splits, meta)
         counts = {f"{name}_images": size for name, size in meta["sizes"].items()}
         steps = [
-            ("the split sizes", lambda: mlflow.log_metrics(counts)),
-            ("meta.json", lambda: mlflow.log_dict(meta, "meta.json")),
+            ("the split sizes", lambda: tracking.log_metrics(counts)),
+            ("meta.json", lambda: tracking.log_dict(meta, "meta.json")),
         ]
-        tracking.record("preprocess", steps)
+        outage.record("preprocess", steps)
     sizes = ", ".join(f"{k} {v:,}" for k, v in meta["sizes"].items())
     print(f"wrote {args.output}: {sizes} (validation from {meta['validation_source']})")
 

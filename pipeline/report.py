@@ -10,16 +10,16 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
-import mlflow
 import numpy as np
 import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from pipeline import advice, claims, cli, mechanism, plots, studies, tracking
+from pipeline import advice, claims, cli, mechanism, outage, plots, studies, tracking
 from pipeline import probe_columns as columns
 from pipeline.cifar import CIFAR10
 from pipeline.decide import MIN_SEEDS, VERDICTS
@@ -274,17 +274,23 @@ def shown_params(params: Params) -> tuple[dict, bool]:
     return shown, local
 
 
-def render_markdown(evidence: Evidence, params: Params) -> str:
-    """The report's text, from its template; figures are referenced relative to the report."""
-    results = evidence.run
+def render(template: str, **context: Any) -> str:
+    """One of the package's templates, filled in: a name it uses and is not given is an error."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("pipeline", "."),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    return environment.get_template(template).render(**context)
+
+
+def render_markdown(evidence: Evidence, params: Params) -> str:
+    """The report's text, from its template; figures are referenced relative to the report."""
+    results = evidence.run
     seeds = params.train.seeds
     shown, local_archive = shown_params(params)
-    return environment.get_template(TEMPLATE).render(
+    return render(
+        TEMPLATE,
         validation_on_test=results.validation_source == "test",
         val_size=f"{params.data.val_size:,}",
         seeds=", ".join(map(str, seeds)),
@@ -353,10 +359,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_report(args.output, markdown, figures)
         report, folder = str(args.output / "report.md"), str(args.output / "figures")
         steps = [
-            ("the report", lambda: mlflow.log_artifact(report, artifact_path="report")),
-            ("its figures", lambda: mlflow.log_artifacts(folder, artifact_path="report/figures")),
+            ("the report", lambda: tracking.log_artifact(report, artifact_path="report")),
+            ("its figures", lambda: tracking.log_artifacts(folder, artifact_path="report/figures")),
         ]
-        tracking.record("report", steps)
+        outage.record("report", steps)
     print(f"wrote {args.output / 'report.md'} with {len(figures)} figures")
 
 

@@ -37,10 +37,14 @@ class Spread:
         number = "{:+.4f}" if signed else "{:.4f}"
         if self.std is None:
             return number.format(self.mean)
-        return (
-            f"{number.format(self.mean)} ± {self.std:.4f} "
-            f"[{number.format(self.ci_low)}, {number.format(self.ci_high)}]"
-        )
+        return f"{number.format(self.mean)} ± {self.std:.4f} {self.interval(signed)}"
+
+    def interval(self, signed: bool = False) -> str | None:
+        """'[0.6207, 0.6307]', the 95% interval; None for one seed."""
+        if self.ci_low is None:
+            return None
+        number = "{:+.4f}" if signed else "{:.4f}"
+        return f"[{number.format(self.ci_low)}, {number.format(self.ci_high)}]"
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Spread:

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import mlflow
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import activations, cli, tracking
+from pipeline import activations, cli, outage, store, tracking
 from pipeline.cifar import CIFAR10
 from pipeline.diagnostics import DiagnosticsCallback, StepCurveCallback, probe_batch
 from pipeline.errors import PipelineError
@@ -252,7 +251,7 @@ def log_inputs(params: Params, data_dir: Path, activation: str, seed: int, data)
     for split, context, (images, labels) in zip(
         ("train", "validation"), ("training", "validation"), data, strict=True
     ):
-        tracking.log_split(
+        store.log_split(
             f"{CIFAR10.name}-{split}",
             context,
             images,
@@ -260,7 +259,7 @@ def log_inputs(params: Params, data_dir: Path, activation: str, seed: int, data)
             params.data.url,
             data_dir / f"{split}.npz",
         )
-    mlflow.log_params(
+    tracking.log_params(
         {
             "activation": activation,
             "seed": seed,
@@ -269,28 +268,28 @@ def log_inputs(params: Params, data_dir: Path, activation: str, seed: int, data)
             "probe_images": PROBE_SIZE,
         }
     )
-    mlflow.log_dict(run_manifest(seed, params.data.seed, data_dir), "manifest.json")
+    tracking.log_dict(run_manifest(seed, params.data.seed, data_dir), "manifest.json")
 
 
 def logging_steps(
     trained: Trained, activation: str, model_path: Path, results_dir: Path
-) -> list[tracking.Step]:
+) -> list[outage.Step]:
     """What is logged after training, each step named for the outage message."""
     final = {"train_seconds": trained.seconds, "diagnostics_seconds": trained.diagnostics_seconds}
     steps = trained.steps
     strategy = getattr(trained.model, "distribute_strategy", None)
     replicas = strategy.num_replicas_in_sync if strategy else 1
     return [
-        ("the run's summary metrics", lambda: mlflow.log_metrics(final)),
+        ("the run's summary metrics", lambda: tracking.log_metrics(final)),
         (
             "the step-by-step validation curve",
             lambda: tracking.log_curve("step_val_accuracy", steps["step"], steps["val_accuracy"]),
         ),
-        ("the replicas param", lambda: mlflow.log_param("replicas", replicas)),
+        ("the replicas param", lambda: tracking.log_param("replicas", replicas)),
         ("the model", lambda: log_served_model(trained.model, activation)),
         # Lets evaluate find this run from the model file alone, in any store.
-        ("the model_sha256 tag", lambda: mlflow.set_tag("model_sha256", sha256_file(model_path))),
-        ("the results folder", lambda: mlflow.log_artifacts(str(results_dir), "results")),
+        ("the model_sha256 tag", lambda: tracking.set_tag("model_sha256", sha256_file(model_path))),
+        ("the results folder", lambda: tracking.log_artifacts(str(results_dir), "results")),
     ]
 
 
@@ -311,13 +310,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         stage, params.mlflow.experiment, logged, activation, tags, system_metrics=True
     ) as run:
         log_inputs(params, args.data, activation, seed, data)
-        background = tracking.BackgroundMetrics(run.info.run_id)
+        background = outage.BackgroundMetrics(run.info.run_id)
         with cli.deferred_stop() as stop:
             trained = compute(activation, seed, params, *data, log=background.log, stop=stop)
         # Written before the last logging, so a tracking outage does not throw the training away.
         write(trained, model_path, results_dir)
         steps = logging_steps(trained, activation, model_path, results_dir)
-        tracking.record(stage, steps, system_metrics=True, background=background)
+        outage.record(stage, steps, system_metrics=True, background=background)
     summary = trained.summary
     print(
         f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} "

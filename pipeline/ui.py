@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from pipeline.cli import run_cli
 from pipeline.params import load_params
-from pipeline.tracking import tracking_uri
+from pipeline.store import tracking_uri
 
 # MLflow's job runner (eight processes for GenAI jobs) does nothing for this project's runs; every
 # server the docs start, and `make ui`, go without it.

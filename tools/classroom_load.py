@@ -213,7 +213,7 @@ def load(clients: int, real: int, recorded: dict, workers: int, keep: Path | Non
     sys.path.insert(0, str(PROJECT / "tests"))
     from tiny_cifar import write_tiny_cifar
 
-    from pipeline.classroom import Student, create_accounts
+    from pipeline.classroom_accounts import Student, create_accounts
     from pipeline.params import load_params
 
     folder = Path(tempfile.mkdtemp(prefix="classroom-load-"))

@@ -220,7 +220,8 @@ def test_a_room_without_logins(tmp_path, tiny_archive):
     experiment, with their seed and the class's archive, and nothing else."""
     from project import MlflowServer
 
-    from pipeline.classroom import SEED_TAG, URL_TAG, assignment
+    from pipeline.classroom import assignment
+    from pipeline.classroom_accounts import SEED_TAG, URL_TAG
 
     (tmp_path / "class.txt").write_text("ana\nben\n")
     with_server = MlflowServer(tmp_path).start()

@@ -16,7 +16,7 @@ from ipykernel.kernelspec import write_kernel_spec
 from nbclient import NotebookClient
 from project import PROJECT, copy_repo
 
-from pipeline.classroom import SEED_TAG, STUDENT_TAG
+from pipeline.classroom_accounts import SEED_TAG, STUDENT_TAG
 
 NOTEBOOK = PROJECT / "notebooks" / "explore_runs.ipynb"
 # Appended to the notebook: what it found, as JSON on stdout.

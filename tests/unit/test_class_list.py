@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.classroom import (
+from pipeline.classroom import own_experiment, student_command
+from pipeline.classroom_accounts import direct_grants, read_class_list, server_location
+from pipeline.classroom_report import (
     ClassRun,
     activation_order,
-    direct_grants,
     escape_counts,
-    own_experiment,
     paired_by_seed,
     pool,
-    read_class_list,
-    server_location,
-    student_command,
 )
 from pipeline.errors import PipelineError
 

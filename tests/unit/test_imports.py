@@ -14,6 +14,8 @@ import pytest
         "pipeline.preprocess",
         "pipeline.report",
         "pipeline.tracking",
+        "pipeline.outage",
+        "pipeline.store",
         "pipeline.params",
     ],
 )

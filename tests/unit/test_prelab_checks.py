@@ -7,18 +7,18 @@ from dataclasses import replace
 import pytest
 from project import PROJECT
 
-from pipeline import prelab
+from pipeline import prelab_checks as checks
 from pipeline.params import load_params
 
 SERVER = "http://teacher-host:8080"
-DEFAULT_PLAN = prelab.run_plan(load_params(PROJECT / "params.yaml"))
-SPEED = prelab.Speed(step_s=0.02, image_s=0.0002, model_bytes=11_000_000, served_bytes=3_700_000)
+DEFAULT_PLAN = checks.run_plan(load_params(PROJECT / "params.yaml"))
+SPEED = checks.Speed(step_s=0.02, image_s=0.0002, model_bytes=11_000_000, served_bytes=3_700_000)
 
 
 def test_python_3_11_and_newer_pass_older_fail_naming_the_fix():
-    assert prelab.check_python((3, 11, 0)).status == "ok"
-    assert prelab.check_python((3, 13, 1, "final", 0)).status == "ok"
-    old = prelab.check_python((3, 10, 12))
+    assert checks.check_python((3, 11, 0)).status == "ok"
+    assert checks.check_python((3, 13, 1, "final", 0)).status == "ok"
+    old = checks.check_python((3, 10, 12))
     assert old.failed
     assert old.line() == (
         "FAIL  python    Python 3.10.12 is too old: install Python 3.11 or newer, then rebuild "
@@ -33,24 +33,24 @@ def test_the_lock_pins_that_apply_on_a_platform():
         "tensorflow-cpu==2.21.0 ; platform_machine == 'x86_64' \\\n    --hash=sha256:bb\n"
         "tensorflow==2.21.0 ; platform_machine == 'arm64' \\\n    --hash=sha256:cc\n"
     )
-    x86 = prelab.locked_pins(lock, {"platform_machine": "x86_64"})
-    arm = prelab.locked_pins(lock, {"platform_machine": "arm64"})
+    x86 = checks.locked_pins(lock, {"platform_machine": "x86_64"})
+    arm = checks.locked_pins(lock, {"platform_machine": "arm64"})
     assert x86 == {"keras": "3.15.1", "tensorflow-cpu": "2.21.0"}
     assert arm == {"keras": "3.15.1", "tensorflow": "2.21.0"}
 
 
 def test_the_project_lock_pins_the_four_packages():
-    pins = prelab.locked_pins((PROJECT / "requirements.lock").read_text())
+    pins = checks.locked_pins((PROJECT / "requirements.lock").read_text())
     assert {"keras", "mlflow", "dvc"} <= set(pins)
 
 
 def test_packages_missing_or_off_the_lock_fail_with_make_install():
     pins = {"keras": "3.15.1", "mlflow": "3.17.2"}
-    assert prelab.check_packages({}, dict(pins), pins).status == "ok"
-    missing = prelab.check_packages({"tensorflow": "ModuleNotFoundError: no tensorflow"}, {}, {})
+    assert checks.check_packages({}, dict(pins), pins).status == "ok"
+    missing = checks.check_packages({"tensorflow": "ModuleNotFoundError: no tensorflow"}, {}, {})
     assert missing.failed and "cannot import tensorflow" in missing.detail
     assert "`make install`" in missing.detail
-    wrong = prelab.check_packages({}, {"keras": "3.14.0", "mlflow": None}, pins)
+    wrong = checks.check_packages({}, {"keras": "3.14.0", "mlflow": None}, pins)
     assert wrong.failed
     assert "2 package(s) differ" in wrong.detail
     assert "keras 3.14.0 (lock: 3.15.1)" in wrong.detail and "mlflow missing" in wrong.detail
@@ -71,15 +71,15 @@ def test_the_validation_split_zero_validates_on_the_test_set():
     tutorial = params.model_copy(
         update={"data": params.data.model_copy(update={"val_size": 0, "train_limit": 0})}
     )
-    plan = prelab.run_plan(tutorial)
+    plan = checks.run_plan(tutorial)
     assert (plan.train_images, plan.validation_images) == (50_000, 10_000)
 
 
 def test_the_estimate_adds_training_steps_and_forward_passes():
     plan = DEFAULT_PLAN
-    seconds = prelab.estimate_seconds(plan, step_s=0.02, image_s=0.0002)
+    seconds = checks.estimate_seconds(plan, step_s=0.02, image_s=0.0002)
     assert seconds == pytest.approx(2 * (704 * 10 * 0.02 + plan.forward_images * 0.0002))
-    line = prelab.check_timing(plan, SPEED, "Some CPU").line()
+    line = checks.check_timing(plan, SPEED, "Some CPU").line()
     assert line.startswith(
         "ok    speed     `make run` trains for about 5 min on this CPU (Some CPU)"
     )
@@ -87,14 +87,14 @@ def test_the_estimate_adds_training_steps_and_forward_passes():
 
 
 def test_disk_need_counts_dvc_s_second_copy():
-    need = prelab.disk_need(DEFAULT_PLAN, 170_498_071, 3_072, SPEED)
+    need = checks.disk_need(DEFAULT_PLAN, 170_498_071, 3_072, SPEED)
     outputs = 170_498_071 + 184_380_000 + 2 * 11_000_000
     assert need == 2 * outputs + 2 * 3_700_000
 
 
 def test_too_little_disk_fails_saying_how_much_to_free():
-    assert prelab.check_disk("/home/alice/lab", 2_000_000_000, 761_000_000, "x").status == "ok"
-    short = prelab.check_disk("/home/alice/lab", 300_000_000, 761_000_000, "`make run` writes")
+    assert checks.check_disk("/home/alice/lab", 2_000_000_000, 761_000_000, "x").status == "ok"
+    short = checks.check_disk("/home/alice/lab", 300_000_000, 761_000_000, "`make run` writes")
     assert short.line() == (
         "FAIL  disk      300 MB free in /home/alice/lab, but `make run` writes about 761 MB: free "
         "461 MB there, or move the project to a larger disk"
@@ -102,70 +102,70 @@ def test_too_little_disk_fails_saying_how_much_to_free():
 
 
 def test_server_unanswered_or_not_mlflow():
-    assert prelab.check_health(SERVER, 200).status == "ok"
-    down = prelab.check_health(SERVER, None, "connection refused")
+    assert checks.check_health(SERVER, 200).status == "ok"
+    down = checks.check_health(SERVER, None, "connection refused")
     assert down.failed and f"cannot reach {SERVER} (connection refused)" in down.detail
-    assert prelab.check_health(SERVER, 404).failed
+    assert checks.check_health(SERVER, 404).failed
 
 
 def test_login_refusals_name_the_fix():
-    wrong = prelab.check_student_login(SERVER, "alice", 401, "", [])
+    wrong = checks.check_student_login(SERVER, "alice", 401, "", [])
     assert wrong.line() == (
         "FAIL  login     wrong user name or password for 'alice': ask your teacher"
     )
-    host = prelab.check_student_login(SERVER, "alice", 403, "Invalid Host header - …", [])
+    host = checks.check_student_login(SERVER, "alice", 403, "Invalid Host header - …", [])
     assert host.failed and "exactly as your teacher gave it" in host.detail
-    admin_host = prelab.refused_login(SERVER, "teacher", 403, "Invalid Host header", admin=True)
+    admin_host = checks.refused_login(SERVER, "teacher", 403, "Invalid Host header", admin=True)
     assert "--allowed-hosts teacher-host:8080" in admin_host.detail
-    no_class = prelab.check_student_login(SERVER, "alice", 200, "", [])
+    no_class = checks.check_student_login(SERVER, "alice", 200, "", [])
     assert no_class.failed and "no class experiment for 'alice'" in no_class.detail
     found = [{"name": "cifar10-activations-alice", "tags": {"class.seed": "42"}}]
-    accepted = prelab.check_student_login(SERVER, "alice", 200, "", found)
+    accepted = checks.check_student_login(SERVER, "alice", 200, "", found)
     assert accepted.status == "ok" and "seed 42" in accepted.detail
 
 
 def test_a_checksum_that_differs_fails():
     url = "http://teacher-host:8000/cifar-10-python.tar.gz"
-    assert prelab.check_digest(url, "ab" * 32, "ab" * 32).status == "ok"
-    wrong = prelab.check_digest(url, "ab" * 32, "cd" * 32)
+    assert checks.check_digest(url, "ab" * 32, "ab" * 32).status == "ok"
+    wrong = checks.check_digest(url, "ab" * 32, "cd" * 32)
     assert wrong.failed and "sha256 abababababab…, not cdcdcdcdcdcd…" in wrong.detail
-    assert prelab.check_archive_answer(url, 200) is None
-    assert prelab.check_archive_answer(url, 404).failed
+    assert checks.check_archive_answer(url, 200) is None
+    assert checks.check_archive_answer(url, 404).failed
     assert (
-        "connection refused" in prelab.check_archive_answer(url, None, "connection refused").detail
+        "connection refused" in checks.check_archive_answer(url, None, "connection refused").detail
     )
 
 
 def test_teacher_server_down_with_its_port_free_or_taken():
-    assert prelab.check_teacher_server(SERVER, 200, None).status == "ok"
-    free = prelab.check_teacher_server(SERVER, None, True)
+    assert checks.check_teacher_server(SERVER, 200, None).status == "ok"
+    free = checks.check_teacher_server(SERVER, None, True)
     assert free.line() == (
         "FAIL  server    http://teacher-host:8080 does not answer: start it (section 1), then "
         "check again"
     )
-    taken = prelab.check_teacher_server(SERVER, None, False)
+    taken = checks.check_teacher_server(SERVER, None, False)
     assert taken.failed and "port 8080 here is taken by another program" in taken.detail
 
 
 def test_the_admin_login():
-    assert prelab.check_admin(SERVER, "teacher", 200, "", {"is_admin": True}).status == "ok"
-    assert "not the server's admin" in prelab.check_admin(SERVER, "bob", 200, "", {}).detail
-    assert "MLFLOW_AUTH_ADMIN_PASSWORD" in prelab.check_admin(SERVER, "teacher", 401, "", {}).detail
-    assert "no logins" in prelab.check_admin(SERVER, "teacher", 404, "", {}).detail
+    assert checks.check_admin(SERVER, "teacher", 200, "", {"is_admin": True}).status == "ok"
+    assert "not the server's admin" in checks.check_admin(SERVER, "bob", 200, "", {}).detail
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" in checks.check_admin(SERVER, "teacher", 401, "", {}).detail
+    assert "no logins" in checks.check_admin(SERVER, "teacher", 404, "", {}).detail
 
 
 def test_the_data_server_must_serve_the_archive_itself():
     url = "http://teacher-host:8000/cifar-10-python.tar.gz"
-    assert prelab.check_served(url, 200, 1000, 1000).status == "ok"
-    assert prelab.check_served(url, 200, None, 1000).status == "ok"  # no length said
-    assert "serves 999 bytes" in prelab.check_served(url, 200, 999, 1000).detail
-    assert "HTTP 404" in prelab.check_served(url, 404, None, 1000).detail
-    assert "start the data server" in prelab.check_served(url, None, None, 1000, "refused").detail
+    assert checks.check_served(url, 200, 1000, 1000).status == "ok"
+    assert checks.check_served(url, 200, None, 1000).status == "ok"  # no length said
+    assert "serves 999 bytes" in checks.check_served(url, 200, 999, 1000).detail
+    assert "HTTP 404" in checks.check_served(url, 404, None, 1000).detail
+    assert "start the data server" in checks.check_served(url, None, None, 1000, "refused").detail
 
 
 def test_the_summary_counts_failures_and_checks_not_run():
-    passed = [prelab.ok("a", ""), prelab.ok("b", "")]
-    assert prelab.summary(passed) == "all 2 checks passed: this machine is ready for the lab"
-    mixed = [*passed, prelab.fail("c", ""), prelab.skip("d", "")]
-    assert prelab.summary(mixed).startswith("1 of 4 checks failed, 1 not run:")
+    passed = [checks.ok("a", ""), checks.ok("b", "")]
+    assert checks.summary(passed) == "all 2 checks passed: this machine is ready for the lab"
+    mixed = [*passed, checks.fail("c", ""), checks.skip("d", "")]
+    assert checks.summary(mixed).startswith("1 of 4 checks failed, 1 not run:")
     assert replace(mixed[2], status="ok").failed is False

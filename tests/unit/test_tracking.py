@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipeline import tracking
+from pipeline import outage, store, tracking
 
 
 def finished_runs(name="exp"):
@@ -18,12 +18,12 @@ def finished_runs(name="exp"):
 def test_default_uri_is_sqlite_at_dvc_root(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert store.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
 
 
 def test_env_uri_wins(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+    assert store.tracking_uri() == "http://127.0.0.1:5000"
 
 
 def test_successful_stage_is_finished_with_params_and_tags(monkeypatch, tmp_path):
@@ -83,7 +83,7 @@ def test_a_server_that_never_answers_gets_one_health_check_and_nothing_runs(monk
         tracking.stage_run("train_relu@42", "exp", {}),
     ):
         pytest.fail("the stage ran")
-    assert asked == [("http://127.0.0.1:9/health", tracking.HEALTH_TIMEOUT_S)]
+    assert asked == [("http://127.0.0.1:9/health", store.HEALTH_TIMEOUT_S)]
     assert str(raised.value) == (
         "the MLflow tracking server http://127.0.0.1:9 cannot be reached (timed out); start it "
         "or fix MLFLOW_TRACKING_URI, nothing was run"
@@ -108,7 +108,7 @@ def test_logged_splits_carry_the_files_digest_and_the_source_as_given(tmp_path):
             images = np.full((4, 2), fill, dtype=np.uint8)
             path = tmp_path / f"{name}.npz"
             np.savez(path, images=images)
-            tracking.log_split(name, "training", images, np.zeros(4), "../data/x.tar.gz", path)
+            store.log_split(name, "training", images, np.zeros(4), "../data/x.tar.gz", path)
             digests[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:32]
     (run,) = finished_runs()
     logged = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
@@ -141,13 +141,13 @@ def test_a_refusing_server_gets_an_error_that_names_the_fix(status, body, names)
         f"!= 200. Response body: '{body}'",
         error_code=mlflow.exceptions.get_error_code(status),
     )
-    message = tracking.store_error("http://tracking-host:8080", refused)
+    message = store.store_error("http://tracking-host:8080", refused)
     assert names in message and "\n" not in message
 
 
 def test_the_status_decides_not_the_words():
     """A message that merely mentions 401 is not a credentials problem."""
-    message = tracking.store_error("http://h:1", ValueError("error code 401 UNAUTHENTICATED"))
+    message = store.store_error("http://h:1", ValueError("error code 401 UNAUTHENTICATED"))
     assert "MLFLOW_TRACKING_USERNAME" not in message
 
 
@@ -156,7 +156,7 @@ def test_the_status_decides_not_the_words():
     [([0], "epoch 0"), ([5, 3, 4, 4], "epochs 3–5"), ([2, 5, 2], "epochs 2, 5")],
 )
 def test_describe_steps(steps, text):
-    assert tracking.describe_steps(steps) == text
+    assert outage.describe_steps(steps) == text
 
 
 def _raised_from(cause: BaseException, message: str) -> mlflow.exceptions.MlflowException:
@@ -173,18 +173,18 @@ def _raised_from(cause: BaseException, message: str) -> mlflow.exceptions.Mlflow
 def test_only_a_server_that_does_not_answer_is_an_outage():
     import requests
 
-    assert tracking.is_outage(_raised_from(requests.exceptions.ConnectionError("refused"), "x"))
-    assert tracking.is_outage(_raised_from(requests.exceptions.ReadTimeout("slow"), "x"))
-    assert tracking.is_outage(requests.exceptions.ConnectionError("refused"))
+    assert outage.is_outage(_raised_from(requests.exceptions.ConnectionError("refused"), "x"))
+    assert outage.is_outage(_raised_from(requests.exceptions.ReadTimeout("slow"), "x"))
+    assert outage.is_outage(requests.exceptions.ConnectionError("refused"))
     # The words alone decide nothing: a refusal stays a refusal whatever it says.
-    assert not tracking.is_outage(mlflow.exceptions.MlflowException("Max retries exceeded"))
-    assert not tracking.is_outage(mlflow.exceptions.MlflowException("RESOURCE_DOES_NOT_EXIST"))
-    assert not tracking.is_outage(ValueError("a bug"))
+    assert not outage.is_outage(mlflow.exceptions.MlflowException("Max retries exceeded"))
+    assert not outage.is_outage(mlflow.exceptions.MlflowException("RESOURCE_DOES_NOT_EXIST"))
+    assert not outage.is_outage(ValueError("a bug"))
 
 
 def test_background_metrics_land_in_the_run():
     with tracking.stage_run("train_relu", "exp", {}) as run:
-        background = tracking.BackgroundMetrics(run.info.run_id)
+        background = outage.BackgroundMetrics(run.info.run_id)
         for step in range(3):
             background.log(step, {"val_accuracy": step / 10})
         background.settle()
@@ -195,7 +195,7 @@ def test_background_metrics_land_in_the_run():
 
 def test_record_returns_what_each_step_returned():
     steps = [("first", lambda: 1), ("second", lambda: None), ("third", lambda: "three")]
-    assert tracking.record("evaluate", steps, uri="http://h:1") == [1, None, "three"]
+    assert outage.record("evaluate", steps, uri="http://h:1") == [1, None, "three"]
 
 
 def test_an_outage_after_training_names_every_step_not_logged():
@@ -206,12 +206,12 @@ def test_an_outage_after_training_names_every_step_not_logged():
 
     done = []
     steps = [("first", lambda: done.append(1)), ("second", gone), ("third", lambda: done.append(3))]
-    with pytest.raises(tracking.TrackingOutage) as error:
-        tracking.record("train_relu@42", steps, uri="http://h:1")
+    with pytest.raises(outage.TrackingOutage) as error:
+        outage.record("train_relu@42", steps, uri="http://h:1")
     assert done == [1]
     assert "http://h:1" in str(error.value) and "not logged: second; third." in str(error.value)
     with pytest.raises(ValueError):
-        tracking.record("s", [("x", lambda: int("x"))], uri="http://h:1")
+        outage.record("s", [("x", lambda: int("x"))], uri="http://h:1")
 
 
 def test_a_dataset_two_stages_log_at_once_is_linked_on_the_second_try(monkeypatch, tmp_path):
@@ -234,7 +234,7 @@ def test_a_dataset_two_stages_log_at_once_is_linked_on_the_second_try(monkeypatc
     split.write_bytes(b"x")
     images, labels = np.zeros((2, 32, 32, 3), np.uint8), np.zeros(2, np.int64)
     with tracking.stage_run("evaluate", "exp", {}):
-        tracking.log_split("cifar10-test", "testing", images, labels, "src", split)
+        store.log_split("cifar10-test", "testing", images, labels, "src", split)
         run_id = mlflow.active_run().info.run_id
     assert calls == ["testing", "testing"]
     (logged,) = mlflow.get_run(run_id).inputs.dataset_inputs
@@ -248,16 +248,16 @@ def test_a_dataset_two_stages_log_at_once_is_linked_on_the_second_try(monkeypatc
         pytest.raises(mlflow.exceptions.MlflowException, match="PERMISSION_DENIED"),
         tracking.stage_run("evaluate", "exp", {}),
     ):
-        tracking.log_split("cifar10-test", "testing", images, labels, "src", split)
+        store.log_split("cifar10-test", "testing", images, labels, "src", split)
 
 
 WATCHED = """
 import time
-from pipeline import cli, tracking
+from pipeline import cli, outage
 
 def main(argv):
     steps = [("the first", lambda: None), ("the stuck one", lambda: time.sleep(600)), ("the last", lambda: None)]
-    tracking.record("train_relu@42", steps, uri="http://h:1")
+    outage.record("train_relu@42", steps, uri="http://h:1")
 
 raise SystemExit(cli.run_cli(main))
 """
@@ -285,13 +285,13 @@ def test_logging_that_makes_no_progress_for_the_window_ends_the_stage_in_one_lin
 
 
 def test_the_auth_routes_are_mlflows_own():
-    """tracking names two routes of MLflow's basic-auth app by path (importing that app is slow)."""
+    """store names two routes of MLflow's basic-auth app by path (importing that app is slow)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from mlflow.server.auth import routes
 
-    assert tracking.CURRENT_USER_PATH == routes.GET_CURRENT_USER
-    assert tracking.USER_PERMISSION_PATH == routes.GET_USER_PERMISSION
+    assert store.CURRENT_USER_PATH == routes.GET_CURRENT_USER
+    assert store.USER_PERMISSION_PATH == routes.GET_USER_PERMISSION
 
 
 def test_a_local_store_needs_no_permission_check(monkeypatch, tmp_path):
