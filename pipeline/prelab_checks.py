@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 MINIMUM_PYTHON = (3, 11)
+# The newest CPython the lock's TensorFlow (2.21) publishes packages for; moves with the lock.
+NEWEST_PYTHON = (3, 13)
 # DVC keeps each output twice: in the project and in its cache (a copy, unless the file
 # system can reflink), so every output counts twice.
 DVC_COPIES = 2
@@ -63,13 +65,17 @@ def megabytes(size: float) -> str:
 
 def check_python(version_info: Sequence[int]) -> Result:
     found = ".".join(map(str, version_info[:3]))
-    wanted = ".".join(map(str, MINIMUM_PYTHON))
-    if tuple(version_info[:2]) >= MINIMUM_PYTHON:
-        return ok("python", f"Python {found} ({wanted} or newer is needed)")
+    low, high = (".".join(map(str, v)) for v in (MINIMUM_PYTHON, NEWEST_PYTHON))
+    wanted = f"{low} to {high}"
+    version = tuple(version_info[:2])
+    if MINIMUM_PYTHON <= version <= NEWEST_PYTHON:
+        return ok("python", f"Python {found} ({wanted} is needed)")
+    problem = "too old" if version < MINIMUM_PYTHON else "too new for TensorFlow's packages"
+    pick = low if version < MINIMUM_PYTHON else high
     return fail(
         "python",
-        f"Python {found} is too old: install Python {wanted} or newer, then rebuild the "
-        f"environment with it: `make clean && make install PYTHON=python{wanted}`",
+        f"Python {found} is {problem}: install Python {wanted}, then rebuild the "
+        f"environment with it: `make clean && make install PYTHON=python{pick}`",
     )
 
 

@@ -177,7 +177,7 @@ def test_an_old_python_and_a_full_disk(room, monkeypatch, capsys):
         print(output)
     found = lines(output)
     assert found["python"] == (
-        "FAIL Python 3.10.12 is too old: install Python 3.11 or newer, then rebuild the "
+        "FAIL Python 3.10.12 is too old: install Python 3.11 to 3.13, then rebuild the "
         "environment with it: `make clean && make install PYTHON=python3.11`"
     )
     need = re.fullmatch(

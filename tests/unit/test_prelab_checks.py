@@ -15,15 +15,18 @@ DEFAULT_PLAN = checks.run_plan(load_params(PROJECT / "params.yaml"))
 SPEED = checks.Speed(step_s=0.02, image_s=0.0002, model_bytes=11_000_000, served_bytes=3_700_000)
 
 
-def test_python_3_11_and_newer_pass_older_fail_naming_the_fix():
+def test_python_3_11_to_3_13_pass_others_fail_naming_the_fix():
     assert checks.check_python((3, 11, 0)).status == "ok"
     assert checks.check_python((3, 13, 1, "final", 0)).status == "ok"
     old = checks.check_python((3, 10, 12))
     assert old.failed
     assert old.line() == (
-        "FAIL  python    Python 3.10.12 is too old: install Python 3.11 or newer, then rebuild "
+        "FAIL  python    Python 3.10.12 is too old: install Python 3.11 to 3.13, then rebuild "
         "the environment with it: `make clean && make install PYTHON=python3.11`"
     )
+    new = checks.check_python((3, 14, 0))
+    assert new.failed and "too new for TensorFlow's packages" in new.detail
+    assert new.detail.endswith("`make clean && make install PYTHON=python3.13`")
 
 
 def test_the_lock_pins_that_apply_on_a_platform():
