@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline import plots, report
+from pipeline.claims import ACCURACY
 from pipeline.classroom_accounts import (
     NOT_POOLED_TAG,
     refused,
@@ -21,12 +22,11 @@ from pipeline.classroom_accounts import (
     server,
     training_runs,
 )
+from pipeline.decide import Comparison, paired, split_outcome
 from pipeline.errors import PipelineError
 from pipeline.escape import ESCAPE_THRESHOLD, escape_epoch, format_escape
 from pipeline.files import atomic_path
 from pipeline.params import MAIN_ACTIVATIONS, TRAIN_KEYS, Params, load_params, logged_params
-from pipeline.results import Spread
-from pipeline.stats import paired_difference
 
 TEMPLATE = "classroom.md.j2"
 
@@ -111,15 +111,23 @@ def escape_counts(runs: Sequence[ClassRun], epochs: int) -> dict[str, int]:
     return counts
 
 
-def paired_by_seed(runs: Sequence[ClassRun]) -> dict[str, Any] | None:
-    """ReLU − sigmoid test accuracy over (student, seed) pairs that have both; None if none do."""
-    by_pair: dict[tuple[str, int | None], dict[str, float]] = {}
+def paired_by_seed(runs: Sequence[ClassRun]) -> Comparison | None:
+    """ReLU − sigmoid test accuracy over the seeds (one a student) that have both, by the
+    report's decision rule; None if no seed has both."""
+    by_seed: dict[int, dict[str, ClassRun]] = {}
     for run in runs:
-        by_pair.setdefault((run.account, run.seed), {})[run.activation] = run.test_accuracy
-    pairs = [v for v in by_pair.values() if set(MAIN_ACTIVATIONS) <= set(v)]
+        if run.seed is not None:
+            by_seed.setdefault(run.seed, {})[run.activation] = run
+    pairs = {s: v for s, v in by_seed.items() if set(MAIN_ACTIVATIONS) <= set(v)}
     if not pairs:
         return None
-    return paired_difference([p["relu"] for p in pairs], [p["sigmoid"] for p in pairs])
+    arms = {a: {s: v[a] for s, v in pairs.items()} for a in MAIN_ACTIVATIONS}
+    # A mean over seeds where some runs never left chance describes no run: count instead.
+    split = any(
+        0 < sum(r.escape_epoch is None for r in arm.values()) < len(arm) for arm in arms.values()
+    )
+    accuracy = {a: {s: r.test_accuracy for s, r in arm.items()} for a, arm in arms.items()}
+    return paired("ReLU − sigmoid", ACCURACY, accuracy["relu"], accuracy["sigmoid"], split)
 
 
 def read_class_runs(uri: str, params: Params) -> list[ClassRun]:
@@ -159,20 +167,19 @@ def report_tables(result: Pooled, epochs: int) -> dict[str, Any]:
     activations = activation_order(result.pooled)
     by_activation = {a: [r for r in result.pooled if r.activation == a] for a in activations}
     counts = {a: escape_counts(runs, epochs) for a, runs in by_activation.items()}
-    summary_rows = []
-    for activation, runs in by_activation.items():
-        accuracy = Spread.of([r.test_accuracy for r in runs])
-        summary_rows.append(
-            {
-                "activation": activation,
-                "runs": len(runs),
-                "test accuracy (mean)": _four(accuracy.mean),
-                "95% interval": accuracy.interval() or "—",
-                "min – max": f"{min(r.test_accuracy for r in runs):.4f} – "
-                f"{max(r.test_accuracy for r in runs):.4f}",
-                "never left chance": counts[activation]["never"],
-            }
-        )
+    summary_rows = [
+        {
+            "activation": activation,
+            "runs": len(runs),
+            "test accuracy": split_outcome(
+                {i: r.test_accuracy for i, r in enumerate(runs)},
+                {i: r.escape_epoch is None for i, r in enumerate(runs)},
+                lambda v: f"{v:.4f}",
+            ),
+            "never left chance": counts[activation]["never"],
+        }
+        for activation, runs in by_activation.items()
+    ]
     escape_rows = [
         {"escape epoch": epoch, **{a: counts[a][epoch] for a in activations}}
         for epoch in escape_counts([], epochs)

@@ -14,6 +14,7 @@ from pipeline.classroom_report import (
     paired_by_seed,
     pool,
 )
+from pipeline.decide import MIXED, NOT_SETTLED, SUPPORTED
 from pipeline.errors import PipelineError
 
 REFERENCE = {"train.epochs": "3", "train.learning_rate": "0.001"}
@@ -140,8 +141,26 @@ def test_escape_counts_and_the_paired_difference():
     runs[2].val_accuracy = [0.1, 0.1, 0.1]
     assert escape_counts(runs[::2], 3) == {"1": 0, "2": 0, "3": 1, "never": 1}
     paired = paired_by_seed(runs)  # ben has no ReLU run: one pair
-    assert paired["n"] == 1 and paired["mean"] == pytest.approx(0.2)
+    assert paired.n == 1 and paired.differences[42] == pytest.approx(0.2)
+    assert paired.verdict == NOT_SETTLED  # one seed settles nothing
     assert paired_by_seed(runs[::2]) is None
+
+
+def test_the_class_comparison_counts_seeds_when_some_never_left_chance():
+    runs = []
+    for i, student in enumerate(("ana", "ben", "cleo", "dan", "eve")):
+        runs += [
+            a_run(student, seed=42 + i, test=0.45),
+            a_run(student, "relu", seed=42 + i, test=0.6),
+        ]
+    assert paired_by_seed(runs).verdict == SUPPORTED and not paired_by_seed(runs).split
+    runs[0].val_accuracy = [0.1, 0.1, 0.1]  # ana's sigmoid never left chance
+    runs[0].test_accuracy = 0.1
+    counted = paired_by_seed(runs)
+    assert counted.split and counted.verdict == SUPPORTED
+    assert counted.format().startswith("median +15.0 percentage points, 5 of 5 seeds above 1")
+    runs[3].test_accuracy = 0.45  # ben's ReLU no better than his sigmoid: 4 of 5 seeds
+    assert paired_by_seed(runs).verdict == MIXED
 
 
 def test_sigmoid_and_relu_come_first():
