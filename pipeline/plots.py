@@ -358,7 +358,8 @@ def step_curve_figure(
 
 
 def seed_strip_figure(per_seed: Mapping[str, Sequence[float]]) -> Figure:
-    """Test accuracy of every seed (dots) and their mean (bar), one column per activation."""
+    """Test accuracy of every seed (dots) and their median (bar), one column per activation: a
+    seed stuck at chance pulls a mean to where no run is."""
     fig = Figure(figsize=(1.4 * max(len(per_seed), 2) + 2, 3.8), layout="constrained")
     ax = fig.subplots()
     rng = np.random.default_rng(0)  # jitter only, so dots with equal values stay visible
@@ -372,11 +373,11 @@ def seed_strip_figure(per_seed: Mapping[str, Sequence[float]]) -> Figure:
             alpha=0.8,
             zorder=3,
         )
-        ax.hlines(values.mean(), x - 0.3, x + 0.3, color="black", linewidth=2, zorder=4)
+        ax.hlines(np.median(values), x - 0.3, x + 0.3, color="black", linewidth=2, zorder=4)
     ax.set_xticks(range(len(per_seed)), list(per_seed))
     several = any(len(v) > 1 for v in per_seed.values())
     title = (
-        "Test accuracy per seed (bar: mean over seeds)" if several else "Test accuracy (one seed)"
+        "Test accuracy per seed (bar: median over seeds)" if several else "Test accuracy (one seed)"
     )
     ax.axhline(CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.chance:.2f})")
     ax.set(title=title, ylabel="test accuracy", ylim=(0, 1))

@@ -9,8 +9,10 @@ student, one after another as if on a laptop of their own, in a fresh clone of t
 running `python -m pipeline.classroom run` with the project's own params (the full archive, 10
 epochs); then the teacher's `python -m pipeline.classroom report`. Written to --output: the
 pooled report and its figures, and `run-times.json` (each student's wall time and the CPU).
---keep copies the server's folder (store and models) so the report can be written again later
-without training: `MLFLOW_TRACKING_URI=… python -m pipeline.classroom report --output …`.
+--keep copies the server's folder (store and models) so the report can be written again later,
+from that folder alone and without training:
+
+    python tools/class_example.py --again ../class-example-server --output docs/class-example
 """
 
 from __future__ import annotations
@@ -67,12 +69,45 @@ def teacher_env(uri: str) -> dict[str, str]:
     }
 
 
+def write_report(uri: str, folder: Path, output: Path, times: dict) -> None:
+    """The teacher's pooled report, with the students' run times beside it, into `output`."""
+    staging = folder / "report"
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.classroom", "report", "--output", str(staging)],
+        cwd=PROJECT,
+        env=teacher_env(uri),
+        check=True,
+    )
+    (staging / "run-times.json").write_text(json.dumps(times, indent=1) + "\n")
+    shutil.rmtree(output, ignore_errors=True)
+    shutil.copytree(staging, output)
+    shutil.rmtree(staging)
+
+
+def again(kept: Path, output: Path) -> int:
+    """The report once more from a kept server folder: the class's runs are not trained again."""
+    times = json.loads((output / "run-times.json").read_text())
+    port = free_port()
+    server = start_server(kept, port, workers=2)
+    try:
+        write_report(f"http://127.0.0.1:{port}", kept, output, times)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--archive", type=Path, required=True)
+    parser.add_argument("--archive", type=Path)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--keep", type=Path, help="copy the server's folder here afterwards")
+    parser.add_argument("--again", type=Path, help="a kept server folder: write the report only")
     args = parser.parse_args()
+    if args.again:
+        return again(args.again, args.output)
+    if not args.archive:
+        parser.error("--archive is needed to run a class (or --again KEPT for the report only)")
     archive = args.archive.resolve()
     folder = Path(tempfile.mkdtemp(prefix="class-example-"))
     port, data_port = free_port(), free_port()
@@ -102,17 +137,8 @@ def main() -> int:
         for name in STUDENTS:
             seconds[name] = round(student(folder / name, uri, name))
             print(f"{name}: {seconds[name]} s", flush=True)
-        staging = folder / "report"
-        subprocess.run(
-            [sys.executable, "-m", "pipeline.classroom", "report", "--output", str(staging)],
-            cwd=PROJECT,
-            env=teacher_env(uri),
-            check=True,
-        )
         times = {"cpu": cpu_name(), "cores": os.cpu_count(), "student_seconds": seconds}
-        (staging / "run-times.json").write_text(json.dumps(times, indent=1) + "\n")
-        shutil.rmtree(args.output, ignore_errors=True)
-        shutil.copytree(staging, args.output)
+        write_report(uri, folder, args.output, times)
     finally:
         for proc in (server, data):
             os.killpg(proc.pid, signal.SIGTERM)
