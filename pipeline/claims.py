@@ -541,12 +541,10 @@ def batchnorm_unsteady(study: Study) -> Claim:
 def initialisation(study: Study) -> Claim:
     text = "Sigmoid's plateau comes from its initialisation: larger initial weights saturate it longer."
     arms = (
-        "sigmoid under Keras' default, Glorot uniform (weight variance 2 / (fan-in + fan-out)), "
-        "against two initialisers that each make one hidden layer's weights larger: He normal "
-        "(variance 2 / fan-in: 12 times Glorot's in the convolution, 27 inputs and 288 outputs; "
-        "about the same in the dense layer, 7,200 inputs and 128 outputs) and Keras' random "
-        "normal (standard deviation 0.05: 9 times Glorot's variance in the dense layer, 0.4 "
-        "times in the convolution)"
+        "sigmoid under Glorot uniform (Keras' default) against He normal (12 times Glorot's weight "
+        "variance in the convolution, about the same in the dense layer) and random normal of "
+        "standard deviation 0.05 (9 times Glorot's variance in the dense layer, 0.4 times in the "
+        "convolution)"
     )
     glorot = _arm(study, BASELINE, "sigmoid")
     he, dense = _arm(study, INIT, "sigmoid"), _arm(study, INIT_DENSE, "sigmoid")
