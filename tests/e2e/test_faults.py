@@ -22,39 +22,6 @@ def train_process(activation: str, params: Path, workspace: Path, out: Path) -> 
     return train_cmd(activation, params, workspace / "processed", out)
 
 
-def test_sigterm_during_training_ends_the_run_killed_and_writes_nothing(workspace, tmp_path):
-    """What `kill` or a batch system's stop sends (Ctrl-C, SIGINT, is test_dvc_repro's)."""
-    signum = signal.SIGTERM
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    params = params_with_epochs(workspace, tmp_path, 500)
-    proc = subprocess.Popen(
-        train_process("relu", params, workspace, tmp_path),
-        env=stage_env(uri),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    seen = []
-    # Until training is under way, however long a busy machine takes (the loop also ends if
-    # the stage does): a signal sent on a clock could arrive before the run is even open.
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith("Epoch 3/"):
-            break
-    proc.send_signal(signum)
-    rest, _ = proc.communicate(timeout=60)
-    output = "".join(seen) + rest
-    assert proc.returncode == 130, output[-2000:]
-    assert "Traceback" not in output
-    assert "error: interrupted" in output
-    (killed,) = logged_runs(uri)
-    assert killed.info.run_name == "train_relu@42" and killed.info.status == "KILLED"
-    assert not (tmp_path / "models" / "relu").exists()
-    assert not (tmp_path / "results" / "relu").exists()
-    leftovers = list((tmp_path / "models").glob("*")) if (tmp_path / "models").exists() else []
-    assert leftovers == []
-
-
 def train_once(workspace: Path, tmp_path: Path, uri: str, timeout: float):
     """One epoch of the relu stage logging to `uri`, as a process; its CompletedProcess."""
     return subprocess.run(
@@ -157,8 +124,12 @@ def test_a_server_that_rejects_the_host_header_gets_an_error_naming_allowed_host
     assert "Traceback" not in result.stderr and "Epoch 1/" not in result.stdout
 
 
-def start_training(activation: str, params: Path, workspace: Path, out: Path, uri: str):
-    """A train stage as a process, once its run is open and training is under way."""
+def start_training(
+    activation: str, params: Path, workspace: Path, out: Path, uri: str
+) -> tuple[subprocess.Popen, list[str]]:
+    """A train stage as a process, once its run is open and training is under way (however long
+    a busy machine takes: a signal sent on a clock could arrive before the run is even open),
+    and the lines it printed until then."""
     proc = subprocess.Popen(
         train_process(activation, params, workspace, out),
         env=stage_env(uri),
@@ -166,23 +137,30 @@ def start_training(activation: str, params: Path, workspace: Path, out: Path, ur
         stderr=subprocess.STDOUT,
         text=True,
     )
+    seen = []
     for line in proc.stdout:
+        seen.append(line)
         if line.startswith("Epoch 2/"):
-            return proc
+            return proc, seen
     raise AssertionError(f"{activation} never reached epoch 2: {proc.wait()}")
 
 
-def test_a_killed_training_is_marked_killed_and_a_live_one_is_left_alone(workspace, tmp_path):
+def test_a_killed_training_is_marked_killed_and_a_live_one_is_left_alone_until_sigterm(
+    workspace, tmp_path
+):
+    """SIGKILL leaves a ghost run that the next training's start marks KILLED; a live training
+    is left alone by a third one's start; SIGTERM (what `kill` or a batch system's stop sends;
+    Ctrl-C, SIGINT, is test_dvc_repro's) then ends the live one KILLED, writing nothing."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     long = params_with_epochs(workspace, tmp_path, 500)
     # SIGKILL, as the OOM killer sends it: the process gets no chance to end its run.
-    ghost = start_training("relu", long, workspace, tmp_path / "ghost", uri)
+    ghost, _ = start_training("relu", long, workspace, tmp_path / "ghost", uri)
     ghost.kill()
     ghost.wait(timeout=30)
     (run,) = logged_runs(uri)
     assert run.info.status == "RUNNING"  # the ghost
     # A second training starts and stays alive while a third one starts beside it.
-    live = start_training("sigmoid", long, workspace, tmp_path / "live", uri)
+    live, seen = start_training("sigmoid", long, workspace, tmp_path / "live", uri)
     try:
         (tmp_path / "third").mkdir()
         third = train_once(workspace, tmp_path / "third", uri, timeout=300)
@@ -196,7 +174,24 @@ def test_a_killed_training_is_marked_killed_and_a_live_one_is_left_alone(workspa
             ("train_relu@42", "KILLED"),  # the ghost, marked by the live one's start
             ("train_sigmoid@42", "RUNNING"),  # alive throughout: untouched by the third's start
         ]
-    finally:
         live.send_signal(signal.SIGTERM)
-        live.communicate(timeout=60)
-    assert {r.info.status for r in logged_runs(uri)} == {"FINISHED", "KILLED"}
+        rest, _ = live.communicate(timeout=60)
+    finally:
+        if live.poll() is None:
+            live.kill()
+            live.communicate()
+    output = "".join(seen) + rest
+    assert live.returncode == 130, output[-2000:]
+    assert "Traceback" not in output
+    assert "error: interrupted" in output
+    statuses = sorted((r.info.run_name, r.info.status) for r in logged_runs(uri))
+    assert statuses == [
+        ("train_relu@42", "FINISHED"),
+        ("train_relu@42", "KILLED"),
+        ("train_sigmoid@42", "KILLED"),  # ended by SIGTERM
+    ]
+    live_out = tmp_path / "live"
+    assert not (live_out / "models" / "sigmoid").exists()
+    assert not (live_out / "results" / "sigmoid").exists()
+    leftovers = list((live_out / "models").glob("*")) if (live_out / "models").exists() else []
+    assert leftovers == []
