@@ -309,17 +309,21 @@ def run_tasks(missing: Sequence[str], commit: str, url: str, params_text: str, a
     import ray
 
     study = uuid.uuid4().hex[:12]
-    # Ray's own C++ log lines (a lost node's raylet state dump, dozens of lines) would bury the
-    # study's; RAY_BACKEND_LOG_LEVEL=info brings them back.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     env = {k: os.environ[k] for k in FORWARDED if k in os.environ} | {STUDY_ENV: study}
-    ray.init(
-        address=args.address,
-        runtime_env={"env_vars": env},
-        logging_level="ERROR",
-        log_to_driver=False,
+    out = sys.stdout
+    # Ray prints what its nodes report (a lost node's last log lines, a retried task) to
+    # sys.stdout from a thread of its own: into a file, so the study's lines stay readable.
+    ray_log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
+        "w", prefix="ray-driver-", suffix=".log", delete=False
     )
+    sys.stdout = ray_log
     try:
+        ray.init(
+            address=args.address,
+            runtime_env={"env_vars": env},
+            logging_level="ERROR",
+            log_to_driver=False,
+        )
         task = ray.remote(num_cpus=1, max_retries=args.retries)(train_stage)
         pending = {task.remote(s, commit, url, params_text): s for s in missing}
         done = 0
@@ -335,14 +339,24 @@ def run_tasks(missing: Sequence[str], commit: str, url: str, params_text: str, a
             print(
                 f"[{done}/{len(missing)}] {stage} trained on {result['node']} "
                 f"in {result['seconds']:.0f} s",
+                file=out,
                 flush=True,
             )
         if os.environ.get("MLFLOW_TRACKING_URI"):
             lost = reap_runs(study, "its Ray task attempt was lost")
             if lost:
-                print(f"note: marked KILLED {len(lost)} run(s) of lost attempts: {', '.join(lost)}")
+                print(
+                    f"note: marked KILLED {len(lost)} run(s) of lost attempts: {', '.join(lost)}",
+                    file=out,
+                )
     finally:
         ray.shutdown()
+        sys.stdout = out
+        ray_log.close()
+        if os.path.getsize(ray_log.name):
+            print(f"note: Ray's own messages (lost nodes, retried tasks) are in {ray_log.name}")
+        else:
+            os.unlink(ray_log.name)
 
 
 def stop_others(refs: list, study: str) -> None:

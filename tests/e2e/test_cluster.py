@@ -214,8 +214,8 @@ def test_a_lost_node_reruns_its_task_elsewhere(cluster, tmp_path, tiny_run_archi
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output[-4000:]
     assert re.search(r"^\[2/2\]", output, re.M), output
-    # Ray says in a few lines that the node died and the task runs again; its raylet state
-    # dump (dozens of lines) stays out of the study's output.
+    # What Ray reports about the lost node (its raylet's last log lines, dozens) goes to a file
+    # the study names, not between its lines.
     ours = re.compile(r"\d+ model\(s\) |\[\d+/\d+\] |note: ")
     theirs = [line for line in output.splitlines() if line.strip() and not ours.match(line)]
     assert len(theirs) <= 8, output
