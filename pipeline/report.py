@@ -114,7 +114,7 @@ def plateau(results: RunResults) -> list[str]:
                 )
         lines.append(
             f"**{activation}**: " + "; ".join(parts) + ". Escape epoch per seed (the first "
-            f"whose validation accuracy exceeded {threshold(results):g}): "
+            f"whose validation accuracy exceeded {threshold(results):.3g}): "
             f"{_escapes(training.escape_epoch_per_seed)}."
         )
     return lines
@@ -308,7 +308,7 @@ def render_markdown(evidence: Evidence, params: Params) -> str:
         seeds=", ".join(map(str, seeds)),
         several_seeds=len(seeds) > 1,
         primary_seed=seeds[0],
-        threshold=threshold(results),
+        threshold=f"{threshold(results):.3g}",
         step_images=f"{step_images(results):,}",
         step_interval=step_interval(results),
         plateau=plateau(results),

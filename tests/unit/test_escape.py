@@ -67,9 +67,10 @@ def test_history_summary_reads_the_last_and_the_best_epoch():
     assert summary["escape_epoch"] == 2
 
 
-def test_the_threshold_is_half_again_chance_for_any_number_of_classes():
-    assert ESCAPE_THRESHOLD == escape_threshold(10) == pytest.approx(0.15)
-    assert escape_threshold(2) == pytest.approx(0.75)
-    # Two classes at 0.6: above ten classes' threshold, still near two classes' chance.
-    assert escape_epoch([0.6, 0.6]) == 1
-    assert escape_epoch([0.6, 0.6], escape_threshold(2)) is None
+def test_the_threshold_is_an_eighteenth_of_the_way_from_chance_to_perfect():
+    assert ESCAPE_THRESHOLD == escape_threshold(10) == 1.5 / 10  # the same float as before
+    assert escape_threshold(2) == pytest.approx(0.5 + 0.5 / 18)
+    # Two classes at 0.52: above ten classes' threshold, still at two classes' chance.
+    assert escape_epoch([0.52, 0.52]) == 1
+    assert escape_epoch([0.52, 0.52], escape_threshold(2)) is None
+    assert escape_epoch([0.52, 0.6, 0.6], escape_threshold(2)) == 2
