@@ -471,6 +471,10 @@ def output_layer(study: Study) -> Claim:
     soft, sig = _arm(study, BINARY_SOFTMAX, "relu"), _arm(study, BINARY_SIGMOID, "relu")
     if not (soft and sig):
         return Claim("9", text, arms, (), "", _missing(BINARY_SOFTMAX, BINARY_SIGMOID))
+    arms = (
+        f"{' against '.join(soft.params.data.classes) or 'every class'} (CIFAR-10), ReLU hidden "
+        "layers: one sigmoid unit with binary cross-entropy against a two-way softmax"
+    )
     comparison = paired(
         "softmax − sigmoid output",
         ACCURACY,

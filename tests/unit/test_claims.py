@@ -14,9 +14,11 @@ SEEDS = (42, 43, 44, 45, 46)
 EPOCHS, PER_EPOCH = 4, 10
 
 
-def params(seeds=SEEDS):
+def params(seeds=SEEDS, classes=()):
     return Params(
-        data=DataParams(url="a.tar.gz", sha256="0" * 64, val_size=10, train_limit=0, seed=42),
+        data=DataParams(
+            url="a.tar.gz", sha256="0" * 64, val_size=10, train_limit=0, seed=42, classes=classes
+        ),
         model=TUTORIAL,
         train=TrainParams(
             epochs=EPOCHS,
@@ -42,6 +44,7 @@ def arm(
     grad=0.1,
     flat=0.5,
     seeds=SEEDS,
+    classes=(),
 ):
     """An arm whose seeds differ a little (so intervals are finite), around the given numbers."""
     wobble = dict(zip(seeds, np.linspace(-0.004, 0.004, len(seeds)), strict=True))
@@ -71,7 +74,7 @@ def arm(
     return Arm(
         cell=cell,
         activation=activation,
-        params=params(seeds),
+        params=params(seeds, classes),
         histories=histories,
         diagnostics=diagnostics,
         steps=steps,
@@ -253,13 +256,32 @@ def test_cost_claim_reads_paired_timing_samples():
     assert claims.cheaper(None).verdict == NOT_RUN
 
 
-@pytest.mark.parametrize("gain, verdict", [(0.0, SUPPORTED), (-0.05, NOT_SUPPORTED)])
-def test_output_layer_claim_holds_when_the_sigmoid_output_does_no_worse(gain, verdict):
+@pytest.mark.parametrize(
+    "gain, verdict, advised",
+    [
+        (0.0, SUPPORTED, "**Two classes: one sigmoid output with binary cross-entropy** does"),
+        (-0.05, NOT_SUPPORTED, "**Two classes: a two-way softmax did better**"),
+    ],
+)
+def test_output_layer_claim_holds_when_the_sigmoid_output_does_no_worse(gain, verdict, advised):
+    two = {"classes": ("cat", "dog"), "val": (0.6, 0.7, 0.75, 0.8)}  # chance is 0.5 here
     study = {
-        "two-class-softmax": {"relu": arm("two-class-softmax", "relu", 0.8)},
-        "two-class-sigmoid-output": {"relu": arm("two-class-sigmoid-output", "relu", 0.8 + gain)},
+        "two-class-softmax": {"relu": arm("two-class-softmax", "relu", 0.8, **two)},
+        "two-class-sigmoid-output": {
+            "relu": arm("two-class-sigmoid-output", "relu", 0.8 + gain, **two)
+        },
     }
-    assert claims.output_layer(study).verdict == verdict
+    claim = claims.output_layer(study)
+    assert claim.verdict == verdict and claim.arms.startswith("cat against dog (CIFAR-10)")
+    assert not claim.parts[0].comparison.split  # every seed left two classes' chance
+    assert advice.output({"9": claim}).startswith(advised)
+
+
+def test_two_classes_at_ten_classes_chance_still_count_as_stuck():
+    """0.3 would have left ten classes' chance; with two classes it is below chance itself."""
+    low = {"classes": ("cat", "dog")}  # the default val curve: 0.3 to 0.5
+    assert all(arm("two-class-softmax", "relu", 0.5, **low).stuck().values())
+    assert not any(arm("baseline", "relu", 0.5).stuck().values())
 
 
 def test_a_seed_stuck_at_chance_turns_a_comparison_into_a_count():
