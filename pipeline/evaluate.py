@@ -28,7 +28,14 @@ from pipeline.files import atomic_path, write_json
 from pipeline.metrics import classification_metrics, cross_entropy, majority_share
 from pipeline.model import CUSTOM_OBJECTS
 from pipeline.params import STAGE_PARAMS, logged_params
-from pipeline.results import HEADLINE, SPREAD_KEYS, ModelDetails, Paired, Scored, Scores
+from pipeline.results import (
+    HEADLINE,
+    SPREAD_KEYS,
+    MeanTestMetrics,
+    ModelDetails,
+    Paired,
+    ScoresOnTestSet,
+)
 from pipeline.splits import load_split
 
 PREDICT_BATCH = 1000
@@ -154,10 +161,10 @@ def unselected(
 
 
 @dataclass
-class Evaluated:
+class EvaluatedModels:
     """Every selected model scored on the test set, in memory: no file written, nothing logged."""
 
-    scored: Scored  # the numbers, as evaluate writes them and the report reads them back
+    scored: ScoresOnTestSet  # the numbers, as evaluate writes them and the report reads them back
     examples: pd.DataFrame  # each primary model's prediction for the first test images
     primary: dict[str, keras.Model]  # activation → the primary seed's model
 
@@ -168,7 +175,7 @@ def compute(
     labels: np.ndarray,
     class_names: Sequence[str],
     n_examples: int,
-) -> Evaluated:
+) -> EvaluatedModels:
     """Score `models` ({(activation, seed): model}, the primary seed first) on the test split."""
     seeds = list(dict.fromkeys(seed for _, seed in models))
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
@@ -180,10 +187,10 @@ def compute(
         if seed == seeds[0]:  # the primary model: per-class detail, examples, registry
             primary[activation], probabilities[activation] = model, predicted
             found[activation] = numbers
-    scored = Scored(
+    scored = ScoresOnTestSet(
         class_names=list(class_names),
         seeds=seeds,
-        scores={a: Scores.over_seeds(numbers) for a, numbers in per_seed.items()},
+        scores={a: MeanTestMetrics.over_seeds(numbers) for a, numbers in per_seed.items()},
         details={a: ModelDetails(**found[a], per_seed=per_seed[a]) for a in per_seed},
         paired={
             key: Paired.of(
@@ -193,10 +200,12 @@ def compute(
             for key in SPREAD_KEYS
         },
     )
-    return Evaluated(scored, example_table(labels, probabilities, n_examples, class_names), primary)
+    return EvaluatedModels(
+        scored, example_table(labels, probabilities, n_examples, class_names), primary
+    )
 
 
-def write(evaluated: Evaluated, trained: dict, results: Path) -> None:
+def write(evaluated: EvaluatedModels, trained: dict, results: Path) -> None:
     """evaluate's files, each atomically."""
     write_curves(results / "curves", trained)
     evaluated.scored.write(results)
@@ -205,7 +214,7 @@ def write(evaluated: Evaluated, trained: dict, results: Path) -> None:
 
 
 def logging_steps(
-    evaluated: Evaluated, trained: dict, results: Path, models: Path, run, params
+    evaluated: EvaluatedModels, trained: dict, results: Path, models: Path, run, params
 ) -> list[outage.Step]:
     """What evaluate logs, each step named for the outage message: its metrics and files, test
     scores onto the training runs (the number of runs that got them) and the registry (the
@@ -278,11 +287,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         evaluated = compute(models, images, labels, class_names, params.evaluate.n_examples)
         write(evaluated, trained, args.results)
         steps = logging_steps(evaluated, trained, args.results, args.models, run, params)
-        *_, linked, versions = outage.record("evaluate", steps)
+        *_, linked, versions = outage.run_logging_steps("evaluate", steps)
     report_to_console(evaluated, versions, linked, params, args)
 
 
-def report_to_console(evaluated: Evaluated, versions, linked: int, params, args) -> None:
+def report_to_console(evaluated: EvaluatedModels, versions, linked: int, params, args) -> None:
     """Leftover models to remove, the registry, and each activation's test numbers."""
     selected, seeds = params.train.activations, params.train.seeds
     for path in unselected(args.models, args.trained, selected, seeds):

@@ -80,7 +80,7 @@ MEAN_KEYS = tuple(key for key in HEADLINE_KEYS if key not in SPREAD_KEYS)
 
 
 @dataclass(frozen=True)
-class Scores:
+class MeanTestMetrics:
     """One activation's block of test_metrics.json: its headline numbers' means over seeds, with
     the spread of accuracy and loss."""
 
@@ -93,7 +93,7 @@ class Scores:
     seeds: int
 
     @classmethod
-    def over_seeds(cls, per_seed: Mapping[int, Mapping[str, float]]) -> Scores:
+    def over_seeds(cls, per_seed: Mapping[int, Mapping[str, float]]) -> MeanTestMetrics:
         """The means over seeds of each seed's headline numbers."""
 
         def values(key: str) -> list[float]:
@@ -107,7 +107,7 @@ class Scores:
         )
 
     @classmethod
-    def from_json(cls, block: Mapping[str, Any]) -> Scores:
+    def from_json(cls, block: Mapping[str, Any]) -> MeanTestMetrics:
         def spread(key: str) -> Spread:
             return Spread(block[key], *_parts(block, f"{key}_"))
 
@@ -126,7 +126,7 @@ class Scores:
 
 
 @dataclass(frozen=True)
-class Training:
+class TrainingSummary:
     """results/curves/<activation>/train.json: the seed-mean curve's summary, as evaluate wrote
     it from what each train stage wrote."""
 
@@ -141,7 +141,7 @@ class Training:
     step_curve_images: int | None  # validation images the step curve is measured on
 
     @classmethod
-    def from_json(cls, block: Mapping[str, Any]) -> Training:
+    def from_json(cls, block: Mapping[str, Any]) -> TrainingSummary:
         def per_seed(key: str) -> dict[int, int | None]:
             # Studies trained before the step curve existed have no escape steps.
             return {int(s): e for s, e in block.get(key, {}).items()}
@@ -211,13 +211,13 @@ class Paired:
 
 
 @dataclass(frozen=True)
-class Scored:
+class ScoresOnTestSet:
     """What evaluate measured on the test set. Evaluate computes it and writes it
     (test_metrics.json, evaluation.json); the report reads the same object back."""
 
     class_names: list[str]
     seeds: list[int]  # the primary seed first
-    scores: dict[str, Scores]  # per activation: test_metrics.json
+    scores: dict[str, MeanTestMetrics]  # per activation: test_metrics.json
     details: dict[str, ModelDetails]  # per activation: evaluation.json's models
     paired: dict[str, Paired]  # per key (SPREAD_KEYS): ReLU − sigmoid by seed
 
@@ -237,13 +237,13 @@ class Scored:
         write_json(results / "evaluation.json", evaluation)
 
     @classmethod
-    def read(cls, results: Path) -> Scored:
+    def read(cls, results: Path) -> ScoresOnTestSet:
         test = json.loads((results / "test_metrics.json").read_text())
         evaluation = json.loads((results / "evaluation.json").read_text())
         return cls(
             class_names=evaluation["class_names"],
             seeds=evaluation["seeds"],
-            scores={a: Scores.from_json(block) for a, block in test.items()},
+            scores={a: MeanTestMetrics.from_json(block) for a, block in test.items()},
             details={a: ModelDetails.from_json(b) for a, b in evaluation["models"].items()},
             paired={
                 k: Paired.from_json(b) for k, b in evaluation.get("relu_minus_sigmoid", {}).items()
@@ -252,24 +252,26 @@ class Scored:
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """What the report reads, per activation in the params' order: evaluate's Scored, and the
+class EvaluationFiles:
+    """What the report reads, per activation in the params' order: evaluate's ScoresOnTestSet, and the
     training summaries evaluate wrote beside it."""
 
-    test: dict[str, Scores]
-    training: dict[str, Training]
+    test: dict[str, MeanTestMetrics]
+    training: dict[str, TrainingSummary]
     details: dict[str, ModelDetails]
     paired: dict[str, Paired]  # by key: test_accuracy, test_loss
     class_names: list[str]
 
 
-def read_evaluation(results: Path, activations: Sequence[str]) -> Evaluation:
-    """Read evaluate's Scored and each activation's curves/…/train.json."""
-    scored = Scored.read(results)
-    return Evaluation(
+def read_evaluation(results: Path, activations: Sequence[str]) -> EvaluationFiles:
+    """Read evaluate's ScoresOnTestSet and each activation's curves/…/train.json."""
+    scored = ScoresOnTestSet.read(results)
+    return EvaluationFiles(
         test={a: scored.scores[a] for a in activations},
         training={
-            a: Training.from_json(json.loads((results / "curves" / a / "train.json").read_text()))
+            a: TrainingSummary.from_json(
+                json.loads((results / "curves" / a / "train.json").read_text())
+            )
             for a in activations
         },
         details={a: scored.details[a] for a in activations},
@@ -287,7 +289,7 @@ class RunResults:
     seed_histories: dict[str, pd.DataFrame]  # every seed's history (a `seed` column)
     steps: dict[str, pd.DataFrame]  # seed-mean step curve of the first epochs
     seed_steps: dict[str, pd.DataFrame]  # every seed's step curve
-    evaluation: Evaluation  # test scores, training summaries, per-class details, paired gaps
+    evaluation: EvaluationFiles  # test scores, training summaries, per-class details, paired gaps
     examples: pd.DataFrame  # fixed test images with each model's prediction
     validation_source: str  # "train" (held-out split) or "test" (the tutorial's way)
 

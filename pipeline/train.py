@@ -139,7 +139,7 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Trained:
+class TrainedModel:
     """What training one model produced, in memory: no file written, nothing logged."""
 
     model: keras.Model
@@ -159,7 +159,7 @@ def compute(
     val_data: tuple[np.ndarray, np.ndarray],
     log: Callable[[int, dict[str, float]], None] | None = None,
     stop=None,
-) -> Trained:
+) -> TrainedModel:
     """Train one model with its diagnostics. `log(epoch, metrics)` receives every epoch's
     metrics as they come; `stop` (a threading.Event) ends training early when set."""
     probe = probe_batch(train_data, PROBE_SIZE, seed)
@@ -197,7 +197,7 @@ def compute(
         "train_seconds": round(seconds, 1),
         "diagnostics_seconds": round(diagnostics.seconds + step_curve.seconds, 1),
     }
-    return Trained(
+    return TrainedModel(
         model,
         history,
         diagnostics.frame(),
@@ -234,7 +234,7 @@ def save_model(model: keras.Model, path: Path) -> None:
             archive.writestr(fixed, data)
 
 
-def write(trained: Trained, model_path: Path, results_dir: Path) -> None:
+def write(trained: TrainedModel, model_path: Path, results_dir: Path) -> None:
     """The model and its results folder, each atomically."""
     with atomic_path(model_path) as tmp:
         save_model(trained.model, tmp)
@@ -272,7 +272,7 @@ def log_inputs(params: Params, data_dir: Path, activation: str, seed: int, data)
 
 
 def logging_steps(
-    trained: Trained, activation: str, model_path: Path, results_dir: Path
+    trained: TrainedModel, activation: str, model_path: Path, results_dir: Path
 ) -> list[outage.Step]:
     """What is logged after training, each step named for the outage message."""
     final = {"train_seconds": trained.seconds, "diagnostics_seconds": trained.diagnostics_seconds}
@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Written before the last logging, so a tracking outage does not throw the training away.
         write(trained, model_path, results_dir)
         steps = logging_steps(trained, activation, model_path, results_dir)
-        outage.record(stage, steps, system_metrics=True, background=background)
+        outage.run_logging_steps(stage, steps, system_metrics=True, background=background)
     summary = trained.summary
     print(
         f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} "

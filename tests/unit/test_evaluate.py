@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from pipeline.evaluate import long_format, mean_over_seeds, training_summary, unselected
-from pipeline.results import Scored
+from pipeline.results import ScoresOnTestSet
 
 
 def trained(val_accuracy, seconds=10.0):
@@ -108,7 +108,7 @@ def test_compute_scores_models_without_files_or_a_tracking_store(tmp_path, monke
 
     # What evaluate writes, the report reads back as the very same object.
     scored.write(tmp_path)
-    assert Scored.read(tmp_path) == scored
+    assert ScoresOnTestSet.read(tmp_path) == scored
 
 
 def answering(activation, small, predicted_class):

@@ -9,12 +9,12 @@ from pipeline.model import TUTORIAL
 from pipeline.params import DataParams, EvaluateParams, MlflowParams, Params, TrainParams
 from pipeline.report import Evidence, plateau, render_markdown, results_table
 from pipeline.results import (
-    Evaluation,
+    EvaluationFiles,
+    MeanTestMetrics,
     ModelDetails,
     RunResults,
-    Scores,
     Spread,
-    Training,
+    TrainingSummary,
 )
 
 
@@ -67,7 +67,9 @@ def steps(escape_at, per_epoch=10):
 def scores(accuracy, seeds=1, std=None):
     spread = (None, None, None) if std is None else (std, accuracy - 0.1, accuracy + 0.1)
     loss = Spread(1.5, None, None, None)
-    return Scores(Spread(accuracy, *spread), loss, accuracy, accuracy, accuracy, 0.12, seeds)
+    return MeanTestMetrics(
+        Spread(accuracy, *spread), loss, accuracy, accuracy, accuracy, 0.12, seeds
+    )
 
 
 def details(accuracy_per_seed, confusion=None):
@@ -85,7 +87,7 @@ def details(accuracy_per_seed, confusion=None):
 def training(val_acc, escape_step):
     best = int(np.argmax(val_acc)) + 1
     escaped = escape_epoch(val_acc)
-    return Training(
+    return TrainingSummary(
         len(val_acc), max(val_acc), best, escaped, {42: escaped}, {42: escape_step}, 10, 50
     )
 
@@ -100,7 +102,7 @@ def results(sigmoid_grad=0.01, relu_grad=0.1, sigmoid_slope=0.02, relu_slope=0.5
         "relu": diagnostics("relu", 3, relu_grad, 0.4, relu_slope, 0.03),
     }
     zeros = np.zeros((10, 10), int).tolist()
-    evaluation = Evaluation(
+    evaluation = EvaluationFiles(
         test={a: scores(v[-1]) for a, v in curves.items()},
         training={a: training(v, escape[a]) for a, v in curves.items()},
         details={a: details({42: v[-1]}, zeros) for a, v in curves.items()},

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import yaml
 
-from pipeline.results import ModelDetails, Scored, Scores
+from pipeline.results import MeanTestMetrics, ModelDetails, ScoresOnTestSet
 from pipeline.studies import budget_table, read_study, summary_table
 
 PARAMS = {
@@ -69,7 +69,7 @@ def write_cell(folder, accuracy, stuck_seed=None):
             base, half, half, half, 0.5, 0.5, 0.5, [], 1.0, 0.1, per_seed
         )
     scores = {
-        a: Scores.over_seeds(
+        a: MeanTestMetrics.over_seeds(
             {
                 s: {
                     k: 0.5
@@ -87,7 +87,7 @@ def write_cell(folder, accuracy, stuck_seed=None):
         )
         for a in accuracy
     }
-    Scored(list("abcdefghij"), [42, 43], scores, details, {}).write(results)
+    ScoresOnTestSet(list("abcdefghij"), [42, 43], scores, details, {}).write(results)
 
 
 def test_a_study_reads_back_its_finished_cells_only(tmp_path):
