@@ -24,7 +24,7 @@ from pipeline import activations, cli, outage, serving, store, tracking
 from pipeline.cifar import CIFAR10
 from pipeline.errors import PipelineError
 from pipeline.escape import escape_epoch, escape_step, summarize_history
-from pipeline.files import atomic_path, write_json
+from pipeline.files import atomic_path
 from pipeline.metrics import classification_metrics, cross_entropy, majority_share
 from pipeline.model import CUSTOM_OBJECTS
 from pipeline.params import STAGE_PARAMS, logged_params
@@ -35,6 +35,7 @@ from pipeline.results import (
     ModelDetails,
     Paired,
     ScoresOnTestSet,
+    TrainingSummary,
 )
 from pipeline.splits import load_split
 
@@ -113,21 +114,22 @@ def escapes(one: dict) -> dict[str, int | None]:
     }
 
 
-def training_summary(trained: dict[int, dict]) -> dict:
+def training_summary(trained: dict[int, dict]) -> TrainingSummary:
     """The seed-mean curve's final and best epoch, and each seed's own escape epoch."""
     history = mean_over_seeds([t["history"] for t in trained.values()])
     summaries = [t["summary"] for t in trained.values()]
-    per_seed = {str(s): escapes(t) for s, t in trained.items()}
-    return summarize_history(history) | {
-        "escape_epoch_per_seed": {s: e["escape_epoch"] for s, e in per_seed.items()},
-        "escape_step_per_seed": {s: e["escape_step"] for s, e in per_seed.items()},
-        "steps_per_epoch": summaries[0]["steps_per_epoch"],
-        "step_curve_images": summaries[0]["step_curve_images"],
-        "seeds": len(trained),
-        "parameters": summaries[0]["parameters"],
-        "train_seconds": round(sum(s["train_seconds"] for s in summaries), 1),
-        "diagnostics_seconds": round(sum(s["diagnostics_seconds"] for s in summaries), 1),
-    }
+    per_seed = {s: escapes(t) for s, t in trained.items()}
+    return TrainingSummary(
+        **summarize_history(history),
+        escape_epoch_per_seed={s: e["escape_epoch"] for s, e in per_seed.items()},
+        escape_step_per_seed={s: e["escape_step"] for s, e in per_seed.items()},
+        steps_per_epoch=summaries[0]["steps_per_epoch"],
+        step_curve_images=summaries[0]["step_curve_images"],
+        seeds=len(trained),
+        parameters=summaries[0]["parameters"],
+        train_seconds=round(sum(s["train_seconds"] for s in summaries), 1),
+        diagnostics_seconds=round(sum(s["diagnostics_seconds"] for s in summaries), 1),
+    )
 
 
 def write_curves(output: Path, trained: dict[str, dict[int, dict]]) -> None:
@@ -148,7 +150,7 @@ def write_curves(output: Path, trained: dict[str, dict[int, dict]]) -> None:
                 long_format(frames).to_csv(
                     folder / f"{kind}_seeds.csv", index=False, float_format=fmt
                 )
-            write_json(folder / "train.json", training_summary(per_seed))
+            training_summary(per_seed).write(folder / "train.json")
 
 
 def unselected(
@@ -223,7 +225,7 @@ def logging_steps(
     metrics = {
         f"{activation}.{key}": value
         for activation, scores in scored.scores.items()
-        for key, value in scores.to_json().items()
+        for key, value in scores.model_dump().items()
         if value is not None
     }
     metrics |= {f"relu_minus_sigmoid.{k}": p.difference.mean for k, p in scored.paired.items()}

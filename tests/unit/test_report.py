@@ -9,11 +9,11 @@ from pipeline.model import TUTORIAL
 from pipeline.params import DataParams, EvaluateParams, MlflowParams, Params, TrainParams
 from pipeline.report import Evidence, plateau, render_markdown, results_table
 from pipeline.results import (
+    PARTS,
     EvaluationFiles,
     MeanTestMetrics,
     ModelDetails,
     RunResults,
-    Spread,
     TrainingSummary,
 )
 
@@ -66,9 +66,15 @@ def steps(escape_at, per_epoch=10):
 
 def scores(accuracy, seeds=1, std=None):
     spread = (None, None, None) if std is None else (std, accuracy - 0.1, accuracy + 0.1)
-    loss = Spread(1.5, None, None, None)
+    parts = {f"test_accuracy_{p}": v for p, v in zip(PARTS, spread, strict=True)}
     return MeanTestMetrics(
-        Spread(accuracy, *spread), loss, accuracy, accuracy, accuracy, 0.12, seeds
+        test_accuracy=accuracy,
+        test_loss=1.5,
+        **dict.fromkeys(("macro_precision", "macro_recall", "macro_f1"), accuracy),
+        majority_share=0.12,
+        **parts,
+        **{f"test_loss_{p}": None for p in PARTS},
+        seeds=seeds,
     )
 
 
@@ -77,10 +83,17 @@ def details(accuracy_per_seed, confusion=None):
     first = next(iter(accuracy_per_seed.values()))
     half = [0.5] * 10
     return ModelDetails(
-        *(first, half, half, half, 0.5, 0.5, 0.5),
-        confusion if confusion is not None else [],
-        *(1.5, 0.12),
-        {seed: {"test_accuracy": value} for seed, value in accuracy_per_seed.items()},
+        accuracy=first,
+        precision=half,
+        recall=half,
+        f1=half,
+        macro_precision=0.5,
+        macro_recall=0.5,
+        macro_f1=0.5,
+        confusion=confusion if confusion is not None else [],
+        loss=1.5,
+        majority_share=0.12,
+        per_seed={seed: {"test_accuracy": value} for seed, value in accuracy_per_seed.items()},
     )
 
 
@@ -88,7 +101,22 @@ def training(val_acc, escape_step):
     best = int(np.argmax(val_acc)) + 1
     escaped = escape_epoch(val_acc)
     return TrainingSummary(
-        len(val_acc), max(val_acc), best, escaped, {42: escaped}, {42: escape_step}, 10, 50
+        epochs=len(val_acc),
+        loss=1.0,
+        accuracy=val_acc[-1],
+        val_loss=1.0,
+        val_accuracy=val_acc[-1],
+        best_val_accuracy=max(val_acc),
+        best_epoch=best,
+        escape_epoch=escaped,
+        escape_epoch_per_seed={42: escaped},
+        escape_step_per_seed={42: escape_step},
+        steps_per_epoch=10,
+        step_curve_images=50,
+        seeds=1,
+        parameters=1000,
+        train_seconds=1.0,
+        diagnostics_seconds=0.1,
     )
 
 

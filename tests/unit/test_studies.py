@@ -66,7 +66,17 @@ def write_cell(folder, accuracy, stuck_seed=None):
         per_seed = {s: {"test_accuracy": base + 0.01 * (s - 42)} for s in (42, 43)}
         half = [0.5] * 10
         details[activation] = ModelDetails(
-            base, half, half, half, 0.5, 0.5, 0.5, [], 1.0, 0.1, per_seed
+            accuracy=base,
+            precision=half,
+            recall=half,
+            f1=half,
+            macro_precision=0.5,
+            macro_recall=0.5,
+            macro_f1=0.5,
+            confusion=[],
+            loss=1.0,
+            majority_share=0.1,
+            per_seed=per_seed,
         )
     scores = {
         a: MeanTestMetrics.over_seeds(
@@ -87,7 +97,9 @@ def write_cell(folder, accuracy, stuck_seed=None):
         )
         for a in accuracy
     }
-    ScoresOnTestSet(list("abcdefghij"), [42, 43], scores, details, {}).write(results)
+    ScoresOnTestSet(
+        class_names=list("abcdefghij"), seeds=[42, 43], scores=scores, details=details
+    ).write(results)
 
 
 def test_a_study_reads_back_its_finished_cells_only(tmp_path):
