@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from results_records import model_details
 
 from pipeline import plots, probe_columns
 from pipeline.escape import escape_epoch
@@ -12,7 +13,6 @@ from pipeline.results import (
     PARTS,
     EvaluationFiles,
     MeanTestMetrics,
-    ModelDetails,
     RunResults,
     TrainingSummary,
 )
@@ -78,25 +78,6 @@ def scores(accuracy, seeds=1, std=None):
     )
 
 
-def details(accuracy_per_seed, confusion=None):
-    """A model's per-class block: F1 0.5 everywhere, the given test accuracy per seed."""
-    first = next(iter(accuracy_per_seed.values()))
-    half = [0.5] * 10
-    return ModelDetails(
-        accuracy=first,
-        precision=half,
-        recall=half,
-        f1=half,
-        macro_precision=0.5,
-        macro_recall=0.5,
-        macro_f1=0.5,
-        confusion=confusion if confusion is not None else [],
-        loss=1.5,
-        majority_share=0.12,
-        per_seed={seed: {"test_accuracy": value} for seed, value in accuracy_per_seed.items()},
-    )
-
-
 def training(val_acc, escape_step):
     best = int(np.argmax(val_acc)) + 1
     escaped = escape_epoch(val_acc)
@@ -133,7 +114,7 @@ def results(sigmoid_grad=0.01, relu_grad=0.1, sigmoid_slope=0.02, relu_slope=0.5
     evaluation = EvaluationFiles(
         test={a: scores(v[-1]) for a, v in curves.items()},
         training={a: training(v, escape[a]) for a, v in curves.items()},
-        details={a: details({42: v[-1]}, zeros) for a, v in curves.items()},
+        details={a: model_details({42: v[-1]}, zeros) for a, v in curves.items()},
         paired={},
         class_names=list("abcdefghij"),
     )

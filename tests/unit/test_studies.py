@@ -4,8 +4,9 @@ import json
 
 import pandas as pd
 import yaml
+from results_records import model_details
 
-from pipeline.results import MeanTestMetrics, ModelDetails, ScoresOnTestSet
+from pipeline.results import MeanTestMetrics, ScoresOnTestSet
 from pipeline.studies import budget_table, read_study, summary_table
 
 PARAMS = {
@@ -63,21 +64,7 @@ def write_cell(folder, accuracy, stuck_seed=None):
             (run / "train.json").write_text(
                 json.dumps({"steps_per_epoch": 10, "train_seconds": 100.0 + seed})
             )
-        per_seed = {s: {"test_accuracy": base + 0.01 * (s - 42)} for s in (42, 43)}
-        half = [0.5] * 10
-        details[activation] = ModelDetails(
-            accuracy=base,
-            precision=half,
-            recall=half,
-            f1=half,
-            macro_precision=0.5,
-            macro_recall=0.5,
-            macro_f1=0.5,
-            confusion=[],
-            loss=1.0,
-            majority_share=0.1,
-            per_seed=per_seed,
-        )
+        details[activation] = model_details({s: base + 0.01 * (s - 42) for s in (42, 43)})
     scores = {
         a: MeanTestMetrics.over_seeds(
             {
