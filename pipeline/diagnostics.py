@@ -16,8 +16,8 @@ import tensorflow as tf
 
 from pipeline import activations
 from pipeline import probe_columns as columns
-from pipeline.cifar import N_CLASSES
 from pipeline.metrics import majority_share
+from pipeline.model import TWO_WAY
 
 # An input is "flat" (the unit is saturated there) where the activation's slope is below this
 # share of its peak slope: sigmoid's σ′ = σ(1 − σ) is below 0.0396 · σ′(0) exactly where σ is
@@ -130,8 +130,10 @@ def make_probe(model, activation: str) -> Callable[[np.ndarray, np.ndarray], dic
 
 
 def hidden_activation_layers(model, function) -> list:
-    """Layers whose output is `function` applied: fused in Conv2D/Dense, or an Activation layer."""
-    return [layer for layer in model.layers[:-1] if getattr(layer, "activation", None) is function]
+    """Layers whose output is `function` applied: fused in Conv2D/Dense, or an Activation layer;
+    not the output layer (nor, after a sigmoid output, the fixed layer that follows it)."""
+    body = model.layers[:-2] if model.layers[-1].name == TWO_WAY else model.layers[:-1]
+    return [layer for layer in body if getattr(layer, "activation", None) is function]
 
 
 def make_layer_probe(model, activation: str) -> Callable[[np.ndarray], dict[str, float]]:
@@ -204,7 +206,8 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self._layer_probe = make_layer_probe(self.model, self.activation)
         # Before training there is no validation pass to read the plateau from: predict once.
         outputs = self.model.predict(self.val_images, batch_size=self.predict_batch, verbose=0)
-        plateau = majority_share(np.asarray(outputs).argmax(axis=1), N_CLASSES)
+        outputs = np.asarray(outputs)
+        plateau = majority_share(outputs.argmax(axis=1), outputs.shape[1])
         self.seconds += time.perf_counter() - start
         self._measure(0, plateau)
 

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from pipeline.cifar import CIFAR10
 
-# Validation accuracy above half again chance counts as having left it (0.15 for 10 classes).
-ESCAPE_THRESHOLD = 1.5 / CIFAR10.n_classes
+
+def escape_threshold(n_classes: int) -> float:
+    """Validation accuracy above half again chance counts as having left it: 0.15 for ten
+    classes, 0.75 for two."""
+    return 1.5 / n_classes
+
+
+ESCAPE_THRESHOLD = escape_threshold(CIFAR10.n_classes)
 
 
 def format_escape(value: int | None) -> str:
@@ -42,7 +48,9 @@ def escape_step(steps, threshold: float = ESCAPE_THRESHOLD) -> int | None:
     return None if index is None else int(steps["step"].iloc[index])
 
 
-def summarize_history(history) -> dict[str, float | int | None]:
+def summarize_history(
+    history, threshold: float = ESCAPE_THRESHOLD
+) -> dict[str, float | int | None]:
     """A per-epoch history (a DataFrame with epoch, loss, accuracy, val_loss, val_accuracy) →
     its final-epoch numbers, its best validation accuracy and epoch, and its escape epoch."""
     last = history.iloc[-1]
@@ -55,5 +63,5 @@ def summarize_history(history) -> dict[str, float | int | None]:
         "val_accuracy": float(last["val_accuracy"]),
         "best_val_accuracy": float(best["val_accuracy"]),
         "best_epoch": int(best["epoch"]),
-        "escape_epoch": escape_epoch(history["val_accuracy"].tolist()),
+        "escape_epoch": escape_epoch(history["val_accuracy"].tolist(), threshold),
     }

@@ -23,7 +23,13 @@ import pandas as pd
 from pipeline import activations, cli, outage, serving, store, tracking
 from pipeline.cifar import CIFAR10
 from pipeline.errors import PipelineError
-from pipeline.escape import escape_epoch, escape_step, summarize_history
+from pipeline.escape import (
+    ESCAPE_THRESHOLD,
+    escape_epoch,
+    escape_step,
+    escape_threshold,
+    summarize_history,
+)
 from pipeline.files import atomic_path
 from pipeline.metrics import classification_metrics, cross_entropy, majority_share
 from pipeline.model import CUSTOM_OBJECTS
@@ -106,21 +112,23 @@ def long_format(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat([f.assign(seed=s) for s, f in frames.items()])[["seed", *first.columns]]
 
 
-def escapes(one: dict) -> dict[str, int | None]:
+def escapes(one: dict, threshold: float = ESCAPE_THRESHOLD) -> dict[str, int | None]:
     """When one trained model left chance: its escape epoch and step (None: never)."""
     return {
-        "escape_epoch": escape_epoch(one["history"]["val_accuracy"].tolist()),
-        "escape_step": escape_step(one["steps"]),
+        "escape_epoch": escape_epoch(one["history"]["val_accuracy"].tolist(), threshold),
+        "escape_step": escape_step(one["steps"], threshold),
     }
 
 
-def training_summary(trained: dict[int, dict]) -> TrainingSummary:
+def training_summary(
+    trained: dict[int, dict], threshold: float = ESCAPE_THRESHOLD
+) -> TrainingSummary:
     """The seed-mean curve's final and best epoch, and each seed's own escape epoch."""
     history = mean_over_seeds([t["history"] for t in trained.values()])
     summaries = [t["summary"] for t in trained.values()]
-    per_seed = {s: escapes(t) for s, t in trained.items()}
+    per_seed = {s: escapes(t, threshold) for s, t in trained.items()}
     return TrainingSummary(
-        **summarize_history(history),
+        **summarize_history(history, threshold),
         escape_epoch_per_seed={s: e["escape_epoch"] for s, e in per_seed.items()},
         escape_step_per_seed={s: e["escape_step"] for s, e in per_seed.items()},
         steps_per_epoch=summaries[0]["steps_per_epoch"],
@@ -132,7 +140,9 @@ def training_summary(trained: dict[int, dict]) -> TrainingSummary:
     )
 
 
-def write_curves(output: Path, trained: dict[str, dict[int, dict]]) -> None:
+def write_curves(
+    output: Path, trained: dict[str, dict[int, dict]], threshold: float = ESCAPE_THRESHOLD
+) -> None:
     """Per activation: seed-mean curves (DVC plots), every seed's curves, the summary."""
     with atomic_path(output) as tmp:
         for activation, per_seed in trained.items():
@@ -150,7 +160,7 @@ def write_curves(output: Path, trained: dict[str, dict[int, dict]]) -> None:
                 long_format(frames).to_csv(
                     folder / f"{kind}_seeds.csv", index=False, float_format=fmt
                 )
-            training_summary(per_seed).write(folder / "train.json")
+            training_summary(per_seed, threshold).write(folder / "train.json")
 
 
 def unselected(
@@ -209,7 +219,8 @@ def compute(
 
 def write(evaluated: EvaluatedModels, trained: dict, results: Path) -> None:
     """evaluate's files, each atomically."""
-    write_curves(results / "curves", trained)
+    # Chance is 1 / classes: data.classes may keep fewer than ten.
+    write_curves(results / "curves", trained, escape_threshold(len(evaluated.scored.class_names)))
     evaluated.scored.write(results)
     with atomic_path(results / "examples.csv") as tmp:
         evaluated.examples.to_csv(tmp, index=False)

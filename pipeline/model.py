@@ -19,7 +19,11 @@ TUTORIAL = ModelParams(
     dense_layers=1,
     batch_norm=False,
     initializer="glorot_uniform",  # Keras' default for Conv2D and Dense
+    output="softmax",
 )
+# The layer after a sigmoid output: p → (1 − p, p), so that every model gives one probability per
+# class and everything downstream (accuracy, confusion, serving) reads both outputs alike.
+TWO_WAY = "two_way"
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
@@ -63,8 +67,21 @@ class PlateauShare(keras.metrics.Metric):
         return {**super().get_config(), "n_classes": self.n_classes}
 
 
+@keras.saving.register_keras_serializable(package="pipeline")
+def binary_crossentropy_of_sigmoid(y_true, y_pred):
+    """Binary cross-entropy of a sigmoid output, read from the second column of the two-way
+    output (p) against the second column of the one-hot labels (1 for the second class): Keras'
+    own `binary_crossentropy`, so the gradient reaches the sigmoid unit exactly as it would
+    without the fixed layer after it."""
+    return keras.losses.binary_crossentropy(y_true[:, 1:], y_pred[:, 1:])
+
+
 # What a saved model needs to load: pass as `custom_objects` to `keras.saving.load_model`.
-CUSTOM_OBJECTS = {"ToUnitRange": ToUnitRange, "PlateauShare": PlateauShare}
+CUSTOM_OBJECTS = {
+    "ToUnitRange": ToUnitRange,
+    "PlateauShare": PlateauShare,
+    "binary_crossentropy_of_sigmoid": binary_crossentropy_of_sigmoid,
+}
 
 
 def _name(base: str, index: int) -> str:
@@ -90,7 +107,8 @@ def build_cnn(
     input_shape: tuple[int, int, int] = IMAGE_SHAPE,
     n_classes: int = N_CLASSES,
 ) -> keras.Sequential:
-    """[Conv2D → MaxPool] × conv_blocks → Flatten → Dense × dense_layers → Dense(softmax).
+    """[Conv2D → MaxPool] × conv_blocks → Flatten → Dense × dense_layers → the output layer
+    (`output_layers`).
 
     Hidden layers use `activation`. With the defaults this is the tutorial's network. The model
     takes raw uint8 images and scales them to [0, 1] itself, so the data can stay uint8 until it
@@ -121,10 +139,26 @@ def build_cnn(
             name=_name("dense", index),
         )
         stack += _hidden(dense, activation, params.batch_norm)
-    stack.append(
-        layers.Dense(n_classes, activation="softmax", name=_name("dense", params.dense_layers))
-    )
+    stack += output_layers(params.output, n_classes, _name("dense", params.dense_layers))
     return keras.Sequential(stack, name=f"cnn_{activations.slug(name)}")
+
+
+def output_layers(output: str, n_classes: int, name: str) -> list[layers.Layer]:
+    """softmax: Dense(n_classes, softmax), the tutorial's. sigmoid: Dense(1, sigmoid), then a
+    fixed (untrained) Dense that turns p into (1 − p, p), Keras' own layer so that the model
+    serves without this package."""
+    if output == "softmax":
+        return [layers.Dense(n_classes, activation="softmax", name=name)]
+    if n_classes != 2:
+        raise ValueError(f"a sigmoid output tells two classes apart, not {n_classes}")
+    two_way = layers.Dense(
+        2,
+        kernel_initializer=keras.initializers.Constant([[-1.0, 1.0]]),
+        bias_initializer=keras.initializers.Constant([1.0, 0.0]),
+        trainable=False,
+        name=TWO_WAY,
+    )
+    return [layers.Dense(1, activation="sigmoid", name=name), two_way]
 
 
 def export_model(model: keras.Model) -> keras.Model:
@@ -147,13 +181,15 @@ def export_model(model: keras.Model) -> keras.Model:
 
 
 def compile_model(model: keras.Model, learning_rate: float, steps_per_execution: int = 1) -> None:
-    """Adam + categorical cross-entropy on one-hot labels, as the tutorial compiled it.
+    """Adam + categorical cross-entropy on one-hot labels, as the tutorial compiled it; binary
+    cross-entropy for a sigmoid output.
 
     (Sparse labels give the same loss in exact arithmetic but round differently.)
     """
+    sigmoid_output = model.layers[-1].name == TWO_WAY
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="categorical_crossentropy",
-        metrics=["accuracy", PlateauShare()],
+        loss=binary_crossentropy_of_sigmoid if sigmoid_output else "categorical_crossentropy",
+        metrics=["accuracy", PlateauShare(model.output_shape[-1])],
         steps_per_execution=steps_per_execution,
     )

@@ -31,7 +31,7 @@ KERAS_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 # exist).
 STAGE_PARAMS = {
     "download": ("data.url", "data.sha256"),
-    "preprocess": ("data.val_size", "data.train_limit", "data.seed"),
+    "preprocess": ("data.val_size", "data.train_limit", "data.seed", "data.classes"),
     "train": (
         "model",
         "train.epochs",
@@ -96,6 +96,14 @@ def _extra_activations(values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
+def _classes(values: tuple[str, ...]) -> tuple[str, ...]:
+    if len(values) == 1:
+        raise ValueError("must name two classes or more, or none for all ten")
+    if any(not name.strip() for name in values):
+        raise ValueError("must hold class names, not empty strings")
+    return values
+
+
 def _initializer(name: str) -> str:
     if not KERAS_NAME.fullmatch(name):
         raise ValueError(
@@ -114,6 +122,12 @@ Seeds = Annotated[
     BeforeValidator(_as_tuple),
     Field(min_length=1),
     AfterValidator(_distinct),
+]
+ClassNames = Annotated[
+    tuple[str, ...],
+    BeforeValidator(_as_tuple),
+    AfterValidator(_distinct),
+    AfterValidator(_classes),
 ]
 Names = Annotated[
     tuple[str, ...],
@@ -134,6 +148,18 @@ class DataParams(_Section):
     val_size: int = Field(ge=0)  # training images held out for validation; 0 = the test set
     train_limit: int = Field(ge=0)  # stratified subset of the remaining training images; 0 = all
     seed: int = Field(ge=0)  # seed of the validation split and the subset
+    # the classes to keep, by the archive's names, relabelled 0, 1, … in this order; () = all ten.
+    # Default () so that params files written before this key existed still read the same.
+    classes: ClassNames = ()
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes) or CIFAR10.n_classes
+
+    @property
+    def train_images(self) -> int:
+        """Training images in the real archive for these classes (CIFAR-10's are balanced)."""
+        return CIFAR10.train_images * self.n_classes // CIFAR10.n_classes
 
 
 class ModelParams(_Section):
@@ -146,6 +172,9 @@ class ModelParams(_Section):
     batch_norm: bool  # batch normalisation before each hidden activation (tutorial: no)
     # kernel initialiser of every hidden layer, by Keras name (tutorial: Keras' default)
     initializer: Annotated[str, AfterValidator(_initializer)]
+    # the output layer: "softmax", one unit per class (the tutorial's), or "sigmoid", one unit
+    # with binary cross-entropy, for two classes only. Default: as before this key existed.
+    output: Literal["softmax", "sigmoid"] = "softmax"
 
 
 class TrainParams(_Section):
@@ -182,14 +211,24 @@ class Params(_Section):
     def _fits_the_dataset(self) -> Params:
         """Rules across keys, checked before any stage runs (so before DVC deletes any output):
         the split must fit the training set, and the network must fit the image."""
-        check_split(self.data, CIFAR10.train_images)
+        check_split(self.data, self.data.train_images)
         check_geometry(self.model, CIFAR10.image_shape[0])
+        check_output(self.model, self.data.n_classes)
         return self
 
 
+def check_output(model: ModelParams, n_classes: int) -> None:
+    """A sigmoid output is one unit: it tells two classes apart, not more."""
+    if model.output == "sigmoid" and n_classes != 2:
+        raise ValueError(
+            f"model.output sigmoid needs exactly two classes, but data.classes gives {n_classes}; "
+            "set data.classes to two names (e.g. [cat, dog]) or model.output to softmax"
+        )
+
+
 def check_split(data: DataParams, train_images: int) -> None:
-    """The validation split and the subset must fit `train_images` (CIFAR-10's 50,000 here;
-    preprocess checks the archive it reads the same way)."""
+    """The validation split and the subset must fit `train_images` (CIFAR-10's 50,000 here, 5,000
+    a class when data.classes keeps some; preprocess checks the archive it reads the same way)."""
     if data.val_size >= train_images:
         raise ValueError(
             f"param 'data.val_size' must be less than {train_images:,} (the training images), "

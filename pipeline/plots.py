@@ -63,6 +63,7 @@ def sample_grid(
 def curves_figure(
     histories: Mapping[str, pd.DataFrame],
     seed_histories: Mapping[str, pd.DataFrame] | None = None,
+    chance: float = CIFAR10.chance,
 ) -> Figure:
     """Validation accuracy and loss per epoch, every model on each chart (training dashed).
 
@@ -97,7 +98,7 @@ def curves_figure(
                 label=f"{activation} training",
             )
     ax_acc.axhline(
-        CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.n_classes} classes)"
+        chance, color="grey", linestyle=":", label=f"chance ({round(1 / chance)} classes)"
     )
     ax_acc.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
     ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
@@ -274,7 +275,7 @@ def study_seeds_figure(
     return fig
 
 
-def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
+def units_figure(diagnostics: Mapping[str, pd.DataFrame], chance: float = CIFAR10.chance) -> Figure:
     """Per hidden layer: the activation's mean slope at its inputs, saturated and dead shares;
     and the plateau share of validation predictions."""
     fig = Figure(figsize=(12, 8), layout="constrained")
@@ -308,9 +309,7 @@ def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
         ylabel="share of units",
     )
     ax_plateau.set(title="Validation predictions on the most-predicted class", ylabel="share")
-    ax_plateau.axhline(
-        CIFAR10.chance, color="grey", linestyle=":", label=f"balanced ({CIFAR10.chance:.2f})"
-    )
+    ax_plateau.axhline(chance, color="grey", linestyle=":", label=f"balanced ({chance:.2f})")
     for ax in (ax_slope, ax_sat, ax_dead, ax_plateau):
         ax.set_xlabel("epoch (0 = initialisation)")
         ax.set_ylim(-0.02, 1.02)
@@ -326,7 +325,10 @@ def units_figure(diagnostics: Mapping[str, pd.DataFrame]) -> Figure:
 
 
 def step_curve_figure(
-    steps: Mapping[str, pd.DataFrame], seed_steps: Mapping[str, pd.DataFrame], threshold: float
+    steps: Mapping[str, pd.DataFrame],
+    seed_steps: Mapping[str, pd.DataFrame],
+    threshold: float,
+    chance: float = CIFAR10.chance,
 ) -> Figure:
     """Validation accuracy through the first epochs, step by step: one thin line per seed, a
     thick one for their mean when there are several."""
@@ -342,7 +344,7 @@ def step_curve_figure(
                 ax.plot(one["epoch"], one["val_accuracy"], color=color, alpha=0.35, linewidth=1)
         label = f"{activation} (mean of {seeds['seed'].nunique()} seeds)" if several else activation
         ax.plot(mean["epoch"], mean["val_accuracy"], ".-", color=color, linewidth=2, label=label)
-    ax.axhline(CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.chance:.2f})")
+    ax.axhline(chance, color="grey", linestyle=":", label=f"chance ({chance:.2f})")
     ax.axhline(
         threshold, color="black", linestyle="--", linewidth=0.8, label=f"escape ({threshold})"
     )
@@ -357,7 +359,9 @@ def step_curve_figure(
     return fig
 
 
-def seed_strip_figure(per_seed: Mapping[str, Sequence[float]]) -> Figure:
+def seed_strip_figure(
+    per_seed: Mapping[str, Sequence[float]], chance: float = CIFAR10.chance
+) -> Figure:
     """Test accuracy of every seed (dots) and their median (bar), one column per activation: a
     seed stuck at chance pulls a mean to where no run is."""
     fig = Figure(figsize=(1.4 * max(len(per_seed), 2) + 2, 3.8), layout="constrained")
@@ -379,7 +383,7 @@ def seed_strip_figure(per_seed: Mapping[str, Sequence[float]]) -> Figure:
     title = (
         "Test accuracy per seed (bar: median over seeds)" if several else "Test accuracy (one seed)"
     )
-    ax.axhline(CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.chance:.2f})")
+    ax.axhline(chance, color="grey", linestyle=":", label=f"chance ({chance:.2f})")
     ax.set(title=title, ylabel="test accuracy", ylim=(0, 1))
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3, axis="y")

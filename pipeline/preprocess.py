@@ -12,7 +12,7 @@ from pipeline import cli, outage, tracking
 from pipeline.cifar import read_cifar10
 from pipeline.errors import PipelineError
 from pipeline.params import STAGE_PARAMS, logged_params
-from pipeline.splits import class_counts, split_dataset, write_splits
+from pipeline.splits import class_counts, keep_classes, split_dataset, write_splits
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -24,17 +24,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     ):
         with open(args.archive, "rb") as handle:
             cifar = read_cifar10(handle)
-        splits = split_dataset(cifar.train_images, cifar.train_labels, params.data)
-        test = (cifar.test_images, cifar.test_labels)
+        names, classes = cifar.class_names, params.data.classes
+        train = keep_classes(cifar.train_images, cifar.train_labels, names, classes)
+        splits = split_dataset(*train, params.data)
+        test = keep_classes(cifar.test_images, cifar.test_labels, names, classes)
         # val_size 0 reproduces the tutorial: it validated on the test set.
         if params.data.val_size == 0:
             splits["validation"] = test
         splits["test"] = test
         meta = {
-            "class_names": list(cifar.class_names),
+            "class_names": list(classes or names),
             "validation_source": "test" if params.data.val_size == 0 else "train",
             "sizes": {name: len(labels) for name, (_, labels) in splits.items()},
-            "class_counts": {name: class_counts(labels) for name, (_, labels) in splits.items()},
+            "class_counts": {
+                name: class_counts(labels, len(classes or names))
+                for name, (_, labels) in splits.items()
+            },
         }
         write_splits(args.output, splits, meta)
         counts = {f"{name}_images": size for name, size in meta["sizes"].items()}

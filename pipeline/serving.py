@@ -28,11 +28,11 @@ from pipeline.model import export_model
 CHAMPION = "champion"
 
 
-def model_signature() -> ModelSignature:
-    """uint8 images in, class probabilities out."""
+def model_signature(n_classes: int = N_CLASSES) -> ModelSignature:
+    """uint8 images in, class probabilities out (one per class data.classes kept)."""
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *IMAGE_SHAPE), "image")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_CLASSES), "probabilities")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_classes), "probabilities")]),
     )
 
 
@@ -58,7 +58,7 @@ def log_served_model(model: keras.Model, activation: str):
     return mlflow.keras.log_model(
         export_model(model),
         name=activations.slug(activation),
-        signature=model_signature(),
+        signature=model_signature(model.output_shape[-1]),
         pip_requirements=pip_requirements(),
         metadata={"activation": activation} if code is not None else None,
     )

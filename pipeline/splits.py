@@ -5,6 +5,7 @@ reads it through `load_split`; only preprocess writes it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,25 @@ def stratified_split(
     held_out = np.sort(np.concatenate(held)) if held else np.array([], dtype=int)
     kept = np.setdiff1d(np.arange(len(labels)), held_out, assume_unique=True)
     return kept, held_out
+
+
+def keep_classes(
+    images: np.ndarray, labels: np.ndarray, names: Sequence[str], classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Only the images of `classes` (names from `names`, the archive's), relabelled 0, 1, … in
+    the order `classes` gives; all of them, unchanged, when `classes` is empty."""
+    if not classes:
+        return images, labels
+    unknown = [name for name in classes if name not in names]
+    if unknown:
+        raise PipelineError(
+            f"param 'data.classes' names {', '.join(map(repr, unknown))}, not a class of this "
+            f"archive ({', '.join(names)}); use those names"
+        )
+    relabel = np.full(len(names), -1)
+    relabel[[list(names).index(name) for name in classes]] = np.arange(len(classes))
+    kept = np.flatnonzero(relabel[labels] >= 0)
+    return images[kept], relabel[labels[kept]].astype(labels.dtype)
 
 
 def split_dataset(
@@ -83,5 +103,5 @@ def load_split(directory: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise PipelineError(f"{path} not found; run `dvc repro preprocess` first") from None
 
 
-def class_counts(labels: np.ndarray) -> list[int]:
-    return np.bincount(labels, minlength=CIFAR10.n_classes).tolist()
+def class_counts(labels: np.ndarray, n_classes: int = CIFAR10.n_classes) -> list[int]:
+    return np.bincount(labels, minlength=n_classes).tolist()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipeline.escape import escape_epoch, escape_step, format_escape
+from pipeline.escape import escape_epoch, escape_step, escape_threshold, format_escape
 from pipeline.params import Params, parse_params
 from pipeline.results import ScoresOnTestSet
 
@@ -45,10 +45,16 @@ class Arm:
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.params.train.epochs
 
+    @property
+    def threshold(self) -> float:
+        """The validation accuracy that counts as having left chance, for this cell's classes."""
+        return escape_threshold(self.params.data.n_classes)
+
     def stuck(self) -> dict[int, bool]:
         """Per seed: never left chance in the whole run."""
         return {
-            s: escape_epoch(h["val_accuracy"].tolist()) is None for s, h in self.histories.items()
+            s: escape_epoch(h["val_accuracy"].tolist(), self.threshold) is None
+            for s, h in self.histories.items()
         }
 
     def steps_to_leave_chance(self) -> dict[int, float]:
@@ -57,9 +63,9 @@ class Arm:
         difference with it is an underestimate)."""
         found = {}
         for seed, history in self.histories.items():
-            step = escape_step(self.steps[seed])
+            step = escape_step(self.steps[seed], self.threshold)
             if step is None:
-                epoch = escape_epoch(history["val_accuracy"].tolist())
+                epoch = escape_epoch(history["val_accuracy"].tolist(), self.threshold)
                 step = self.total_steps if epoch is None else epoch * self.steps_per_epoch
             found[seed] = float(step)
         return found

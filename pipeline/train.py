@@ -106,22 +106,23 @@ def train(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 2,
     seed: int | None = None,
+    n_classes: int = CIFAR10.n_classes,
 ) -> tuple[keras.Model, pd.DataFrame]:
     """Build, compile and fit the network; return it with its per-epoch history.
 
-    `seed` defaults to the first of `train_params.seeds`.
+    `seed` defaults to the first of `train_params.seeds`; labels run from 0 to `n_classes` − 1.
     """
     seed_everything(train_params.seeds[0] if seed is None else seed)
     # Keras 3.15's multi-step loop fails under MirroredStrategy (InvalidArgumentError at
     # while/cond/Placeholder), so mirrored training runs one step per call.
     steps = STEPS_PER_EXECUTION if train_params.distribution == "none" else 1
     with make_strategy(train_params.distribution).scope():
-        model = build_cnn(activation, model_params)
+        model = build_cnn(activation, model_params, n_classes=n_classes)
         compile_model(model, train_params.learning_rate, steps)
     fit = model.fit(
         train_data[0],
-        one_hot(train_data[1]),
-        validation_data=(val_data[0], one_hot(val_data[1])),
+        one_hot(train_data[1], n_classes),
+        validation_data=(val_data[0], one_hot(val_data[1], n_classes)),
         batch_size=train_params.batch_size,
         epochs=train_params.epochs,
         shuffle=True,
@@ -133,9 +134,9 @@ def train(
     return model, history[list(HISTORY_COLUMNS)]
 
 
-def one_hot(labels: np.ndarray) -> np.ndarray:
+def one_hot(labels: np.ndarray, n_classes: int = CIFAR10.n_classes) -> np.ndarray:
     """Integer labels → float32 one-hot rows, what categorical cross-entropy takes."""
-    return np.eye(CIFAR10.n_classes, dtype=np.float32)[labels]
+    return np.eye(n_classes, dtype=np.float32)[labels]
 
 
 @dataclass
@@ -159,6 +160,7 @@ def compute(
     val_data: tuple[np.ndarray, np.ndarray],
     log: Callable[[int, dict[str, float]], None] | None = None,
     stop=None,
+    n_classes: int = CIFAR10.n_classes,
 ) -> TrainedModel:
     """Train one model with its diagnostics. `log(epoch, metrics)` receives every epoch's
     metrics as they come; `stop` (a threading.Event) ends training early when set."""
@@ -181,6 +183,7 @@ def compute(
         val_data,
         callbacks=[*callbacks, diagnostics, step_curve],
         seed=seed,
+        n_classes=n_classes,
     )
     seconds = time.perf_counter() - start
     steps = step_curve.frame()
@@ -300,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, params = cli.parse_stage(parser, argv)
     activation, seed = args.activation, check_seed(args.seed, params)
     activations.resolve(activation)  # an unknown name fails here, before any data is read
-    data = load_training_data(args.data)
+    data, n_classes = load_training_data(args.data), n_classes_of(args.data)
     stage = stage_name(activation, seed)
     model_path = args.models / activation / f"seed{seed}.keras"
     results_dir = args.results / activation / f"seed{seed}"
@@ -312,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_inputs(params, args.data, activation, seed, data)
         background = outage.BackgroundMetrics(run.info.run_id)
         with cli.deferred_stop() as stop:
-            trained = compute(activation, seed, params, *data, log=background.log, stop=stop)
+            trained = compute(
+                activation, seed, params, *data, log=background.log, stop=stop, n_classes=n_classes
+            )
         # Written before the last logging, so a tracking outage does not throw the training away.
         write(trained, model_path, results_dir)
         steps = logging_steps(trained, activation, model_path, results_dir)
@@ -338,6 +343,16 @@ def load_training_data(data_dir: Path):
     if len(train_data[1]) == 0:
         raise PipelineError("the training split is empty; check data.train_limit and data.val_size")
     return train_data, val_data
+
+
+def n_classes_of(data_dir: Path) -> int:
+    """How many classes preprocess kept (data.classes), from the meta.json it wrote."""
+    try:
+        return len(json.loads((data_dir / "meta.json").read_text())["class_names"])
+    except FileNotFoundError:
+        raise PipelineError(
+            f"{data_dir}/meta.json not found; run `dvc repro preprocess` first"
+        ) from None
 
 
 def run_manifest(seed: int, data_seed: int, data_dir: Path) -> dict:

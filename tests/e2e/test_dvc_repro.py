@@ -168,6 +168,42 @@ def test_second_repro_runs_nothing(repo):
     assert "up to date" in run(["dvc", "status"], root, env)
 
 
+def test_two_classes_with_a_sigmoid_output_run_end_to_end(repo):
+    """Claim 9's arm as a user reruns it: two of the archive's classes, one sigmoid unit."""
+    root, env, _ = repo
+    output = run(
+        [
+            "dvc", "exp", "run",
+            "-S", "data.classes=[class5,class3]",
+            "-S", "model.output=sigmoid",
+            "-S", "data.val_size=20",
+        ],
+        root,
+        env,
+    )  # fmt: skip
+    assert "train_sigmoid@42" in stages_run(output) and "report" in stages_run(output)
+    meta = json.loads((root / "data/processed/meta.json").read_text())
+    assert meta["class_names"] == ["class5", "class3"]
+    assert meta["sizes"] == {"train": 60, "validation": 20, "test": 20}
+    evaluation = json.loads((root / "results/evaluation.json").read_text())
+    assert evaluation["class_names"] == ["class5", "class3"]
+    relu = evaluation["models"]["relu"]
+    assert np.array(relu["confusion"]).shape == (2, 2) and np.sum(relu["confusion"]) == 20
+    import keras
+
+    from pipeline.model import CUSTOM_OBJECTS, TWO_WAY
+
+    model = keras.saving.load_model(
+        root / "models/relu/seed42.keras", custom_objects=CUSTOM_OBJECTS
+    )
+    assert model.layers[-1].name == TWO_WAY and model.get_layer("dense_1").units == 1
+    report = (root / "reports/report.md").read_text()
+    assert "exceeded 0.75" in report  # half again two classes' chance, not ten's 0.15
+    run(["git", "checkout", "--", "."], root, env)  # params, dvc.lock and the committed results
+    run(["dvc", "checkout", "--force"], root, env)
+    assert "up to date" in run(["dvc", "status"], root, env)
+
+
 def snapshot(root: Path, *folders: str) -> dict[str, bytes]:
     """Every file under `folders`, by path: to tell that nothing was deleted or changed."""
     return {
@@ -212,7 +248,7 @@ def test_refused_archive_and_the_readmes_recovery_restores_everything(repo, tmp_
     assert not (tmp_path / "pwned").exists() and not (root / "pwned").exists()
     assert lock_entry(root, "preprocess") == before  # nothing downstream was recorded
     # The recovery the README gives: the last good params and lock from git, outputs from cache.
-    run(["git", "checkout", "--", "params.yaml", "dvc.lock"], root, env)
+    run(["git", "checkout", "--", "."], root, env)  # params, dvc.lock and the committed results
     run(["dvc", "checkout", "--force"], root, env)
     assert "up to date" in run(["dvc", "status"], root, env)
     assert snapshot(root, "results", "reports", "models", "data") == good

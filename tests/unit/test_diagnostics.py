@@ -145,3 +145,21 @@ def test_the_step_curves_layer_probe_agrees_with_the_full_probe(batch_norm):
     assert len(light) == 4  # two hidden layers, two quantities each
     for key, value in light.items():
         assert value == pytest.approx(full[key], rel=1e-6, abs=1e-9), key
+
+
+def test_a_sigmoid_output_is_not_probed_as_a_hidden_layer():
+    """With sigmoid hidden layers and a sigmoid output, only the hidden ones are the
+    activation under study; the output unit and the fixed two-way layer after it are not."""
+    small = SMALL.model_copy(update={"output": "sigmoid"})
+    model = build_cnn("sigmoid", small, n_classes=2)
+    probe_images, labels = images()
+    metrics = make_probe(model, "sigmoid")(probe_images, labels % 2)
+    assert sorted(k for k in metrics if k.startswith("mean_slope/")) == [
+        "mean_slope/conv2d",
+        "mean_slope/dense",
+    ]
+    assert sorted(k for k in metrics if k.startswith("grad_norm/") and k.endswith("/kernel")) == [
+        "grad_norm/conv2d/kernel",
+        "grad_norm/dense/kernel",
+        "grad_norm/dense_1/kernel",
+    ]

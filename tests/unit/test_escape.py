@@ -5,6 +5,7 @@ from pipeline.escape import (
     ESCAPE_THRESHOLD,
     escape_epoch,
     escape_step,
+    escape_threshold,
     first_escape,
     format_escape,
     summarize_history,
@@ -64,3 +65,11 @@ def test_history_summary_reads_the_last_and_the_best_epoch():
     assert summary["epochs"] == 3 and summary["val_accuracy"] == pytest.approx(0.3)
     assert summary["best_epoch"] == 2 and summary["best_val_accuracy"] == pytest.approx(0.35)
     assert summary["escape_epoch"] == 2
+
+
+def test_the_threshold_is_half_again_chance_for_any_number_of_classes():
+    assert ESCAPE_THRESHOLD == escape_threshold(10) == pytest.approx(0.15)
+    assert escape_threshold(2) == pytest.approx(0.75)
+    # Two classes at 0.6: above ten classes' threshold, still near two classes' chance.
+    assert escape_epoch([0.6, 0.6]) == 1
+    assert escape_epoch([0.6, 0.6], escape_threshold(2)) is None

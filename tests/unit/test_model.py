@@ -6,6 +6,7 @@ from pipeline.activations import ActivationError
 from pipeline.model import (
     CUSTOM_OBJECTS,
     TUTORIAL,
+    TWO_WAY,
     PlateauShare,
     ToUnitRange,
     build_cnn,
@@ -201,3 +202,56 @@ def test_a_users_activation_is_fingerprinted_without_running_its_file(tmp_path, 
         activations.fingerprint("ranpkg.missing:f")
     with pytest.raises(ActivationError, match=r"cannot import nopkg\.acts"):
         activations.fingerprint("nopkg.acts:f")
+
+
+def sigmoid_output(**changes) -> ModelParams:
+    return small_net(output="sigmoid", **changes)
+
+
+def test_sigmoid_output_is_one_unit_read_as_two_probabilities():
+    model = build_cnn("relu", sigmoid_output(conv_filters=2, dense_units=4), n_classes=2)
+    assert [layer.name for layer in model.layers[-2:]] == ["dense_1", TWO_WAY]
+    assert model.get_layer("dense_1").units == 1
+    assert model.get_layer("dense_1").activation is keras.activations.sigmoid
+    assert model.get_layer(TWO_WAY).trainable_weights == []
+    x = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    p = keras.Model(model.inputs, model.get_layer("dense_1").output).predict(x, verbose=0)
+    both = model.predict(x, verbose=0)
+    np.testing.assert_allclose(both, np.hstack([1 - p, p]), atol=1e-7)
+    # The tutorial's network with it: one output unit (129 weights) for ten (1,290).
+    tutorial = build_cnn("relu", TUTORIAL.model_copy(update={"output": "sigmoid"}), n_classes=2)
+    trainable = sum(int(np.prod(w.shape)) for w in tutorial.trainable_weights)
+    assert trainable == 923_914 - 1_290 + 129
+
+
+def test_a_sigmoid_output_is_refused_for_more_than_two_classes():
+    with pytest.raises(ValueError, match="two classes apart, not 10"):
+        build_cnn("relu", sigmoid_output(conv_filters=2, dense_units=4))
+
+
+def test_sigmoid_output_trains_on_binary_cross_entropy():
+    model = build_cnn("relu", sigmoid_output(conv_filters=2, dense_units=4), n_classes=2)
+    compile_model(model, 1e-3)
+    x = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 1, 0, 1, 0])
+    p = model.predict(x, verbose=0)[:, 1]
+    expected = keras.losses.binary_crossentropy(labels[:, None].astype("float32"), p[:, None])
+    loss = model.evaluate(x, np.eye(2, dtype="float32")[labels], verbose=0, return_dict=True)
+    assert loss["loss"] == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    assert loss["accuracy"] == pytest.approx(np.mean((p > 0.5) == labels))
+
+
+def test_a_two_way_softmax_is_a_sigmoid_of_the_logit_difference():
+    """softmax(a, b)[1] = σ(b − a): a sigmoid output with weights w_b − w_a gives the same
+    probabilities as the two-way softmax, so the two outputs are one family of models."""
+    small = small_net(conv_filters=2, dense_units=4)
+    softmax = build_cnn("relu", small, n_classes=2)
+    sigmoid = build_cnn("relu", small.model_copy(update={"output": "sigmoid"}), n_classes=2)
+    for layer in softmax.layers[:-1]:
+        sigmoid.get_layer(layer.name).set_weights(layer.get_weights())
+    kernel, bias = softmax.layers[-1].get_weights()
+    sigmoid.get_layer("dense_1").set_weights([kernel[:, 1:] - kernel[:, :1], bias[1:] - bias[:1]])
+    x = np.random.default_rng(2).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_allclose(
+        sigmoid.predict(x, verbose=0), softmax.predict(x, verbose=0), atol=1e-6
+    )

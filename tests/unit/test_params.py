@@ -177,3 +177,42 @@ def test_deeper_network_that_still_fits_is_accepted():
     raw["model"]["conv_blocks"] = 4  # 2 - 2 = 0: nothing left
     with pytest.raises(ParamsError, match="leave nothing"):
         parse_params(raw)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"data": {"classes": ["cat"]}}, "two classes or more"),
+        ({"data": {"classes": ["cat", "cat"]}}, "must not repeat"),
+        ({"data": {"classes": "cat"}}, "should be a list"),
+        ({"model": {"output": "sigmoid"}}, "needs exactly two classes, but data.classes gives 10"),
+        (
+            {"model": {"output": "sigmoid"}, "data": {"classes": ["cat", "dog", "ship"]}},
+            "gives 3",
+        ),
+        ({"model": {"output": "tanh"}}, "model.output"),
+        # Two classes keep 10,000 of CIFAR-10's training images: the split must fit those.
+        ({"data": {"classes": ["cat", "dog"], "val_size": 10_000}}, "less than 10,000"),
+    ],
+)
+def test_classes_and_the_output_layer_are_checked(changes, message):
+    raw = default_raw()
+    for section, values in changes.items():
+        raw[section].update(values)
+    with pytest.raises(ParamsError, match=message) as error:
+        parse_params(raw)
+    assert "\n" not in str(error.value)
+
+
+def test_two_classes_with_a_sigmoid_output_are_accepted():
+    raw = default_raw()
+    raw["data"].update(classes=["cat", "dog"], val_size=1000)
+    raw["model"]["output"] = "sigmoid"
+    params = parse_params(raw)
+    assert params.data.classes == ("cat", "dog") and params.data.n_classes == 2
+    assert params.data.train_images == 10_000
+    # Params written before these keys existed read as all ten classes and a softmax output.
+    del raw["data"]["classes"], raw["model"]["output"]
+    raw["data"]["val_size"] = 5000
+    old = parse_params(raw)
+    assert (old.data.classes, old.data.n_classes, old.model.output) == ((), 10, "softmax")

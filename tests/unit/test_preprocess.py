@@ -3,7 +3,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.params import DataParams
-from pipeline.splits import split_dataset, stratified_split
+from pipeline.splits import keep_classes, split_dataset, stratified_split
 
 
 def labels_of(counts):
@@ -80,3 +80,20 @@ def test_impossible_sizes_name_the_param(val_size, limit, key):
     labels = labels_of([40] * 10).astype(np.uint8)
     with pytest.raises(PipelineError, match=key.replace(".", r"\.")):
         split_dataset(labels[:, None], labels, data(val_size=val_size, train_limit=limit))
+
+
+def test_keep_classes_relabels_in_the_order_given():
+    names = ("airplane", "cat", "dog", "ship")
+    labels = np.array([0, 1, 2, 3, 2, 1, 0])
+    images = np.arange(len(labels))[:, None]
+    kept_images, kept_labels = keep_classes(images, labels, names, ["dog", "cat"])
+    assert kept_images.ravel().tolist() == [1, 2, 4, 5]
+    assert kept_labels.tolist() == [1, 0, 0, 1]  # dog → 0, cat → 1
+    assert kept_labels.dtype == labels.dtype
+    same = keep_classes(images, labels, names, ())
+    assert same[0] is images and same[1] is labels
+
+
+def test_keep_classes_names_the_archives_classes_when_one_is_unknown():
+    with pytest.raises(PipelineError, match=r"'horse', not a class of this archive \(cat, dog\)"):
+        keep_classes(np.zeros((2, 1)), np.array([0, 1]), ("cat", "dog"), ["cat", "horse"])
