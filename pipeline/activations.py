@@ -7,7 +7,6 @@ own activations are fingerprinted by name only: a Keras upgrade retrains nothing
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import re
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from pipeline import cli
 from pipeline.errors import PipelineError
-from pipeline.files import write_json
+from pipeline.files import sha256_file, write_json
 
 
 class ActivationError(PipelineError):
@@ -117,7 +116,7 @@ def fingerprint(name: str) -> dict[str, str]:
     return {
         "activation": name,
         "source": shown,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": sha256_file(path),
     }
 
 

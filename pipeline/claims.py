@@ -581,7 +581,7 @@ def initialisation(study: Study) -> Claim:
     )
 
 
-def settle(study: Study, timing: Mapping | None = None) -> list[Claim]:
+def judge_tutorial_claims(study: Study, timing: Mapping | None = None) -> list[Claim]:
     """The tutorial's nine claims, in its order."""
     return [
         vanishing_gradient(study),

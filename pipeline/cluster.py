@@ -47,7 +47,7 @@ HOME_ENV = "ACTIVATION_STUDY_HOME"
 # How long a failed study waits for its cancelled tasks to stop before it marks their runs.
 CANCEL_WAIT_S = 60
 # What `dvc repro` prints for each stage it runs (DVC 3.67; tests/e2e/test_cluster_dvc.py pins
-# it and the lock-file API that `forget` uses).
+# it and the lock-file API that `drop_lock_entries` uses).
 RUNNING_STAGE = re.compile(r"Running stage '([^']+)'")
 
 
@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     restore(stages)
 
 
-def forget(stages: Sequence[str]) -> None:
+def drop_lock_entries(stages: Sequence[str]) -> None:
     """Drop these stages' entries from dvc.lock (with DVC's own lock-file API). They were out of
     date, which is why they were trained; an entry left in place would send DVC looking for its
     old outputs instead of the run-cache's new ones, and it would train the stage again here."""
@@ -266,7 +266,7 @@ def restore(stages: Sequence[str]) -> None:
     """Bring the trained stages here from the DVC remote: their run-cache entries, then `dvc
     repro --pull` of those stages, which finds each in the run-cache, pulls its outputs and
     records it in dvc.lock instead of running it."""
-    forget(stages)
+    drop_lock_entries(stages)
     for args in (["fetch", "--run-cache"], ["repro", "--pull", *stages]):
         result = subprocess.run(["dvc", *args], capture_output=True, text=True)
         if result.returncode != 0:
@@ -282,7 +282,7 @@ def restore(stages: Sequence[str]) -> None:
     )
 
 
-def why(stage: str, exc: Exception, retries: int) -> str:
+def explain_task_failure(stage: str, exc: Exception, retries: int) -> str:
     """One line for a task that failed: the stage's own error, or its node's loss."""
     import ray
 
@@ -327,7 +327,9 @@ def run_tasks(missing: Sequence[str], commit: str, url: str, params_text: str, a
                 result = ray.get(ready[0])
             except ray.exceptions.RayError as exc:
                 stop_others(list(pending), study)
-                raise PipelineError(f"the study stopped: {why(stage, exc, args.retries)}") from None
+                raise PipelineError(
+                    f"the study stopped: {explain_task_failure(stage, exc, args.retries)}"
+                ) from None
             done += 1
             print(
                 f"[{done}/{len(missing)}] {stage} trained on {result['node']} "

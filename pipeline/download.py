@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tracking.stage_run("download", params.mlflow.experiment, logged):
         url = source_url(params.data.url, store.repo_root())
         size = download(url, params.data.sha256, args.output)
-        outage.record(
+        outage.run_logging_steps(
             "download", [("its size", lambda: tracking.log_metric("archive_bytes", size))]
         )
     print(f"downloaded {size:,} bytes to {args.output}, sha256 verified")

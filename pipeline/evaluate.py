@@ -30,11 +30,19 @@ from pipeline.escape import (
     escape_threshold,
     summarize_history,
 )
-from pipeline.files import atomic_path, write_json
+from pipeline.files import atomic_path
 from pipeline.metrics import classification_metrics, cross_entropy, majority_share
 from pipeline.model import CUSTOM_OBJECTS
 from pipeline.params import STAGE_PARAMS, logged_params
-from pipeline.results import HEADLINE, SPREAD_KEYS, ModelDetails, Paired, Scored, Scores
+from pipeline.results import (
+    HEADLINE,
+    SPREAD_KEYS,
+    MeanTestMetrics,
+    ModelDetails,
+    Paired,
+    ScoresOnTestSet,
+    TrainingSummary,
+)
 from pipeline.splits import load_split
 
 PREDICT_BATCH = 1000
@@ -112,21 +120,24 @@ def escapes(one: dict, threshold: float = ESCAPE_THRESHOLD) -> dict[str, int | N
     }
 
 
-def training_summary(trained: dict[int, dict], threshold: float = ESCAPE_THRESHOLD) -> dict:
+def training_summary(
+    trained: dict[int, dict], threshold: float = ESCAPE_THRESHOLD
+) -> TrainingSummary:
     """The seed-mean curve's final and best epoch, and each seed's own escape epoch."""
     history = mean_over_seeds([t["history"] for t in trained.values()])
     summaries = [t["summary"] for t in trained.values()]
-    per_seed = {str(s): escapes(t, threshold) for s, t in trained.items()}
-    return summarize_history(history, threshold) | {
-        "escape_epoch_per_seed": {s: e["escape_epoch"] for s, e in per_seed.items()},
-        "escape_step_per_seed": {s: e["escape_step"] for s, e in per_seed.items()},
-        "steps_per_epoch": summaries[0]["steps_per_epoch"],
-        "step_curve_images": summaries[0]["step_curve_images"],
-        "seeds": len(trained),
-        "parameters": summaries[0]["parameters"],
-        "train_seconds": round(sum(s["train_seconds"] for s in summaries), 1),
-        "diagnostics_seconds": round(sum(s["diagnostics_seconds"] for s in summaries), 1),
-    }
+    per_seed = {s: escapes(t, threshold) for s, t in trained.items()}
+    return TrainingSummary(
+        **summarize_history(history, threshold),
+        escape_epoch_per_seed={s: e["escape_epoch"] for s, e in per_seed.items()},
+        escape_step_per_seed={s: e["escape_step"] for s, e in per_seed.items()},
+        steps_per_epoch=summaries[0]["steps_per_epoch"],
+        step_curve_images=summaries[0]["step_curve_images"],
+        seeds=len(trained),
+        parameters=summaries[0]["parameters"],
+        train_seconds=round(sum(s["train_seconds"] for s in summaries), 1),
+        diagnostics_seconds=round(sum(s["diagnostics_seconds"] for s in summaries), 1),
+    )
 
 
 def write_curves(
@@ -149,7 +160,7 @@ def write_curves(
                 long_format(frames).to_csv(
                     folder / f"{kind}_seeds.csv", index=False, float_format=fmt
                 )
-            write_json(folder / "train.json", training_summary(per_seed, threshold))
+            training_summary(per_seed, threshold).write(folder / "train.json")
 
 
 def unselected(
@@ -162,10 +173,10 @@ def unselected(
 
 
 @dataclass
-class Evaluated:
+class EvaluatedModels:
     """Every selected model scored on the test set, in memory: no file written, nothing logged."""
 
-    scored: Scored  # the numbers, as evaluate writes them and the report reads them back
+    scored: ScoresOnTestSet  # the numbers, as evaluate writes them and the report reads them back
     examples: pd.DataFrame  # each primary model's prediction for the first test images
     primary: dict[str, keras.Model]  # activation → the primary seed's model
 
@@ -176,7 +187,7 @@ def compute(
     labels: np.ndarray,
     class_names: Sequence[str],
     n_examples: int,
-) -> Evaluated:
+) -> EvaluatedModels:
     """Score `models` ({(activation, seed): model}, the primary seed first) on the test split."""
     seeds = list(dict.fromkeys(seed for _, seed in models))
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
@@ -188,10 +199,10 @@ def compute(
         if seed == seeds[0]:  # the primary model: per-class detail, examples, registry
             primary[activation], probabilities[activation] = model, predicted
             found[activation] = numbers
-    scored = Scored(
+    scored = ScoresOnTestSet(
         class_names=list(class_names),
         seeds=seeds,
-        scores={a: Scores.over_seeds(numbers) for a, numbers in per_seed.items()},
+        scores={a: MeanTestMetrics.over_seeds(numbers) for a, numbers in per_seed.items()},
         details={a: ModelDetails(**found[a], per_seed=per_seed[a]) for a in per_seed},
         paired={
             key: Paired.of(
@@ -201,10 +212,12 @@ def compute(
             for key in SPREAD_KEYS
         },
     )
-    return Evaluated(scored, example_table(labels, probabilities, n_examples, class_names), primary)
+    return EvaluatedModels(
+        scored, example_table(labels, probabilities, n_examples, class_names), primary
+    )
 
 
-def write(evaluated: Evaluated, trained: dict, results: Path) -> None:
+def write(evaluated: EvaluatedModels, trained: dict, results: Path) -> None:
     """evaluate's files, each atomically."""
     # Chance is 1 / classes: data.classes may keep fewer than ten.
     write_curves(results / "curves", trained, escape_threshold(len(evaluated.scored.class_names)))
@@ -214,7 +227,7 @@ def write(evaluated: Evaluated, trained: dict, results: Path) -> None:
 
 
 def logging_steps(
-    evaluated: Evaluated, trained: dict, results: Path, models: Path, run, params
+    evaluated: EvaluatedModels, trained: dict, results: Path, models: Path, run, params
 ) -> list[outage.Step]:
     """What evaluate logs, each step named for the outage message: its metrics and files, test
     scores onto the training runs (the number of runs that got them) and the registry (the
@@ -223,7 +236,7 @@ def logging_steps(
     metrics = {
         f"{activation}.{key}": value
         for activation, scores in scored.scores.items()
-        for key, value in scores.to_json().items()
+        for key, value in scores.model_dump().items()
         if value is not None
     }
     metrics |= {f"relu_minus_sigmoid.{k}": p.difference.mean for k, p in scored.paired.items()}
@@ -287,11 +300,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         evaluated = compute(models, images, labels, class_names, params.evaluate.n_examples)
         write(evaluated, trained, args.results)
         steps = logging_steps(evaluated, trained, args.results, args.models, run, params)
-        *_, linked, versions = outage.record("evaluate", steps)
+        *_, linked, versions = outage.run_logging_steps("evaluate", steps)
     report_to_console(evaluated, versions, linked, params, args)
 
 
-def report_to_console(evaluated: Evaluated, versions, linked: int, params, args) -> None:
+def report_to_console(evaluated: EvaluatedModels, versions, linked: int, params, args) -> None:
     """Leftover models to remove, the registry, and each activation's test numbers."""
     selected, seeds = params.train.activations, params.train.seeds
     for path in unselected(args.models, args.trained, selected, seeds):

@@ -12,7 +12,7 @@ from pipeline.probe_columns import hidden_layers, kernel_layers, layer_labels
 SIGMOID_PEAK_SLOPE = 0.25  # σ'(0): the largest slope sigmoid ever has
 
 
-def at(frame: pd.DataFrame, column: str, epoch: int) -> float:
+def value_at_epoch(frame: pd.DataFrame, column: str, epoch: int) -> float:
     return float(frame.loc[frame["epoch"] == epoch, column].iloc[0])
 
 
@@ -34,10 +34,13 @@ def reconcile(sigmoid: pd.DataFrame, relu: pd.DataFrame) -> list[str]:
     lines = []
     if len(kernels) >= 3:
         first, dense = kernels[0], kernels[-2]
-        g_s, g_r = at(s, columns.kernel(dense), 0), at(r, columns.kernel(dense), 0)
+        g_s, g_r = (
+            value_at_epoch(s, columns.kernel(dense), 0),
+            value_at_epoch(r, columns.kernel(dense), 0),
+        )
         feeding = hidden[-2] if len(hidden) >= 2 else hidden[0]
-        in_s = at(s, columns.column(columns.MEAN_OUTPUT, feeding), 0)
-        in_r = at(r, columns.column(columns.MEAN_OUTPUT, feeding), 0)
+        in_s = value_at_epoch(s, columns.column(columns.MEAN_OUTPUT, feeding), 0)
+        in_r = value_at_epoch(r, columns.column(columns.MEAN_OUTPUT, feeding), 0)
         if g_s > g_r:
             lines.append(
                 f"**The {labels[dense]} layer's gradient is larger with sigmoid** ({g_s:.3g} "
@@ -52,13 +55,13 @@ def reconcile(sigmoid: pd.DataFrame, relu: pd.DataFrame) -> list[str]:
     sat, dead = columns.column(columns.FLAT, layer), columns.column(columns.DEAD, layer)
     if sat in s and sat in r and dead in s and dead in r:
         slope = columns.column(columns.MEAN_SLOPE, layer)
-        slope_s, slope_r = at(s, slope, 1), at(r, slope, 1)
+        slope_s, slope_r = value_at_epoch(s, slope, 1), value_at_epoch(r, slope, 1)
         lines.append(
             f"**Saturated sigmoid inputs against inactive ReLU inputs.** After epoch 1, "
-            f"{at(s, sat, 1):.1%} of the inputs to sigmoid's {labels[layer]} layer sat in its "
-            f"flat tails, and {at(r, sat, 1):.1%} of ReLU's were negative, where ReLU is "
-            f"inactive (its output and slope are exactly 0); {at(r, dead, 1):.1%} of ReLU's "
-            f"units were inactive on every probe image (dead), against {at(s, dead, 1):.1%} of "
+            f"{value_at_epoch(s, sat, 1):.1%} of the inputs to sigmoid's {labels[layer]} layer sat in its "
+            f"flat tails, and {value_at_epoch(r, sat, 1):.1%} of ReLU's were negative, where ReLU is "
+            f"inactive (its output and slope are exactly 0); {value_at_epoch(r, dead, 1):.1%} of ReLU's "
+            f"units were inactive on every probe image (dead), against {value_at_epoch(s, dead, 1):.1%} of "
             "sigmoid's, whose slope is never exactly 0 but can round to 0 in float32 far out in "
             "its tails. An inactive input passes no gradient, but an active ReLU input passes all "
             "of it (slope 1), while a saturated sigmoid input passes a sliver. The mean slope "

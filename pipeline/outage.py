@@ -114,7 +114,7 @@ def describe_steps(steps: Sequence[int]) -> str:
 
 class BackgroundMetrics:
     """Per-epoch metrics sent by one background thread, so training never waits on the server;
-    `settle()` after training waits for them and sends again, waiting, any batch that failed.
+    `wait_and_resend()` after training waits for them and sends again any batch that failed.
 
     Our own thread rather than MLflow's asynchronous logging: its futures report failures as one
     summary exception that drops the cause, and the cause tells an outage from a refusal.
@@ -141,7 +141,7 @@ class BackgroundMetrics:
         steps = sorted({s for s, _, _ in self._sent} - self._confirmed)
         return f"the metrics of {describe_steps(steps)}" if steps else "no epoch metrics"
 
-    def settle(self, progress: Callable[[], None] = lambda: None) -> None:
+    def wait_and_resend(self, progress: Callable[[], None] = lambda: None) -> None:
         """Wait for every batch; send again, waiting, each that failed. `progress` is called
         whenever a batch is confirmed."""
         self._confirmed = set()
@@ -170,7 +170,7 @@ class BackgroundMetrics:
 Step = tuple[str, Callable[[], Any]]
 
 
-def record(
+def run_logging_steps(
     stage: str,
     steps: Sequence[Step],
     *,
@@ -178,11 +178,11 @@ def record(
     background: BackgroundMetrics | None = None,
     uri: str | None = None,
 ) -> list[Any]:
-    """Log what a stage computed: run the named steps in order (first settling `background`'s
-    metrics, when given) and return their results. Every stage records this way, after its
-    outputs are written, so a tracking outage never throws them away: when the server is gone
-    for longer than MLflow's retries last, or nothing reaches it for that long in all, the stage
-    stops with one line naming the URI and every step not logged."""
+    """Log what a stage computed: run the named steps in order (first waiting for
+    `background`'s metrics, when given) and return their results. Every stage logs this way,
+    after its outputs are written, so a tracking outage never throws them away: when the server
+    is gone for longer than MLflow's retries last, or nothing reaches it for that long in all,
+    the stage stops with one line naming the URI and every step not logged."""
     uri = uri or tracking_uri()
     window = retry_window()
     current = 0
@@ -199,7 +199,7 @@ def record(
         )
 
     if background is not None:
-        steps = [("the epoch metrics", background.settle), *steps]
+        steps = [("the epoch metrics", background.wait_and_resend), *steps]
 
     def what_now() -> str:
         if current == 0 and background is not None:

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("the split sizes", lambda: tracking.log_metrics(counts)),
             ("meta.json", lambda: tracking.log_dict(meta, "meta.json")),
         ]
-        outage.record("preprocess", steps)
+        outage.run_logging_steps("preprocess", steps)
     sizes = ", ".join(f"{k} {v:,}" for k, v in meta["sizes"].items())
     print(f"wrote {args.output}: {sizes} (validation from {meta['validation_source']})")
 

@@ -48,7 +48,7 @@ class Evidence:
 
     def __init__(self, run: RunResults, study: claims.Study, timing: Mapping | None) -> None:
         self.run, self.study, self.timing = run, study, timing
-        self.claims = claims.settle(study, timing)
+        self.claims = claims.judge_tutorial_claims(study, timing)
         self.further = claims.further(study)
 
     @property
@@ -200,21 +200,21 @@ def layer_table(results: RunResults) -> str:
         for epoch in (0, 1):
             column = columns.kernel(layer)
             row[f"weight gradient, epoch {epoch}: sigmoid / ReLU"] = (
-                f"{mechanism.at(s, column, epoch):.3g} / {mechanism.at(r, column, epoch):.3g}"
+                f"{mechanism.value_at_epoch(s, column, epoch):.3g} / {mechanism.value_at_epoch(r, column, epoch):.3g}"
             )
         hidden = next(
             (h for h in columns.hidden_layers(s) if h.removesuffix("_act") == layer), None
         )
         for epoch in (0, 1):
             row[f"mean slope, epoch {epoch}: sigmoid / ReLU"] = (
-                f"{mechanism.at(s, columns.column(columns.MEAN_SLOPE, hidden), epoch):.3g} / "
-                f"{mechanism.at(r, columns.column(columns.MEAN_SLOPE, hidden), epoch):.3g}"
+                f"{mechanism.value_at_epoch(s, columns.column(columns.MEAN_SLOPE, hidden), epoch):.3g} / "
+                f"{mechanism.value_at_epoch(r, columns.column(columns.MEAN_SLOPE, hidden), epoch):.3g}"
                 if hidden
                 else "— (softmax)"
             )
         row["mean output, epoch 1: sigmoid / ReLU"] = (
-            f"{mechanism.at(s, columns.column(columns.MEAN_OUTPUT, hidden), 1):.3f} / "
-            f"{mechanism.at(r, columns.column(columns.MEAN_OUTPUT, hidden), 1):.3f}"
+            f"{mechanism.value_at_epoch(s, columns.column(columns.MEAN_OUTPUT, hidden), 1):.3f} / "
+            f"{mechanism.value_at_epoch(r, columns.column(columns.MEAN_OUTPUT, hidden), 1):.3f}"
             if hidden
             else "—"
         )
@@ -374,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("the report", lambda: tracking.log_artifact(report, artifact_path="report")),
             ("its figures", lambda: tracking.log_artifacts(folder, artifact_path="report/figures")),
         ]
-        outage.record("report", steps)
+        outage.run_logging_steps("report", steps)
     print(f"wrote {args.output / 'report.md'} with {len(figures)} figures")
 
 

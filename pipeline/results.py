@@ -1,7 +1,8 @@
 """The contract between evaluate and report: what evaluate's files hold, as typed records.
 
 The files keep their layout (`dvc metrics show` and `dvc plots` read them as they are); only this
-module knows their key names. No TensorFlow here: the report stage imports it.
+module knows their key names. A record's fields are its file's keys in the file's order, and
+pydantic reads and writes them. No TensorFlow here: the report stage imports it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from pipeline.errors import PipelineError
 from pipeline.files import write_json
@@ -21,6 +22,7 @@ from pipeline.stats import paired_difference, summarize_values
 
 # Numbers whose spread over seeds test_metrics.json carries (`<key>_std`, `_ci_low`, `_ci_high`).
 SPREAD_KEYS = ("test_accuracy", "test_loss")
+PARTS = ("std", "ci_low", "ci_high")
 
 
 @dataclass(frozen=True)
@@ -46,23 +48,6 @@ class Spread:
         number = "{:+.4f}" if signed else "{:.4f}"
         return f"[{number.format(self.ci_low)}, {number.format(self.ci_high)}]"
 
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Spread:
-        summary = summarize_values(values)
-        return cls(summary["mean"], *_parts(summary))
-
-    def fields(self, prefix: str = "") -> dict[str, float | None]:
-        """The spread as the results files name it: `<prefix>std`, `_ci_low`, `_ci_high`."""
-        values = (self.std, self.ci_low, self.ci_high)
-        return {prefix + part: value for part, value in zip(PARTS, values, strict=True)}
-
-
-PARTS = ("std", "ci_low", "ci_high")
-
-
-def _parts(block: Mapping[str, Any], prefix: str = "") -> tuple:
-    return tuple(block[prefix + part] for part in PARTS)
-
 
 # The headline numbers of one model on the test set, as evaluate computes them per seed: their
 # names, and the metric of metrics.classification_metrics (plus loss and majority share) each is.
@@ -74,92 +59,88 @@ HEADLINE = {
     "macro_f1": "macro_f1",
     "majority_share": "majority_share",
 }
-HEADLINE_KEYS = tuple(HEADLINE)
 # Those kept as a plain mean over seeds (the others carry their spread too).
-MEAN_KEYS = tuple(key for key in HEADLINE_KEYS if key not in SPREAD_KEYS)
+MEAN_KEYS = tuple(key for key in HEADLINE if key not in SPREAD_KEYS)
 
 
-@dataclass(frozen=True)
-class Scores:
+class Record(BaseModel):
+    """A block of a results file: its fields are the file's keys, in the file's order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def write(self, path: Path) -> None:
+        write_json(path, self.model_dump(mode="json"))
+
+
+class MeanTestMetrics(Record):
     """One activation's block of test_metrics.json: its headline numbers' means over seeds, with
     the spread of accuracy and loss."""
 
-    accuracy: Spread
-    loss: Spread
+    test_accuracy: float
+    test_loss: float
     macro_precision: float
     macro_recall: float
     macro_f1: float
     majority_share: float  # share of test predictions on the most-predicted class
+    test_accuracy_std: float | None
+    test_accuracy_ci_low: float | None
+    test_accuracy_ci_high: float | None
+    test_loss_std: float | None
+    test_loss_ci_low: float | None
+    test_loss_ci_high: float | None
     seeds: int
 
     @classmethod
-    def over_seeds(cls, per_seed: Mapping[int, Mapping[str, float]]) -> Scores:
+    def over_seeds(cls, per_seed: Mapping[int, Mapping[str, float]]) -> MeanTestMetrics:
         """The means over seeds of each seed's headline numbers."""
 
         def values(key: str) -> list[float]:
             return [numbers[key] for numbers in per_seed.values()]
 
-        return cls(
-            accuracy=Spread.of(values("test_accuracy")),
-            loss=Spread.of(values("test_loss")),
-            seeds=len(per_seed),
-            **{key: float(np.mean(values(key))) for key in MEAN_KEYS},
-        )
+        blocks = {key: float(np.mean(values(key))) for key in MEAN_KEYS}
+        for key in SPREAD_KEYS:
+            summary = summarize_values(values(key))
+            blocks |= {key: summary["mean"]} | {f"{key}_{p}": summary[p] for p in PARTS}
+        return cls(**blocks, seeds=len(per_seed))
 
-    @classmethod
-    def from_json(cls, block: Mapping[str, Any]) -> Scores:
-        def spread(key: str) -> Spread:
-            return Spread(block[key], *_parts(block, f"{key}_"))
+    def _spread(self, key: str) -> Spread:
+        return Spread(getattr(self, key), *(getattr(self, f"{key}_{p}") for p in PARTS))
 
-        return cls(
-            accuracy=spread("test_accuracy"),
-            loss=spread("test_loss"),
-            seeds=block["seeds"],
-            **{key: block[key] for key in MEAN_KEYS},
-        )
+    @property
+    def accuracy(self) -> Spread:
+        return self._spread("test_accuracy")
 
-    def to_json(self) -> dict[str, Any]:
-        block = {"test_accuracy": self.accuracy.mean, "test_loss": self.loss.mean}
-        block |= {key: getattr(self, key) for key in MEAN_KEYS}
-        spreads = self.accuracy.fields("test_accuracy_") | self.loss.fields("test_loss_")
-        return block | spreads | {"seeds": self.seeds}
+    @property
+    def loss(self) -> Spread:
+        return self._spread("test_loss")
 
 
-@dataclass(frozen=True)
-class Training:
+class TrainingSummary(Record):
     """results/curves/<activation>/train.json: the seed-mean curve's summary, as evaluate wrote
     it from what each train stage wrote."""
 
+    # The seed-mean curve's last epoch and its numbers there, its best epoch, its escape epoch.
     epochs: int
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
     best_val_accuracy: float
     best_epoch: int
-    escape_epoch: int | None  # of the seed-mean curve
+    escape_epoch: int | None
     escape_epoch_per_seed: dict[int, int | None]
     # First step above the threshold on the step-by-step curve of the first epochs, per seed.
-    escape_step_per_seed: dict[int, int | None]
-    steps_per_epoch: int | None
-    step_curve_images: int | None  # validation images the step curve is measured on
-
-    @classmethod
-    def from_json(cls, block: Mapping[str, Any]) -> Training:
-        def per_seed(key: str) -> dict[int, int | None]:
-            # Studies trained before the step curve existed have no escape steps.
-            return {int(s): e for s, e in block.get(key, {}).items()}
-
-        return cls(
-            block["epochs"],
-            block["best_val_accuracy"],
-            block["best_epoch"],
-            block["escape_epoch"],
-            per_seed("escape_epoch_per_seed"),
-            per_seed("escape_step_per_seed"),
-            block.get("steps_per_epoch"),
-            block.get("step_curve_images"),
-        )
+    # Studies trained before the step curve existed have none of these three.
+    escape_step_per_seed: dict[int, int | None] = {}
+    steps_per_epoch: int | None = None
+    step_curve_images: int | None = None  # validation images the step curve is measured on
+    seeds: int
+    parameters: int
+    train_seconds: float  # summed over seeds
+    diagnostics_seconds: float
 
 
-@dataclass(frozen=True)
-class ModelDetails:
+class ModelDetails(Record):
     """evaluation.json's models[activation]: the primary seed's test-set numbers in full
     (metrics.classification_metrics, the loss, the majority share), and every seed's headline
     numbers."""
@@ -174,52 +155,48 @@ class ModelDetails:
     confusion: list[list[int]]  # rows: true class; columns: predicted
     loss: float
     majority_share: float
-    per_seed: dict[int, dict[str, float]]  # seed → HEADLINE_KEYS
+    per_seed: dict[int, dict[str, float]]  # seed → HEADLINE's keys
 
     @property
     def accuracy_per_seed(self) -> dict[int, float]:
         return {seed: numbers["test_accuracy"] for seed, numbers in self.per_seed.items()}
 
-    @classmethod
-    def from_json(cls, block: Mapping[str, Any]) -> ModelDetails:
-        per_seed = {int(seed): dict(numbers) for seed, numbers in block["per_seed"].items()}
-        return cls(**{k: v for k, v in block.items() if k != "per_seed"}, per_seed=per_seed)
 
-    def to_json(self) -> dict[str, Any]:
-        block = {k: v for k, v in vars(self).items() if k != "per_seed"}
-        return block | {"per_seed": {str(s): dict(n) for s, n in self.per_seed.items()}}
-
-
-@dataclass(frozen=True)
-class Paired:
+class Paired(Record):
     """ReLU − sigmoid, paired by seed (evaluation.json's relu_minus_sigmoid[key])."""
 
     n: int
-    difference: Spread
+    mean: float
+    std: float | None
+    ci_low: float | None
+    ci_high: float | None
 
     @classmethod
     def of(cls, relu: Sequence[float], sigmoid: Sequence[float]) -> Paired:
-        summary = paired_difference(relu, sigmoid)
-        return cls(summary["n"], Spread(summary["mean"], *_parts(summary)))
+        return cls(**paired_difference(relu, sigmoid))
 
-    @classmethod
-    def from_json(cls, block: Mapping[str, Any]) -> Paired:
-        return cls(block["n"], Spread(block["mean"], *_parts(block)))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"n": self.n, "mean": self.difference.mean} | self.difference.fields()
+    @property
+    def difference(self) -> Spread:
+        return Spread(self.mean, self.std, self.ci_low, self.ci_high)
 
 
-@dataclass(frozen=True)
-class Scored:
-    """What evaluate measured on the test set. Evaluate computes it and writes it
-    (test_metrics.json, evaluation.json); the report reads the same object back."""
+# test_metrics.json: one block per activation.
+TEST_METRICS = TypeAdapter(dict[str, MeanTestMetrics])
+
+
+class ScoresOnTestSet(BaseModel):
+    """What evaluate measured on the test set: test_metrics.json (`scores`) and evaluation.json
+    (the rest, under that file's key names). Evaluate computes it and writes it; the report reads
+    the same object back."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     class_names: list[str]
     seeds: list[int]  # the primary seed first
-    scores: dict[str, Scores]  # per activation: test_metrics.json
-    details: dict[str, ModelDetails]  # per activation: evaluation.json's models
-    paired: dict[str, Paired]  # per key (SPREAD_KEYS): ReLU − sigmoid by seed
+    scores: dict[str, MeanTestMetrics] = Field(exclude=True)  # per activation
+    details: dict[str, ModelDetails] = Field(alias="models")  # per activation
+    # Per key (SPREAD_KEYS): ReLU − sigmoid by seed.
+    paired: dict[str, Paired] = Field({}, alias="relu_minus_sigmoid")
 
     @property
     def champion(self) -> str:
@@ -227,49 +204,39 @@ class Scored:
         return max(self.scores, key=lambda a: self.scores[a].accuracy.mean)
 
     def write(self, results: Path) -> None:
-        write_json(results / "test_metrics.json", {a: s.to_json() for a, s in self.scores.items()})
-        evaluation = {
-            "class_names": self.class_names,
-            "seeds": self.seeds,
-            "models": {a: d.to_json() for a, d in self.details.items()},
-            "relu_minus_sigmoid": {k: p.to_json() for k, p in self.paired.items()},
-        }
-        write_json(results / "evaluation.json", evaluation)
+        write_json(
+            results / "test_metrics.json", TEST_METRICS.dump_python(self.scores, mode="json")
+        )
+        write_json(results / "evaluation.json", self.model_dump(mode="json", by_alias=True))
 
     @classmethod
-    def read(cls, results: Path) -> Scored:
-        test = json.loads((results / "test_metrics.json").read_text())
+    def read(cls, results: Path) -> ScoresOnTestSet:
+        scores = TEST_METRICS.validate_json((results / "test_metrics.json").read_bytes())
         evaluation = json.loads((results / "evaluation.json").read_text())
-        return cls(
-            class_names=evaluation["class_names"],
-            seeds=evaluation["seeds"],
-            scores={a: Scores.from_json(block) for a, block in test.items()},
-            details={a: ModelDetails.from_json(b) for a, b in evaluation["models"].items()},
-            paired={
-                k: Paired.from_json(b) for k, b in evaluation.get("relu_minus_sigmoid", {}).items()
-            },
-        )
+        return cls.model_validate(evaluation | {"scores": scores})
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """What the report reads, per activation in the params' order: evaluate's Scored, and the
+class EvaluationFiles:
+    """What the report reads, per activation in the params' order: evaluate's ScoresOnTestSet, and the
     training summaries evaluate wrote beside it."""
 
-    test: dict[str, Scores]
-    training: dict[str, Training]
+    test: dict[str, MeanTestMetrics]
+    training: dict[str, TrainingSummary]
     details: dict[str, ModelDetails]
     paired: dict[str, Paired]  # by key: test_accuracy, test_loss
     class_names: list[str]
 
 
-def read_evaluation(results: Path, activations: Sequence[str]) -> Evaluation:
-    """Read evaluate's Scored and each activation's curves/…/train.json."""
-    scored = Scored.read(results)
-    return Evaluation(
+def read_evaluation(results: Path, activations: Sequence[str]) -> EvaluationFiles:
+    """Read evaluate's ScoresOnTestSet and each activation's curves/…/train.json."""
+    scored = ScoresOnTestSet.read(results)
+    return EvaluationFiles(
         test={a: scored.scores[a] for a in activations},
         training={
-            a: Training.from_json(json.loads((results / "curves" / a / "train.json").read_text()))
+            a: TrainingSummary.model_validate_json(
+                (results / "curves" / a / "train.json").read_bytes()
+            )
             for a in activations
         },
         details={a: scored.details[a] for a in activations},
@@ -287,7 +254,7 @@ class RunResults:
     seed_histories: dict[str, pd.DataFrame]  # every seed's history (a `seed` column)
     steps: dict[str, pd.DataFrame]  # seed-mean step curve of the first epochs
     seed_steps: dict[str, pd.DataFrame]  # every seed's step curve
-    evaluation: Evaluation  # test scores, training summaries, per-class details, paired gaps
+    evaluation: EvaluationFiles  # test scores, training summaries, per-class details, paired gaps
     examples: pd.DataFrame  # fixed test images with each model's prediction
     validation_source: str  # "train" (held-out split) or "test" (the tutorial's way)
 

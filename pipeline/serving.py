@@ -91,7 +91,7 @@ def register(
     return version
 
 
-def crown(versions: Mapping[str, str], champion: str) -> None:
+def move_champion_alias(versions: Mapping[str, str], champion: str) -> None:
     """Give `champion`'s version the champion alias and take it from every other name."""
     client = mlflow.MlflowClient()
     for name, version in versions.items():
@@ -165,5 +165,5 @@ def register_primary_models(
             tags | {"activation": activation, "seed": str(seed)},
             test[activation],
         )
-    crown(versions, registered_name(experiment, champion))
+    move_champion_alias(versions, registered_name(experiment, champion))
     return versions

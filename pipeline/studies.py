@@ -17,7 +17,7 @@ import yaml
 
 from pipeline.escape import escape_epoch, escape_step, escape_threshold, format_escape
 from pipeline.params import Params, parse_params
-from pipeline.results import Scored
+from pipeline.results import ScoresOnTestSet
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def read_arms(cell: Path) -> dict[str, Arm]:
     """Every activation of one finished cell folder, by activation."""
     params = parse_params(yaml.safe_load((cell / "params.yaml").read_text()))
     results = cell / "results"
-    scored = Scored.read(results)
+    scored = ScoresOnTestSet.read(results)
     arms = {}
     for activation in params.train.activations:
         folders = {s: results / "train" / activation / f"seed{s}" for s in params.train.seeds}

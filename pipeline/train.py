@@ -140,7 +140,7 @@ def one_hot(labels: np.ndarray, n_classes: int = CIFAR10.n_classes) -> np.ndarra
 
 
 @dataclass
-class Trained:
+class TrainedModel:
     """What training one model produced, in memory: no file written, nothing logged."""
 
     model: keras.Model
@@ -161,7 +161,7 @@ def compute(
     log: Callable[[int, dict[str, float]], None] | None = None,
     stop=None,
     n_classes: int = CIFAR10.n_classes,
-) -> Trained:
+) -> TrainedModel:
     """Train one model with its diagnostics. `log(epoch, metrics)` receives every epoch's
     metrics as they come; `stop` (a threading.Event) ends training early when set."""
     probe = probe_batch(train_data, PROBE_SIZE, seed)
@@ -200,7 +200,7 @@ def compute(
         "train_seconds": round(seconds, 1),
         "diagnostics_seconds": round(diagnostics.seconds + step_curve.seconds, 1),
     }
-    return Trained(
+    return TrainedModel(
         model,
         history,
         diagnostics.frame(),
@@ -237,7 +237,7 @@ def save_model(model: keras.Model, path: Path) -> None:
             archive.writestr(fixed, data)
 
 
-def write(trained: Trained, model_path: Path, results_dir: Path) -> None:
+def write(trained: TrainedModel, model_path: Path, results_dir: Path) -> None:
     """The model and its results folder, each atomically."""
     with atomic_path(model_path) as tmp:
         save_model(trained.model, tmp)
@@ -275,7 +275,7 @@ def log_inputs(params: Params, data_dir: Path, activation: str, seed: int, data)
 
 
 def logging_steps(
-    trained: Trained, activation: str, model_path: Path, results_dir: Path
+    trained: TrainedModel, activation: str, model_path: Path, results_dir: Path
 ) -> list[outage.Step]:
     """What is logged after training, each step named for the outage message."""
     final = {"train_seconds": trained.seconds, "diagnostics_seconds": trained.diagnostics_seconds}
@@ -321,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Written before the last logging, so a tracking outage does not throw the training away.
         write(trained, model_path, results_dir)
         steps = logging_steps(trained, activation, model_path, results_dir)
-        outage.record(stage, steps, system_metrics=True, background=background)
+        outage.run_logging_steps(stage, steps, system_metrics=True, background=background)
     summary = trained.summary
     print(
         f"{stage}: val_accuracy {summary['val_accuracy']:.4f}, val_loss {summary['val_loss']:.4f} "

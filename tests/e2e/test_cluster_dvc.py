@@ -1,7 +1,7 @@
 """What `pipeline.cluster` takes from DVC beyond its command line, pinned to the DVC version the
 lock installs: when the lock moves DVC, this fails first, and these two uses are checked again.
 
-- `forget` edits dvc.lock with DVC's lock-file API (`dvc.dvcfile.Lockfile.remove_stage`,
+- `drop_lock_entries` edits dvc.lock with DVC's lock-file API (`dvc.dvcfile.Lockfile.remove_stage`,
   `repo.stage.collect`, `repo.index.stages`, `out.use_cache`, `out.exists`);
 - `restore` reads the stages `dvc repro` ran from its output (`RUNNING_STAGE`).
 """
@@ -39,7 +39,7 @@ def dvc_cli(root: Path, *args: str) -> str:
 def test_the_dvc_internals_cluster_uses(tmp_path, monkeypatch):
     assert dvc.__version__ == PINNED, (
         f"DVC {dvc.__version__} is installed, these checks were written for {PINNED}: "
-        "check forget() and RUNNING_STAGE against the new version, then update PINNED"
+        "check drop_lock_entries() and RUNNING_STAGE against the new version, then update PINNED"
     )
     dvc_cli(tmp_path, "init", "--no-scm", "-q")
     stages = {"a": stage("a"), "b": stage("b"), "stamp": stage("stamp", cache=False)}
@@ -53,8 +53,8 @@ def test_the_dvc_internals_cluster_uses(tmp_path, monkeypatch):
 
     assert locked() == {"a", "b", "stamp"}
     monkeypatch.chdir(tmp_path)
-    cluster.forget(["a"])  # the stage named, and nothing else while every output is here
+    cluster.drop_lock_entries(["a"])  # the stage named, and nothing else while every output is here
     assert locked() == {"b", "stamp"}
     (tmp_path / "stamp.txt").unlink()  # an uncached output that is missing cannot be pulled
-    cluster.forget(["b"])
+    cluster.drop_lock_entries(["b"])
     assert locked() == set()

@@ -162,7 +162,7 @@ def nothing_lost(uri: str) -> None:
 
 
 def test_a_server_lost_during_the_reports_logging_ends_it_in_one_line(tiny_run, tmp_path):
-    """Every stage logs through outage.record: the report's own logging steps, after its files
+    """Every stage logs through outage.run_logging_steps: the report's own logging steps, after its files
     are written, meet a server that is gone as training's do."""
     repo = copy_repo(tiny_run[0], tmp_path / "repo")
     before = (repo / "reports/report.md").stat().st_mtime_ns

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from pipeline.evaluate import long_format, mean_over_seeds, training_summary, unselected
-from pipeline.results import Scored
+from pipeline.results import ScoresOnTestSet
 
 
 def trained(val_accuracy, seconds=10.0):
@@ -39,12 +39,12 @@ def test_seed_means_and_the_summary_of_several_seeds():
     mean = mean_over_seeds([t["history"] for t in per_seed.values()])
     assert mean["val_accuracy"].tolist() == pytest.approx([0.2, 0.5])
     summary = training_summary(per_seed)
-    assert summary["val_accuracy"] == pytest.approx(0.5) and summary["seeds"] == 2
-    assert summary["escape_epoch"] == 1  # of the mean curve: 0.2 > 0.15
-    assert summary["escape_epoch_per_seed"] == {"42": 2, "43": 1}
-    assert summary["escape_step_per_seed"] == {"42": None, "43": 32}
-    assert summary["steps_per_epoch"] == 64
-    assert summary["train_seconds"] == pytest.approx(30.0)
+    assert summary.val_accuracy == pytest.approx(0.5) and summary.seeds == 2
+    assert summary.escape_epoch == 1  # of the mean curve: 0.2 > 0.15
+    assert summary.escape_epoch_per_seed == {42: 2, 43: 1}
+    assert summary.escape_step_per_seed == {42: None, 43: 32}
+    assert summary.steps_per_epoch == 64
+    assert summary.train_seconds == pytest.approx(30.0)
     stacked = long_format({s: t["history"] for s, t in per_seed.items()})
     assert stacked.columns[0] == "seed" and stacked["seed"].tolist() == [42, 42, 43, 43]
 
@@ -108,7 +108,7 @@ def test_compute_scores_models_without_files_or_a_tracking_store(tmp_path, monke
 
     # What evaluate writes, the report reads back as the very same object.
     scored.write(tmp_path)
-    assert Scored.read(tmp_path) == scored
+    assert ScoresOnTestSet.read(tmp_path) == scored
 
 
 def answering(activation, small, predicted_class):

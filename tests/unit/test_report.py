@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from results_records import model_details
 
 from pipeline import plots, probe_columns
 from pipeline.escape import escape_epoch
@@ -9,12 +10,11 @@ from pipeline.model import TUTORIAL
 from pipeline.params import DataParams, EvaluateParams, MlflowParams, Params, TrainParams
 from pipeline.report import Evidence, plateau, render_markdown, results_table
 from pipeline.results import (
-    Evaluation,
-    ModelDetails,
+    PARTS,
+    EvaluationFiles,
+    MeanTestMetrics,
     RunResults,
-    Scores,
-    Spread,
-    Training,
+    TrainingSummary,
 )
 
 
@@ -66,27 +66,38 @@ def steps(escape_at, per_epoch=10):
 
 def scores(accuracy, seeds=1, std=None):
     spread = (None, None, None) if std is None else (std, accuracy - 0.1, accuracy + 0.1)
-    loss = Spread(1.5, None, None, None)
-    return Scores(Spread(accuracy, *spread), loss, accuracy, accuracy, accuracy, 0.12, seeds)
-
-
-def details(accuracy_per_seed, confusion=None):
-    """A model's per-class block: F1 0.5 everywhere, the given test accuracy per seed."""
-    first = next(iter(accuracy_per_seed.values()))
-    half = [0.5] * 10
-    return ModelDetails(
-        *(first, half, half, half, 0.5, 0.5, 0.5),
-        confusion if confusion is not None else [],
-        *(1.5, 0.12),
-        {seed: {"test_accuracy": value} for seed, value in accuracy_per_seed.items()},
+    parts = {f"test_accuracy_{p}": v for p, v in zip(PARTS, spread, strict=True)}
+    return MeanTestMetrics(
+        test_accuracy=accuracy,
+        test_loss=1.5,
+        **dict.fromkeys(("macro_precision", "macro_recall", "macro_f1"), accuracy),
+        majority_share=0.12,
+        **parts,
+        **{f"test_loss_{p}": None for p in PARTS},
+        seeds=seeds,
     )
 
 
 def training(val_acc, escape_step):
     best = int(np.argmax(val_acc)) + 1
     escaped = escape_epoch(val_acc)
-    return Training(
-        len(val_acc), max(val_acc), best, escaped, {42: escaped}, {42: escape_step}, 10, 50
+    return TrainingSummary(
+        epochs=len(val_acc),
+        loss=1.0,
+        accuracy=val_acc[-1],
+        val_loss=1.0,
+        val_accuracy=val_acc[-1],
+        best_val_accuracy=max(val_acc),
+        best_epoch=best,
+        escape_epoch=escaped,
+        escape_epoch_per_seed={42: escaped},
+        escape_step_per_seed={42: escape_step},
+        steps_per_epoch=10,
+        step_curve_images=50,
+        seeds=1,
+        parameters=1000,
+        train_seconds=1.0,
+        diagnostics_seconds=0.1,
     )
 
 
@@ -100,10 +111,10 @@ def results(sigmoid_grad=0.01, relu_grad=0.1, sigmoid_slope=0.02, relu_slope=0.5
         "relu": diagnostics("relu", 3, relu_grad, 0.4, relu_slope, 0.03),
     }
     zeros = np.zeros((10, 10), int).tolist()
-    evaluation = Evaluation(
+    evaluation = EvaluationFiles(
         test={a: scores(v[-1]) for a, v in curves.items()},
         training={a: training(v, escape[a]) for a, v in curves.items()},
-        details={a: details({42: v[-1]}, zeros) for a, v in curves.items()},
+        details={a: model_details({42: v[-1]}, zeros) for a, v in curves.items()},
         paired={},
         class_names=list("abcdefghij"),
     )

@@ -4,8 +4,9 @@ import json
 
 import pandas as pd
 import yaml
+from results_records import model_details
 
-from pipeline.results import ModelDetails, Scored, Scores
+from pipeline.results import MeanTestMetrics, ScoresOnTestSet
 from pipeline.studies import budget_table, read_study, summary_table
 
 PARAMS = {
@@ -63,13 +64,9 @@ def write_cell(folder, accuracy, stuck_seed=None):
             (run / "train.json").write_text(
                 json.dumps({"steps_per_epoch": 10, "train_seconds": 100.0 + seed})
             )
-        per_seed = {s: {"test_accuracy": base + 0.01 * (s - 42)} for s in (42, 43)}
-        half = [0.5] * 10
-        details[activation] = ModelDetails(
-            base, half, half, half, 0.5, 0.5, 0.5, [], 1.0, 0.1, per_seed
-        )
+        details[activation] = model_details({s: base + 0.01 * (s - 42) for s in (42, 43)})
     scores = {
-        a: Scores.over_seeds(
+        a: MeanTestMetrics.over_seeds(
             {
                 s: {
                     k: 0.5
@@ -87,7 +84,9 @@ def write_cell(folder, accuracy, stuck_seed=None):
         )
         for a in accuracy
     }
-    Scored(list("abcdefghij"), [42, 43], scores, details, {}).write(results)
+    ScoresOnTestSet(
+        class_names=list("abcdefghij"), seeds=[42, 43], scores=scores, details=details
+    ).write(results)
 
 
 def test_a_study_reads_back_its_finished_cells_only(tmp_path):

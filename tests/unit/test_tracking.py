@@ -187,7 +187,7 @@ def test_background_metrics_land_in_the_run():
         background = outage.BackgroundMetrics(run.info.run_id)
         for step in range(3):
             background.log(step, {"val_accuracy": step / 10})
-        background.settle()
+        background.wait_and_resend()
         run_id = mlflow.active_run().info.run_id
     history = mlflow.MlflowClient().get_metric_history(run_id, "val_accuracy")
     assert sorted((m.step, m.value) for m in history) == [(0, 0.0), (1, 0.1), (2, 0.2)]
@@ -195,7 +195,7 @@ def test_background_metrics_land_in_the_run():
 
 def test_record_returns_what_each_step_returned():
     steps = [("first", lambda: 1), ("second", lambda: None), ("third", lambda: "three")]
-    assert outage.record("evaluate", steps, uri="http://h:1") == [1, None, "three"]
+    assert outage.run_logging_steps("evaluate", steps, uri="http://h:1") == [1, None, "three"]
 
 
 def test_an_outage_after_training_names_every_step_not_logged():
@@ -207,11 +207,11 @@ def test_an_outage_after_training_names_every_step_not_logged():
     done = []
     steps = [("first", lambda: done.append(1)), ("second", gone), ("third", lambda: done.append(3))]
     with pytest.raises(outage.TrackingOutage) as error:
-        outage.record("train_relu@42", steps, uri="http://h:1")
+        outage.run_logging_steps("train_relu@42", steps, uri="http://h:1")
     assert done == [1]
     assert "http://h:1" in str(error.value) and "not logged: second; third." in str(error.value)
     with pytest.raises(ValueError):
-        outage.record("s", [("x", lambda: int("x"))], uri="http://h:1")
+        outage.run_logging_steps("s", [("x", lambda: int("x"))], uri="http://h:1")
 
 
 def test_a_dataset_two_stages_log_at_once_is_linked_on_the_second_try(monkeypatch, tmp_path):
@@ -257,7 +257,7 @@ from pipeline import cli, outage
 
 def main(argv):
     steps = [("the first", lambda: None), ("the stuck one", lambda: time.sleep(600)), ("the last", lambda: None)]
-    outage.record("train_relu@42", steps, uri="http://h:1")
+    outage.run_logging_steps("train_relu@42", steps, uri="http://h:1")
 
 raise SystemExit(cli.run_cli(main))
 """
