@@ -82,21 +82,28 @@ def test_stages_log_to_the_named_experiment_and_read_what_the_params_select(
 
 def test_evaluate_scores_every_selected_model_the_primary_seed_first(tmp_path, monkeypatch):
     """Inside its run, evaluate loads the model of every (activation, seed) the params select
-    and hands them to `compute` in that order: the first seed's model is the primary."""
+    and hands them to `compute` in that order (the first seed's model is the primary), with
+    the test split and evaluate.n_examples."""
     params = write_params(
-        tmp_path / "params.yaml", train__seeds=[7, 3], train__extra_activations=["tanh"]
+        tmp_path / "params.yaml",
+        train__seeds=[7, 3],
+        train__extra_activations=["tanh"],
+        evaluate__n_examples=3,
     )
     images, labels = np.zeros((2, 32, 32, 3), np.uint8), np.array([0, 1])
     (tmp_path / "meta.json").write_text(json.dumps({"class_names": list("abcdefghij")}))
     monkeypatch.setattr(tracking, "stage_run", lambda *a, **k: contextlib.nullcontext())
     monkeypatch.setattr(evaluate.store, "log_split", lambda *args: None)
     monkeypatch.setattr(evaluate, "read_trained", lambda *args: {})
-    monkeypatch.setattr(evaluate, "load_split", lambda *args: (images, labels))
+    splits = []
+    monkeypatch.setattr(
+        evaluate, "load_split", lambda _, name: splits.append(name) or (images, labels)
+    )
     monkeypatch.setattr(evaluate, "load_model", lambda path, activation: (path, activation))
-    scored = []
+    handed = {}
 
-    def compute(models, *args):
-        scored.extend(models.items())
+    def compute(models, images, labels, class_names, n_examples):
+        handed.update(models=list(models.items()), n_examples=n_examples)
         raise Opened  # the scoring itself: test_evaluate's
 
     monkeypatch.setattr(evaluate, "compute", compute)
@@ -105,7 +112,8 @@ def test_evaluate_scores_every_selected_model_the_primary_seed_first(tmp_path, m
     with pytest.raises(Opened):
         evaluate.main([*argv, "--trained", str(out), "--results", str(out)])
     pairs = [(a, s) for a in ("sigmoid", "relu", "tanh") for s in (7, 3)]
-    assert scored == [((a, s), (out / a / f"seed{s}.keras", a)) for a, s in pairs]
+    assert handed["models"] == [((a, s), (out / a / f"seed{s}.keras", a)) for a, s in pairs]
+    assert handed["n_examples"] == 3 and splits == ["test"]
 
 
 def test_a_train_stage_without_seed_trains_the_first_of_train_seeds(tmp_path):
