@@ -1,9 +1,15 @@
+import contextlib
+import json
+
 import numpy as np
 import pytest
+from project import write_params
 
+from pipeline import outage, preprocess, tracking
+from pipeline.cifar import read_cifar10
 from pipeline.errors import PipelineError
-from pipeline.params import DataParams
-from pipeline.splits import keep_classes, split_dataset, stratified_split
+from pipeline.params import DataParams, load_params
+from pipeline.splits import keep_classes, load_split, split_dataset, stratified_split
 
 
 def labels_of(counts):
@@ -97,3 +103,30 @@ def test_keep_classes_relabels_in_the_order_given():
 def test_keep_classes_names_the_archives_classes_when_one_is_unknown():
     with pytest.raises(PipelineError, match=r"'horse', not a class of this archive \(cat, dog\)"):
         keep_classes(np.zeros((2, 1)), np.array([0, 1]), ("cat", "dog"), ["cat", "horse"])
+
+
+@pytest.mark.parametrize("val_size", [50, 0])
+def test_the_stage_writes_the_archives_splits(tiny_archive, tmp_path, monkeypatch, val_size):
+    """preprocess's main, its MLflow run left out: validation is held out of the training
+    images (or, with val_size 0, is the test set, as the tutorial had it), and test.npz is the
+    archive's test batch."""
+    monkeypatch.setattr(tracking, "stage_run", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(outage, "run_logging_steps", lambda *a, **k: [])
+    params = write_params(tmp_path / "params.yaml", data__val_size=val_size, data__train_limit=100)
+    out = tmp_path / "processed"
+    preprocess.main(
+        ["--params", str(params), "--archive", str(tiny_archive[0]), "--output", str(out)]
+    )
+    with open(tiny_archive[0], "rb") as handle:
+        cifar = read_cifar10(handle)
+    expected = split_dataset(cifar.train_images, cifar.train_labels, load_params(params).data)
+    test = (cifar.test_images, cifar.test_labels)
+    if val_size == 0:
+        expected["validation"] = test
+    for name, arrays in (*expected.items(), ("test", test)):
+        written = load_split(out, name)
+        for got, want in zip(written, arrays, strict=True):
+            assert np.array_equal(got, want), name
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["sizes"] == {"train": 100, "validation": val_size or 100, "test": 100}
+    assert meta["validation_source"] == ("train" if val_size else "test")
