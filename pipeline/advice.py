@@ -7,7 +7,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pipeline.claims import BASELINE, Claim, Study
-from pipeline.decide import EQUAL, HIGHER, LOWER, UNSETTLED, Comparison, direction
+from pipeline.decide import (
+    EQUAL,
+    HIGHER,
+    LOWER,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    UNSETTLED,
+    Comparison,
+    direction,
+)
 
 
 def _part(claims: Mapping[str, Claim], key: str, index: int = 0) -> Comparison | None:
@@ -151,15 +160,22 @@ def output(claims: Mapping[str, Claim]) -> str:
             "**Output layer:** softmax for one class out of several, as every network here uses "
             "(a default, not a verdict: claim 9's cells are not run yet)."
         )
-    lean = direction(c)
-    if lean in (EQUAL, LOWER):
+    # The claim's own one-sided rule: does the softmax beat the sigmoid output by the smallest
+    # effect that matters? Not: the sigmoid output does no worse, and is the smaller layer.
+    if direction(c) == LOWER:
         return (
-            "**Two classes: one sigmoid output with binary cross-entropy** does as well as a "
-            f"two-way softmax ({c.format()}), with one output unit instead of two."
+            "**Two classes: one sigmoid output with binary cross-entropy** did better than a "
+            f"two-way softmax (softmax − sigmoid: {c.format()}), with one output unit instead of two."
         )
-    if lean == HIGHER:
+    if c.verdict == NOT_SUPPORTED:
         return (
-            f"**Two classes: a two-way softmax did better** than one sigmoid output ({c.format()})."
+            "**Two classes: one sigmoid output with binary cross-entropy** did no worse than a "
+            f"two-way softmax (softmax − sigmoid: {c.format()}), with one output unit instead of two."
+        )
+    if c.verdict == SUPPORTED:
+        return (
+            "**Two classes: a two-way softmax did better** than one sigmoid output (softmax − "
+            f"sigmoid: {c.format()})."
         )
     return f"**Two classes: sigmoid or softmax output, not clear from these seeds** ({c.format()})."
 
