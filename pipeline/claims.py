@@ -23,6 +23,7 @@ from pipeline.decide import (
     Measure,
     combine,
     paired,
+    seeds_split,
     split_outcome,
 )
 from pipeline.studies import Arm
@@ -173,7 +174,7 @@ def diagnostic(arm: Arm, column: str, epoch: int | None = None) -> dict[int, flo
 
 def split(*arms: Arm) -> bool:
     """Whether any arm's seeds split between stuck at chance for the whole run and learned."""
-    return any(0 < sum(arm.stuck().values()) < len(arm.seeds) for arm in arms)
+    return seeds_split(*(arm.stuck() for arm in arms))
 
 
 def attenuation(arm: Arm, epoch: int) -> dict[int, float]:

@@ -22,7 +22,7 @@ from pipeline.classroom_accounts import (
     server,
     training_runs,
 )
-from pipeline.decide import Comparison, paired, split_outcome
+from pipeline.decide import Comparison, paired, seeds_split, split_outcome
 from pipeline.errors import PipelineError
 from pipeline.escape import ESCAPE_THRESHOLD, escape_epoch, format_escape
 from pipeline.files import atomic_path
@@ -123,8 +123,8 @@ def paired_by_seed(runs: Sequence[ClassRun]) -> Comparison | None:
         return None
     arms = {a: {s: v[a] for s, v in pairs.items()} for a in MAIN_ACTIVATIONS}
     # A mean over seeds where some runs never left chance describes no run: count instead.
-    split = any(
-        0 < sum(r.escape_epoch is None for r in arm.values()) < len(arm) for arm in arms.values()
+    split = seeds_split(
+        *({s: r.escape_epoch is None for s, r in arm.items()} for arm in arms.values())
     )
     accuracy = {a: {s: r.test_accuracy for s, r in arm.items()} for a, arm in arms.items()}
     return paired("ReLU − sigmoid", ACCURACY, accuracy["relu"], accuracy["sigmoid"], split)

@@ -222,15 +222,6 @@ def driver_checks(remote: str) -> tuple[str, str]:
     return commit, url
 
 
-def reap_runs(study: str, reason: str) -> list[str]:
-    """Mark KILLED every run of this study still RUNNING: a task attempt whose node was lost
-    (the task ran again elsewhere and finished), or a task the study cancelled. Returns their
-    names."""
-    from pipeline.store import reap_study_runs
-
-    return reap_study_runs(study, reason)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "auto"))
@@ -308,6 +299,8 @@ def why(stage: str, exc: Exception, retries: int) -> str:
 def run_tasks(missing: Sequence[str], commit: str, url: str, params_text: str, args) -> None:
     import ray
 
+    from pipeline.store import reap_study_runs  # mlflow: not for the nodes' task imports
+
     study = uuid.uuid4().hex[:12]
     env = {k: os.environ[k] for k in FORWARDED if k in os.environ} | {STUDY_ENV: study}
     out = sys.stdout
@@ -343,7 +336,7 @@ def run_tasks(missing: Sequence[str], commit: str, url: str, params_text: str, a
                 flush=True,
             )
         if os.environ.get("MLFLOW_TRACKING_URI"):
-            lost = reap_runs(study, "its Ray task attempt was lost")
+            lost = reap_study_runs(study, "its Ray task attempt was lost")
             if lost:
                 print(
                     f"note: marked KILLED {len(lost)} run(s) of lost attempts: {', '.join(lost)}",
@@ -364,12 +357,14 @@ def stop_others(refs: list, study: str) -> None:
     then mark their runs KILLED, before the study raises."""
     import ray
 
+    from pipeline.store import reap_study_runs
+
     for ref in refs:
         ray.cancel(ref)
     if refs:
         ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
     if os.environ.get("MLFLOW_TRACKING_URI"):
-        reap_runs(study, "the study stopped: another task failed")
+        reap_study_runs(study, "the study stopped: another task failed")
 
 
 if __name__ == "__main__":

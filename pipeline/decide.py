@@ -161,6 +161,12 @@ def combine(verdicts: Sequence[str]) -> str:
     return MIXED
 
 
+def seeds_split(*stuck: Mapping[int, bool]) -> bool:
+    """Whether any arm's seeds (seed → stuck at chance for the whole run) split between stuck
+    and learned: the case a comparison counts seeds for."""
+    return any(0 < sum(arm.values()) < len(arm) for arm in stuck)
+
+
 def paired(
     label: str,
     measure: Measure,

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from classroom_load import TEACHER_PASSWORD, cpu_name, free_port, start_server
+from classroom_load import TEACHER_PASSWORD, cpu_name, free_port, start_server, student_clone
 
 PROJECT = Path(__file__).resolve().parents[1]
 STUDENTS = ("alice", "bob", "carol", "dave", "erin")
@@ -37,15 +37,7 @@ PASSWORD = "class-example-password"
 
 def student(home: Path, uri: str, account: str) -> float:
     """One student's clone and command; returns its wall seconds."""
-    subprocess.run(["git", "clone", "-q", str(PROJECT), str(home)], check=True)
-    (home / ".venv").symlink_to(Path(sys.prefix))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env |= {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        "MLFLOW_TRACKING_URI": uri,
-        "MLFLOW_TRACKING_USERNAME": account,
-        "MLFLOW_TRACKING_PASSWORD": PASSWORD,
-    }
+    env = student_clone(home, uri, account, PASSWORD)
     begun = time.perf_counter()
     with open(home / "student.log", "w") as log:
         code = subprocess.run(

@@ -178,19 +178,25 @@ def replay(args: tuple[str, str, dict, Path, float]) -> dict:
     }
 
 
-def real_student(home: Path, uri: str, account: str, archive: Path) -> subprocess.Popen:
-    """A clone of this project, shrunk to the tiny archive, running the student's command."""
+def student_clone(home: Path, uri: str, account: str, password: str) -> dict[str, str]:
+    """A clone of this project at `home` on this environment; returns the environment a student
+    runs `python -m pipeline.classroom run` in there, logged in to `uri` as `account`."""
     subprocess.run(["git", "clone", "-q", str(PROJECT), str(home)], check=True)
     (home / ".venv").symlink_to(Path(sys.prefix))
-    params = (home / "params.yaml").read_text().replace("val_size: 5000", "val_size: 50")
-    (home / "params.yaml").write_text(params)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env |= {
+    return env | {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
         "MLFLOW_TRACKING_URI": uri,
         "MLFLOW_TRACKING_USERNAME": account,
-        "MLFLOW_TRACKING_PASSWORD": PASSWORD,
+        "MLFLOW_TRACKING_PASSWORD": password,
     }
+
+
+def real_student(home: Path, uri: str, account: str, archive: Path) -> subprocess.Popen:
+    """A clone of this project, shrunk to the tiny archive, running the student's command."""
+    env = student_clone(home, uri, account, PASSWORD)
+    params = (home / "params.yaml").read_text().replace("val_size: 5000", "val_size: 50")
+    (home / "params.yaml").write_text(params)
     log = open(home / "student.log", "w")  # noqa: SIM115 - the process outlives this function
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.classroom", "run"],
