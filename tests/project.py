@@ -45,7 +45,7 @@ README = PROJECT / "README.md"
 DOC_PAGES = [README, *sorted((PROJECT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```sh(?: ([a-z-]+))?\n(.*?)^```$", re.M | re.S)
 # README blocks run by tests of their own (team-server and queue: test_team_server.py; machines:
-# test_machines.py; classroom, classroom-student and classroom-tls: test_classroom.py;
+# test_mlflow_models.py; classroom, classroom-student and classroom-tls: test_classroom.py;
 # classroom-reference: test_classroom_reference.py; prelab and
 # prelab-teacher: test_prelab.py; smoke: test_readme_smoke.py); untagged ones by test_readme.py;
 # no-test ones by none.
