@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -43,7 +45,7 @@ README = PROJECT / "README.md"
 DOC_PAGES = [README, *sorted((PROJECT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```sh(?: ([a-z-]+))?\n(.*?)^```$", re.M | re.S)
 # README blocks run by tests of their own (team-server and queue: test_team_server.py; machines:
-# test_machines.py; classroom, classroom-student and classroom-tls: test_classroom.py;
+# test_mlflow_models.py; classroom, classroom-student and classroom-tls: test_classroom.py;
 # classroom-reference: test_classroom_reference.py; prelab and
 # prelab-teacher: test_prelab.py; smoke: test_readme_smoke.py); untagged ones by test_readme.py;
 # no-test ones by none.
@@ -216,6 +218,20 @@ def start_script(
         )
 
 
+@functools.cache
+def new_store() -> Path:
+    """An SQLite store as `mlflow server` leaves it on its first start (MLflow's tables and the
+    Default experiment, its artifacts proxied), made once per process: a copy spares each new
+    server or store the ~2 s of CPU that MLflow's schema migrations take."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = Path(tempfile.mkdtemp(prefix="server-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "server.db"
+    SqlAlchemyStore(f"sqlite:///{path}", "mlflow-artifacts:/").engine.dispose()
+    return path
+
+
 class MlflowServer:
     """A real `mlflow server` on 127.0.0.1 and a free port (by default an SQLite backend and
     artifacts proxied to a folder, both under `root`) that a test can stop and start again on
@@ -223,6 +239,8 @@ class MlflowServer:
 
     def __init__(self, root: Path, *extra: str, backend: str | None = None, env=None) -> None:
         self.root = root
+        if backend is None and not (root / "server.db").exists():
+            shutil.copyfile(new_store(), root / "server.db")
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         # As the docs start theirs: without MLflow's job runner (GenAI jobs, unused here).

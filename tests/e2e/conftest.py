@@ -1,14 +1,13 @@
-"""Fixtures shared by the end-to-end tests: a real MLflow tracking server and the tiny pipeline
-run against it once (it is the most expensive thing here, and several modules read it)."""
+"""Fixtures shared by the end-to-end tests: a real MLflow tracking server, the tiny pipeline run
+once (it is the most expensive thing here, and several modules read it) and its processed data."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import filelock
 import pytest
-from project import clean_env, commit, make_repo, mlflow_server, run, set_params, write_params
+from project import clean_env, commit, make_repo, mlflow_server, run, write_params
 from tiny_cifar import write_tiny_cifar
 
 from pipeline import preprocess
@@ -20,22 +19,6 @@ def tracking_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("server")
     with mlflow_server(root) as uri:
         yield uri, root
-
-
-@pytest.fixture(scope="session")
-def served_repo(tmp_path_factory, tiny_archive, tracking_server):
-    """The tiny pipeline run with `dvc repro`, logging to the tracking server.
-
-    `data.url` is a path relative to the repository, as runs here give it, so that no param or
-    tag the server receives names a folder of this machine.
-    """
-    uri, _ = tracking_server
-    env = clean_env(MLFLOW_TRACKING_URI=uri)
-    root = make_repo(tmp_path_factory.mktemp("served"), *tiny_archive, env)
-    set_params(root, data__url=os.path.relpath(tiny_archive[0], root))
-    commit(root, env, "data.url relative to the repository")
-    run(["dvc", "repro"], root, env)
-    return root, env
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,17 @@ class Node:
                 cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
 
+    def wait_until_started(self, nodes: dict[str, Node], seconds: float = 240) -> None:
+        """Until `ray start` says its node is up (for a worker: registered with the head),
+        watching its log rather than asking the cluster: each look at the cluster is a fresh
+        Python importing Ray (~3 s of CPU), and a look before the head is up only waits."""
+        deadline = time.monotonic() + seconds
+        while "Ray runtime started." not in self.log.read_text():
+            for name, node in nodes.items():
+                assert node.proc.poll() is None, f"{name} ended:\n{node.log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
+            time.sleep(0.5)
+
     def lose(self) -> None:
         """As a lost machine: every process the node started, at once, without a word."""
         procs = [psutil.Process(self.proc.pid)]
@@ -98,9 +109,10 @@ def cluster(tmp_path_factory):
     head = Node(tmp, "head", "--head", "--port", str(port), "--include-dashboard=false")
     nodes = {"head": head}
     try:
-        wait_for_nodes(address, 1, nodes)
+        head.wait_until_started(nodes)
         nodes["worker"] = Node(tmp, "worker", "--address", address)
-        wait_for_nodes(address, 2, nodes)
+        nodes["worker"].wait_until_started(nodes)
+        wait_for_nodes(address, 2, nodes)  # both alive, as the cluster itself counts them
         yield address, nodes, server.uri
     finally:
         for node in reversed(list(nodes.values())):

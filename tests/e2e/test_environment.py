@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from project import logged_runs, stage_env, train_cmd, write_params
+from project import logged_runs, new_store, stage_env, train_cmd, write_params
 
 
 @contextlib.contextmanager
@@ -96,12 +96,14 @@ def store_refuses(tiny_archive, tmp_path: Path, db: Path) -> str:
 
 
 def a_store(db: Path) -> None:
-    """An MLflow store with the pipeline's experiment, made by another process (so this one
-    holds no connection to it)."""
-    make = (
-        f"import mlflow; mlflow.set_tracking_uri('sqlite:///{db}'); mlflow.create_experiment('x')"
-    )
-    subprocess.run([sys.executable, "-c", make], check=True, capture_output=True, timeout=120)
+    """An MLflow store with an experiment, that this process holds no connection to: a copy of
+    a new store, the experiment added through a connection closed at once."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    shutil.copyfile(new_store(), db)
+    store = SqlAlchemyStore(f"sqlite:///{db}", (db.parent / "mlruns").as_uri())
+    store.create_experiment("x")
+    store.engine.dispose()
 
 
 def test_a_read_only_store_is_named(tiny_archive, tmp_path):

@@ -1,13 +1,17 @@
-"""What an MLflow user does with the pipeline's runs, against the real tracking server the tiny
-pipeline logged to: every stage's run and artifacts on the server, a DVC remote that restores
-everything without retraining, a logged model loaded where this package is not, the champion
-served from the registry, which data and machine a run used, runs ranked by test accuracy, and
-runs compared in the UI in a real browser. One file, so the pipeline runs once per worker."""
+"""What an MLflow user does with the pipeline's runs, against one real tracking server: the
+README's experiments across machines (three clones of one bare git remote and a folder DVC
+remote; machines A and B each run and push an experiment at the same time, machine C pulls both
+and gets A's models without training), then, on machine A's run, every stage's run and artifacts
+on the server, a DVC remote that restores everything without retraining, a logged model loaded
+where this package is not, the champion served from the registry, which data and machine a run
+used, runs ranked by test accuracy, and runs compared in the UI in a real browser. One file, so
+that machine A's run is the one the other tests read."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -17,12 +21,123 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from project import clean_env, commit, free_port, run, wait_for_url
+from project import (
+    GIT,
+    clean_env,
+    commit,
+    free_port,
+    make_repo,
+    readme_blocks,
+    run,
+    set_params,
+    start_script,
+    wait_for_url,
+)
 
 pytestmark = pytest.mark.servers
 
 # Stages that log an MLflow run (check_params computes nothing to track).
 STAGES = ["download", "preprocess", "train_sigmoid@42", "train_relu@42", "evaluate", "report"]
+
+MACHINES = {"A": ("machine-a-lr-0.0005", "0.0005"), "B": ("machine-b-lr-0.002", "0.002")}
+# B logs to an experiment of its own on the same server: the registry and the experiment the
+# tests after the machines' read hold A's run alone.
+B_EXPERIMENT = "cifar10-activations-machine-b"
+MACHINE_STAGES = {"train_sigmoid@42", "train_relu@42", "evaluate", "report"}
+# Names git needs for the commits `dvc exp run` makes, whatever the machine's git config says.
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.org",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.org",
+}
+
+
+def finish(proc: subprocess.Popen, log: Path) -> str:
+    proc.wait(timeout=600)
+    output = log.read_text()
+    assert proc.returncode == 0, output[-4000:]
+    assert "Traceback" not in output
+    return output
+
+
+@pytest.fixture(scope="module")
+def machines(tmp_path_factory, tiny_archive, tracking_server):
+    """The README's first machines block run on machines A and B at once, logging to the
+    tracking server: (the clones by machine, the environment they ran in, the folder).
+
+    `data.url` is a path relative to the repository (the clones sit side by side, so it reads
+    the same in each), as runs here give it, so that no param or tag the server receives names
+    a folder of this machine.
+    """
+    uri, _ = tracking_server
+    tmp = tmp_path_factory.mktemp("machines")
+    run_experiment, _ = readme_blocks("machines")
+    project = make_repo(tmp / "project", *tiny_archive, clean_env(**IDENTITY))
+    set_params(project, data__url=os.path.relpath(tiny_archive[0], project))
+    run(["dvc", "remote", "add", "-d", "store", str(tmp / "dvc-store")], project, clean_env())
+    commit(project, clean_env(), "a DVC remote for the team, data.url relative")
+    origin = tmp / "origin.git"
+    run(["git", "clone", "-q", "--bare", str(project), str(origin)], tmp, clean_env())
+    clones = {}
+    for machine in ("A", "B", "C"):
+        clones[machine] = tmp / f"machine-{machine}"
+        run([*GIT, "clone", "-q", str(origin), str(clones[machine])], tmp, clean_env())
+    set_params(clones["B"], mlflow__experiment=B_EXPERIMENT)  # uncommitted: B's own setting
+    env = clean_env(MLFLOW_TRACKING_URI=uri, **IDENTITY)
+    running = {
+        m: start_script(run_experiment, clones[m], env | {"EXP": exp, "LR": lr}, tmp / f"{m}.log")
+        for m, (exp, lr) in MACHINES.items()
+    }
+    for m, proc in running.items():
+        finish(proc, tmp / f"{m}.log")
+    return clones, env, tmp
+
+
+@pytest.fixture(scope="module")
+def served_repo(machines):
+    """Machine A's clone, as its experiment left it: (its folder, its environment)."""
+    clones, env, _ = machines
+    return clones["A"], env
+
+
+def test_experiments_from_two_machines_meet_on_a_third(machines, tracking_server):
+    clones, env, tmp = machines
+    uri, _ = tracking_server
+    _, collect = readme_blocks("machines")
+    names = {"EXP_A": MACHINES["A"][0], "EXP_B": MACHINES["B"][0]}
+    output = finish(start_script(collect, clones["C"], env | names, tmp / "C.log"), tmp / "C.log")
+    assert "Running stage" not in output, output[-4000:]
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], clones["C"], env))
+    experiments = {
+        e["name"]: e["revs"][0]["data"] for b in shown for e in (b.get("experiments") or [])
+    }
+    losses = {}
+    for machine, (exp, lr) in MACHINES.items():
+        data = experiments[exp]
+        assert data["params"]["params.yaml"]["data"]["train"]["learning_rate"] == float(lr)
+        metrics = data["metrics"]["results/test_metrics.json"]["data"]
+        # What the machine's own run wrote, listed on machine C (which leaves out nulls).
+        ran = json.loads((clones[machine] / "results/test_metrics.json").read_text())
+        for activation, numbers in ran.items():
+            for key in ("test_accuracy", "test_loss"):
+                assert metrics[activation][key] == numbers[key], (exp, activation, key)
+        losses[exp] = metrics["relu"]["test_loss"]
+    # The same data, seed and code: only the learning rate can tell the two models apart.
+    assert len(set(losses.values())) == 2, losses
+    # A's models came back from the DVC remote, byte for byte, and nothing is stale.
+    for activation in ("sigmoid", "relu"):
+        path = f"models/{activation}/seed42.keras"
+        assert (clones["C"] / path).read_bytes() == (clones["A"] / path).read_bytes(), path
+    assert "up to date" in run(["dvc", "status"], clones["C"], env)
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    ids = [client.get_experiment_by_name(n).experiment_id for n in (EXPERIMENT, B_EXPERIMENT)]
+    runs = client.search_runs(ids, max_results=1000)
+    for exp, _ in MACHINES.values():
+        stages = {r.info.run_name for r in runs if r.data.tags.get("dvc_experiment") == exp}
+        assert stages >= MACHINE_STAGES, (exp, stages)
 
 
 def test_every_stage_logs_to_the_server(served_repo, tracking_server):
@@ -57,7 +172,7 @@ def test_every_stage_logs_to_the_server(served_repo, tracking_server):
 def test_push_clone_pull_restores_everything_without_retraining(served_repo, tmp_path):
     root, env = served_repo
     remote = tmp_path / "remote"  # a local folder standing in for S3 or GCS
-    run(["dvc", "remote", "add", "--default", "store", str(remote)], root, env)
+    run(["dvc", "remote", "add", "--default", "elsewhere", str(remote)], root, env)
     commit(root, env, "results and remote")
     run(["dvc", "push"], root, env)
     clone = tmp_path / "clone"
@@ -282,12 +397,19 @@ def test_runs_say_which_data_and_machine_they_used_and_their_test_scores(
     assert len(set(digest.values())) == 3  # different data, different digests
 
 
-def test_no_tag_or_param_names_a_local_path(served_repo, tracking_server):
+def test_no_tag_or_param_names_a_local_path(served_repo, tracking_server, machines):
     root, _ = served_repo
     uri, _ = tracking_server
+    # The one exception is the test's own: MLflow tags each run with the clone's git remote,
+    # here a folder standing in for the team's git host (whose address a real clone has).
+    remote = {"mlflow.source.git.repoURL": str(machines[2] / "origin.git")}
     for name, logged in runs_by_name(uri).items():
         values = {**logged.data.tags, **logged.data.params}
-        local = {k: v for k, v in values.items() if v.startswith("/") or str(root) in v}
+        local = {
+            k: v
+            for k, v in values.items()
+            if (v.startswith("/") or str(root) in v) and remote.get(k) != v
+        }
         assert local == {}, name
 
 
