@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pipeline.claims import BASELINE, Claim, Study
+from pipeline import claims as study_claims
+from pipeline.claims import BASELINE, CENTRED, CENTRING, STEEP, Claim, Study
 from pipeline.decide import (
     EQUAL,
     HIGHER,
@@ -16,6 +17,7 @@ from pipeline.decide import (
     UNSETTLED,
     Comparison,
     direction,
+    paired,
 )
 
 
@@ -41,6 +43,35 @@ def for_hidden_layers(claims: Mapping[str, Claim]) -> str | None:
     return f"**Hidden layers: no clear choice yet.** ReLU − sigmoid test accuracy was {c.format()} {source}."
 
 
+def centred_sigmoid(study: Study) -> str | None:
+    """σ − ½ against ReLU, the two trained side by side in claim 2's cell, by the same rule."""
+    cell = study.get(CENTRING, {})
+    centred, relu = cell.get(CENTRED), cell.get("relu")
+    if centred is None or relu is None:
+        return None
+    c = paired(
+        "ReLU − (σ − ½)",
+        study_claims.ACCURACY,
+        study_claims.test_accuracy(relu),
+        study_claims.test_accuracy(centred),
+        study_claims.split(relu, centred),
+    )
+    lean = direction(c)
+    if lean == EQUAL:
+        return (
+            "**A sigmoid centred on zero, σ − ½, did as well as ReLU** (ReLU − (σ − ½) test "
+            f"accuracy: {c.format()}): on this network what held plain sigmoid back was its "
+            "offset, not its S shape (claim 2's cell)."
+        )
+    if lean == HIGHER:
+        return (
+            f"**ReLU still beat a sigmoid centred on zero, σ − ½** (ReLU − (σ − ½): {c.format()})."
+        )
+    if lean == LOWER:
+        return f"**A sigmoid centred on zero, σ − ½, beat ReLU** (ReLU − (σ − ½): {c.format()})."
+    return f"**σ − ½ against ReLU: not clear from these seeds** ({c.format()})."
+
+
 def keeping_sigmoid(study: Study) -> str | None:
     arm = study.get(BASELINE, {}).get("sigmoid")
     if arm is None:
@@ -54,31 +85,36 @@ def keeping_sigmoid(study: Study) -> str | None:
             f"for all {n} seeds through {steps:,} training steps."
         )
     if k:
-        frozen = sum(
-            float(h["loss"].iloc[-3:].max() - h["loss"].iloc[-3:].min()) < 1e-4
-            for seed, h in arm.histories.items()
-            if stuck[seed]
-        )
-        flat = f", {frozen} of them with a training loss that no longer moved" if frozen else ""
+        left = [v for s, v in arm.steps_to_leave_chance().items() if not stuck[s]]
         return (
-            "**If you keep sigmoid in hidden layers, run several seeds and restart a run whose "
-            f"loss stays flat.** {k} of {n} seeds stayed at chance through all {steps:,} "
-            f"training steps{flat}; the others left it after a number of steps that varied from "
-            "seed to seed (claims 4 and 5)."
+            "**If you keep plain sigmoid in hidden layers, run several seeds:** "
+            f"{k} of {n} seeds stayed at chance through all {steps:,} training steps; the others "
+            f"left it after {min(left):,.0f} to {max(left):,.0f} steps (claims 4 and 5). A flat "
+            "loss early on does not tell the two apart: a seed may sit at chance for most of the "
+            "run and still leave it."
         )
     return None  # every seed left chance: nothing to warn about
 
 
-def shape(claims: Mapping[str, Claim]) -> str | None:
+def shape(claims: Mapping[str, Claim], study: Study | None = None) -> str | None:
     """From claim 2's comparisons: does centring help, does the slope?"""
     claim = claims.get("2")
     if claim is None or claim.missing:
         return None
     centring = [direction(p.comparison) for p in claim.parts]
+    steep = (study or {}).get(CENTRING, {}).get(STEEP)
+    never = steep is not None and all(steep.stuck().values())
+    warning = (
+        f" Do not make an uncentred sigmoid steeper: 4σ never left chance on any of its "
+        f"{len(steep.seeds)} seeds."
+        if never
+        else ""
+    )
     if all(d == HIGHER for d in centring):
         return (
-            "**Need an S-shaped, bounded activation? Centre it on zero** (σ − ½, or tanh): "
-            "centring alone raised test accuracy at both slopes."
+            "**Need an S-shaped, bounded activation? Centre it on zero** (σ − ½; tanh, which is "
+            "2σ(2z) − 1, has the same shape but was not trained in this study): centring alone raised "
+            f"test accuracy at both slopes (claim 2).{warning}"
         )
     if all(d in (EQUAL, LOWER) for d in centring):
         return (
@@ -184,8 +220,9 @@ def when_to_use(claims: Mapping[str, Claim], study: Study) -> list[str]:
     """The advice, in the order a reader needs it; sentences whose evidence is missing are left out."""
     lines = [
         for_hidden_layers(claims),
+        centred_sigmoid(study),
         keeping_sigmoid(study),
-        shape(claims),
+        shape(claims, study),
         family(claims),
         deeper(claims),
         *batch_norm(claims),

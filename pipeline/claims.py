@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline import probe_columns as columns
+from pipeline.cifar import CIFAR10
 from pipeline.decide import (
     NOT_RUN,
     NOT_SUPPORTED,
@@ -172,9 +173,10 @@ def diagnostic(arm: Arm, column: str, epoch: int | None = None) -> dict[int, flo
     return values
 
 
-def split(*arms: Arm) -> bool:
-    """Whether any arm's seeds split between stuck at chance for the whole run and learned."""
-    return seeds_split(*(arm.stuck() for arm in arms))
+def split(*arms: Arm, epoch: int | None = None) -> bool:
+    """Whether the compared arms' seeds split between stuck at chance and learned, by the end of
+    `epoch` (a measure taken then), or of the whole run."""
+    return seeds_split(*(arm.stuck(epoch) for arm in arms))
 
 
 def attenuation(arm: Arm, epoch: int) -> dict[int, float]:
@@ -218,6 +220,12 @@ def describe(arm: Arm, values: PerSeed, fmt: Callable[[float], str]) -> str:
     return split_outcome(values, arm.stuck(), fmt)
 
 
+def _steps(arm: Arm) -> str:
+    """Each seed's steps to leave chance, 'never' for a seed that did not: '32, 32, never'."""
+    steps, stuck = arm.steps_to_leave_chance(), arm.stuck()
+    return ", ".join("never" if stuck[s] else f"{steps[s]:,.0f}" for s in arm.seeds)
+
+
 def _arm(study: Study, cell: str, activation: str) -> Arm | None:
     return study.get(cell, {}).get(activation)
 
@@ -245,14 +253,16 @@ def vanishing_gradient(study: Study) -> Claim:
     if not (s and r):
         return Claim("1", text, arms, (), "", _missing(BASELINE))
     kept = {a: attenuation(arm, 0) for a, arm in (("sigmoid", s), ("relu", r))}
-    comparison = paired("ReLU / sigmoid", GRADIENT, kept["relu"], kept["sigmoid"], split(s, r))
+    # At initialisation no seed has left chance: nothing splits yet.
+    at_start = split(s, r, epoch=0)
+    comparison = paired("ReLU / sigmoid", GRADIENT, kept["relu"], kept["sigmoid"], at_start)
     return Claim(
         "1",
         text,
         arms,
         (Part(comparison),),
         "At initialisation, the first layer's weight gradient divided by the output layer's was "
-        f"{comparison.format()} larger with ReLU than with sigmoid, paired by seed (the same "
+        f"larger with ReLU than with sigmoid by {comparison.format()}, paired by seed (the same "
         f"images, the same initial weights); per seed {comparison.per_seed()}. A ratio within "
         "one network is untouched by Adam, which rescales every weight's step by that weight's "
         "own gradient size.",
@@ -266,21 +276,25 @@ def not_zero_centred(study: Study) -> Claim:
     if not all(found.values()):
         return Claim("2", text, arms, (), "", _missing(CENTRING))
     acc = {a: test_accuracy(arm) for a, arm in found.items()}
-    varied = split(*found.values())
+
+    def compare(label: str, one: str, other: str) -> Comparison:
+        return paired(label, ACCURACY, acc[one], acc[other], split(found[one], found[other]))
+
     centring = (
-        paired("σ − ½ − σ", ACCURACY, acc[CENTRED], acc["sigmoid"], varied),
-        paired("(4σ − 2) − 4σ", ACCURACY, acc[STEEP_CENTRED], acc[STEEP], varied),
+        compare("σ − ½ − σ", CENTRED, "sigmoid"),
+        compare("(4σ − 2) − 4σ", STEEP_CENTRED, STEEP),
     )
     slope = (
-        paired("4σ − σ", ACCURACY, acc[STEEP], acc["sigmoid"], varied),
-        paired("(4σ − 2) − (σ − ½)", ACCURACY, acc[STEEP_CENTRED], acc[CENTRED], varied),
+        compare("4σ − σ", STEEP, "sigmoid"),
+        compare("(4σ − 2) − (σ − ½)", STEEP_CENTRED, CENTRED),
     )
     per_arm = "; ".join(f"{name(a)} {describe(arm, acc[a], points)}" for a, arm in found.items())
     evidence = (
         f"Test accuracy: {per_arm}. Centring alone, at sigmoid's slope: {centring[0].format()}; "
         f"at a slope of 1: {centring[1].format()}. A slope four times steeper alone, "
-        f"not centred: {slope[0].format()}; centred: {slope[1].format()} "
-        f"(slope: {combine([c.verdict for c in slope])} by the same rule)."
+        f"not centred: {slope[0].format()}; centred: {slope[1].format()} (that a steeper "
+        f"slope helps: {combine([c.verdict for c in slope])} by the same rule). To leave chance, "
+        f"σ − ½ took {_steps(found[CENTRED])} steps per seed, σ {_steps(found['sigmoid'])}."
     )
     return Claim("2", text, arms, tuple(Part(c) for c in centring), evidence)
 
@@ -295,7 +309,9 @@ def relu_keeps_gradient(study: Study) -> Claim:
     if not (s and r):
         return Claim("3", text, arms, (), "", _missing(BASELINE))
     kept = {a: attenuation(arm, 1) for a, arm in (("sigmoid", s), ("relu", r))}
-    comparison = paired("ReLU / sigmoid", GRADIENT, kept["relu"], kept["sigmoid"], split(s, r))
+    # Measured after epoch 1: whether the seeds had split by then, not by the end of the run.
+    by_then = split(s, r, epoch=1)
+    comparison = paired("ReLU / sigmoid", GRADIENT, kept["relu"], kept["sigmoid"], by_then)
     layer = last_hidden(r)
     dead = np.median(list(diagnostic(r, columns.column(columns.DEAD, layer)).values()))
     slope = {
@@ -308,7 +324,7 @@ def relu_keeps_gradient(study: Study) -> Claim:
         arms,
         (Part(comparison),),
         "After epoch 1, the first layer's weight gradient divided by the output layer's was "
-        f"{comparison.format()} larger with ReLU; per seed {comparison.per_seed()}. The dense "
+        f"larger with ReLU by {comparison.format()}; per seed {comparison.per_seed()}. The dense "
         f"layer's mean slope after epoch 1 had a median of {slope['relu']:.2f} with ReLU and "
         f"{slope['sigmoid']:.2g} with sigmoid. ReLU loses gradient its own way: at the last "
         f"epoch a median {dead:.0%} of its dense units were dead (zero for every probe image).",
@@ -482,6 +498,33 @@ def output_layer(study: Study) -> Claim:
         test_accuracy(sig),
         split(soft, sig),
     )
+    p = soft.params.data
+    images = p.train_limit or p.train_images - p.val_size
+    test_images = CIFAR10.test_images * p.n_classes // CIFAR10.n_classes
+    setting = (
+        f"These cells train on {images:,} images of {p.n_classes} classes ({soft.steps_per_epoch} "
+        f"steps an epoch, {soft.total_steps:,} in all) and test on {test_images:,}, so they are "
+        "compared only with each other."
+    )
+    hidden = [_arm(study, cell, "sigmoid") for cell in (BINARY_SOFTMAX, BINARY_SIGMOID)]
+    stuck = [s for arm in hidden if arm for s in arm.stuck().values()]
+    if stuck:
+        setting += (
+            f" With sigmoid hidden layers instead, {sum(stuck)} of {len(stuck)} two-class runs "
+            f"never left chance in those {soft.total_steps:,} steps"
+        )
+        baseline = _arm(study, BASELINE, "sigmoid")
+        if baseline and not all(baseline.stuck().values()):
+            fastest = min(
+                steps
+                for seed, steps in baseline.steps_to_leave_chance().items()
+                if not baseline.stuck()[seed]
+            )
+            setting += (
+                f", fewer than the fastest ten-class sigmoid seed needed ({fastest:,.0f}): "
+                "the step budget, not the number of classes, may be what held them"
+            )
+        setting += "."
     return Claim(
         "9",
         text,
@@ -490,7 +533,7 @@ def output_layer(study: Study) -> Claim:
         f"Test accuracy, two-way softmax − sigmoid output: {comparison.format()} (the claim holds "
         "if the sigmoid output does no worse by the smallest effect that matters). A two-way "
         "softmax over logits a and b gives the first class σ(a − b): the same family of models, "
-        "with one redundant output unit.",
+        f"with one redundant output unit. {setting}",
     )
 
 

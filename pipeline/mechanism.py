@@ -139,8 +139,8 @@ def adam_note(collapsed_first: bool) -> str:
             "came first within them), the order this explanation needs. Another explanation "
             "fits the same numbers: every input of the dense layer is positive, so Adam's first "
             "steps, all of about the same size, push many of a unit's 7,200 weights the same "
-            "way and can saturate it; that is claim 2's question, which the study's "
-            "centring-slope cell tests."
+            "way and can saturate it; that is claim 2's question, answered by the claims "
+            "study's centring-slope cell (claim 2 above)."
         )
     return text + (
         "Here sigmoid's slope did not collapse before its accuracy left chance, so this run does "

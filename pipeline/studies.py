@@ -50,12 +50,14 @@ class Arm:
         """The validation accuracy that counts as having left chance, for this cell's classes."""
         return escape_threshold(self.params.data.n_classes)
 
-    def stuck(self) -> dict[int, bool]:
-        """Per seed: never left chance in the whole run."""
-        return {
-            s: escape_epoch(h["val_accuracy"].tolist(), self.threshold) is None
-            for s, h in self.histories.items()
-        }
+    def stuck(self, epoch: int | None = None) -> dict[int, bool]:
+        """Per seed: had not left chance by the end of `epoch` (0: initialisation, when no run
+        has); by default, never in the whole run."""
+        stuck = {}
+        for seed, history in self.histories.items():
+            left = escape_epoch(history["val_accuracy"].tolist(), self.threshold)
+            stuck[seed] = left is None or (epoch is not None and left > epoch)
+        return stuck
 
     def steps_to_leave_chance(self) -> dict[int, float]:
         """Per seed: the escape step on the step curve; past its end, the escape epoch's last

@@ -154,7 +154,29 @@ def test_centring_verdict_and_advice_follow_the_centred_arms():
     idle = claims.not_zero_centred(centring_cell(0.0))
     assert idle.verdict == NOT_SUPPORTED
     assert advice.shape({"2": idle}).startswith("**Centring on zero is not what sigmoid lacks")
-    assert "slope: supported" in idle.evidence  # 4σ beat σ by 13 points in both pairs
+    assert "steeper slope helps: supported" in idle.evidence  # 4σ beat σ by 13 points, both pairs
+    # No arm split, so every comparison has an interval, not a count of seeds.
+    assert not any(p.comparison.split for p in helps.parts)
+
+
+def test_a_comparison_splits_only_when_its_own_arms_do():
+    cell = centring_cell(0.05)["centring-slope"]
+    steep = cell[claims.STEEP]
+    # 4σ stuck on one seed: the comparisons with 4σ count seeds, the others keep intervals.
+    stuck = {**steep.histories, 46: steep.histories[46].assign(val_accuracy=0.1)}
+    cell[claims.STEEP] = Arm(**{**steep.__dict__, "histories": stuck})
+    claim = claims.not_zero_centred({"centring-slope": cell})
+    centred, steep_centred = (p.comparison for p in claim.parts)
+    assert not centred.split and steep_centred.split  # σ − ½ − σ; (4σ − 2) − 4σ
+
+
+def test_a_measure_taken_before_any_seed_left_chance_keeps_its_interval():
+    study = {"baseline": baseline()}
+    sigmoid = study["baseline"]["sigmoid"]
+    stuck = {**sigmoid.histories, 46: sigmoid.histories[46].assign(val_accuracy=0.1)}
+    study["baseline"]["sigmoid"] = Arm(**{**sigmoid.__dict__, "histories": stuck})
+    assert claims.generalises(study).parts[0].comparison.split  # the run's end: split
+    assert not claims.vanishing_gradient(study).parts[0].comparison.split  # at initialisation
 
 
 def sparsity_cell(cousin_rise):
@@ -195,6 +217,32 @@ def test_depth_claim_needs_a_small_shallow_gap_and_a_widening_one():
     assert advice.deeper({"8": claims.depth(study(0.1, 0.1))}).startswith("**Depth alone did not")
 
 
+def test_steep_uncentred_sigmoid_that_never_learned_is_warned_against():
+    study = centring_cell(0.05)
+    helps = claims.not_zero_centred(study)
+    assert "Do not make an uncentred sigmoid steeper" not in advice.shape({"2": helps}, study)
+    steep = study["centring-slope"][claims.STEEP]
+    never = {s: h.assign(val_accuracy=0.1) for s, h in steep.histories.items()}
+    study["centring-slope"][claims.STEEP] = Arm(**{**steep.__dict__, "histories": never})
+    line = advice.shape({"2": claims.not_zero_centred(study)}, study)
+    assert "4σ never left chance on any of its 5 seeds" in line
+
+
+@pytest.mark.parametrize(
+    "relu, advised",
+    [
+        (0.50, "**A sigmoid centred on zero, σ − ½, did as well as ReLU**"),
+        (0.60, "**ReLU still beat a sigmoid centred on zero"),
+        (0.40, "**A sigmoid centred on zero, σ − ½, beat ReLU**"),
+    ],
+)
+def test_centred_sigmoid_against_relu_advice_follows_the_numbers(relu, advised):
+    study = centring_cell(0.05)  # σ − ½ at 0.50
+    study["centring-slope"]["relu"] = arm("centring-slope", "relu", relu)
+    assert advice.centred_sigmoid(study).startswith(advised)
+    assert advice.centred_sigmoid(centring_cell(0.05)) is None  # no ReLU arm: nothing said
+
+
 def test_keeping_sigmoid_advice_counts_the_stuck_seeds():
     stuck = baseline(**STUCK)
     assert advice.keeping_sigmoid({"baseline": stuck}).startswith(
@@ -206,10 +254,7 @@ def test_keeping_sigmoid_advice_counts_the_stuck_seeds():
     frozen = {**sigmoid.histories, 46: sigmoid.histories[46].assign(val_accuracy=0.1, loss=2.3)}
     split["sigmoid"] = Arm(**{**sigmoid.__dict__, "histories": frozen})
     line = advice.keeping_sigmoid({"baseline": split})
-    assert (
-        "1 of 5 seeds stayed at chance through all 40 training steps, 1 of them with a training loss that no longer moved"
-        in line
-    )
+    assert "1 of 5 seeds stayed at chance through all 40 training steps; the others left it" in line
 
 
 def test_split_seeds_are_described_by_counts_and_medians():
