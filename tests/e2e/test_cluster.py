@@ -5,8 +5,10 @@ a real tracking server; then a node lost mid-task."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -44,16 +46,19 @@ class Node:
                 cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
 
-    def wait_until_started(self, nodes: dict[str, Node], seconds: float = 240) -> None:
-        """Until `ray start` says its node is up (for a worker: registered with the head),
-        watching its log rather than asking the cluster: each look at the cluster is a fresh
-        Python importing Ray (~3 s of CPU), and a look before the head is up only waits."""
+    def started(self, nodes: dict[str, Node], seconds: float = 240) -> bool:
+        """Whether `ray start` says its node is up (for a worker: registered with the head),
+        False if it ended first. Watches the log rather than asking the cluster: each look at the
+        cluster is a fresh Python importing Ray (~3 s of CPU), and a look too early only waits."""
         deadline = time.monotonic() + seconds
         while "Ray runtime started." not in self.log.read_text():
+            if self.proc.poll() is not None:
+                return False
             for name, node in nodes.items():
                 assert node.proc.poll() is None, f"{name} ended:\n{node.log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, self.log.read_text()[-3000:]
             time.sleep(0.5)
+        return True
 
     def lose(self) -> None:
         """As a lost machine: every process the node started, at once, without a word."""
@@ -69,6 +74,22 @@ class Node:
         after a 30 s grace period, which a throwaway cluster does not need."""
         if self.proc.poll() is None:
             self.lose()
+        # A node that gave up on its own start can leave its children behind, in its session.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def start_node(tmp: Path, name: str, nodes: dict[str, Node], *args: str) -> Node:
+    """A started node, at the third attempt at most. `ray start` gives its own raylet a fixed
+    30 s to register and then exits; with both cores busy it has missed that (in CI, once), which
+    says nothing about the code under test. `args` may be a callable giving them per attempt."""
+    for attempt in range(3):
+        node = Node(tmp, f"{name}-{attempt}", *(args[0]() if callable(args[0]) else args))
+        if node.started(nodes):
+            return node
+        node.stop()
+        print(f"{name} ended before it started; again:\n{node.log.read_text()[-1500:]}")
+    pytest.fail(f"{name} did not start in three attempts:\n{node.log.read_text()[-3000:]}")
 
 
 def wait_for_nodes(address: str, count: int, nodes: dict[str, Node], seconds: float = 240) -> None:
@@ -103,15 +124,18 @@ def wait_for_nodes(address: str, count: int, nodes: dict[str, Node], seconds: fl
 def cluster(tmp_path_factory):
     """A head and a worker node, one CPU each, and a tracking server: (address, nodes, uri)."""
     tmp = tmp_path_factory.mktemp("ray")
-    port = free_port()
-    address = f"127.0.0.1:{port}"
     server = MlflowServer(tmp).start()
-    head = Node(tmp, "head", "--head", "--port", str(port), "--include-dashboard=false")
-    nodes = {"head": head}
+    ports: list[int] = []
+
+    def head_args() -> list[str]:  # a fresh port each attempt: a failed head may still hold one
+        ports.append(free_port())
+        return ["--head", "--port", str(ports[-1]), "--include-dashboard=false"]
+
+    nodes: dict[str, Node] = {}
     try:
-        head.wait_until_started(nodes)
-        nodes["worker"] = Node(tmp, "worker", "--address", address)
-        nodes["worker"].wait_until_started(nodes)
+        nodes["head"] = start_node(tmp, "head", nodes, head_args)
+        address = f"127.0.0.1:{ports[-1]}"
+        nodes["worker"] = start_node(tmp, "worker", nodes, "--address", address)
         wait_for_nodes(address, 2, nodes)  # both alive, as the cluster itself counts them
         yield address, nodes, server.uri
     finally:
