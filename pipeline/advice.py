@@ -14,6 +14,7 @@ from pipeline.decide import (
     LOWER,
     NOT_SUPPORTED,
     SUPPORTED,
+    UNCLEAR,
     UNSETTLED,
     Comparison,
     direction,
@@ -175,16 +176,28 @@ def batch_norm(claims: Mapping[str, Claim]) -> list[str]:
 
 
 def speed(claims: Mapping[str, Claim]) -> str | None:
-    c = _part(claims, "6", 1)  # whole step, sigmoid / ReLU
+    own, c = _part(claims, "6", 0), _part(claims, "6", 1)  # the activation alone; a whole step
     if c is None:
         return None
+    step = c.format().replace("seeds", "paired samples")
     lean = direction(c)
     if lean == HIGHER:
-        return f"**ReLU also trains faster:** a training step took {c.format().replace('seeds', 'paired samples')} as long with sigmoid."
+        return f"**ReLU also trains faster:** a training step took {step} as long with sigmoid."
     if lean in (EQUAL, LOWER):
         return (
-            "**Do not choose on speed:** a whole training step took "
-            f"{c.format().replace('seeds', 'paired samples')} as long with sigmoid as with ReLU."
+            f"**Do not choose on speed:** a whole training step took {step} as long with sigmoid "
+            "as with ReLU."
+        )
+    if lean == UNCLEAR:
+        alone = (
+            f"sigmoid itself ran {own.format().replace('seeds', 'paired samples')} as long as "
+            "ReLU, but it is a small part of a step, and "
+            if own is not None and direction(own) == HIGHER
+            else ""
+        )
+        return (
+            f"**Speed is no clear reason to choose:** {alone}a whole training step took {step} "
+            f"as long with sigmoid: not clearly slower by {c.measure.smallest_text()} or more."
         )
     return None
 

@@ -109,12 +109,22 @@ class Comparison:
             for seed, d in sorted(self.differences.items())
         )
 
+    def digits(self) -> int:
+        """Decimals for a median: one digit below the smallest effect's first (1 point: one
+        decimal; 704 steps: none)."""
+        if self.measure.log:
+            return 1
+        smallest = self.measure.smallest_effect * self.measure.scale
+        return max(0, 1 - math.floor(math.log10(smallest)))
+
     def format(self) -> str:
         """'+16 [+12, +20] points (5 seeds)': mean and interval to the precision they support;
         for seeds that split, 'median +16 points, 5 of 5 seeds above 1 point'."""
         unit = f" {self.measure.unit}" if self.measure.unit and not self.measure.log else ""
         if self.split:
-            median = show(float(np.median(list(self.differences.values()))), self.measure, 1)
+            median = show(
+                float(np.median(list(self.differences.values()))), self.measure, self.digits()
+            )
             return (
                 f"median {median}{unit}, {self.beyond} of {self.n} seeds above "
                 f"{self.measure.smallest_text()} (the seeds split: no mean or interval)"
@@ -196,7 +206,7 @@ def show(value: float, measure: Measure, digits: int = 2) -> str:
     """One number of a comparison, scaled and signed (a log measure as a factor, unsigned)."""
     if measure.log:
         return factor(2**value, digits)
-    return f"{value * measure.scale:+.{digits}f}".replace("-", "−")
+    return f"{value * measure.scale:+,.{digits}f}".replace("-", "−")
 
 
 def factor(value: float, digits: int = 2) -> str:

@@ -298,6 +298,13 @@ def test_cost_claim_reads_paired_timing_samples():
     assert advice.speed({"6": claim}).startswith("**Do not choose on speed:**")
     slower = claims.cheaper(timing(twice, [1.5, 1.52, 1.49, 1.5, 1.51]))
     assert advice.speed({"6": slower}).startswith("**ReLU also trains faster")
+    unclear = claims.cheaper(timing(twice, [1.0, 1.15, 1.02, 1.12, 0.99]))
+    assert unclear.parts[1].verdict == MIXED
+    said = advice.speed({"6": unclear})
+    assert said.startswith("**Speed is no clear reason to choose:** sigmoid itself ran 2.01×")
+    assert "not clearly slower by a factor of 1.05 or more" in said
+    equal_alone = claims.cheaper(timing([1.0] * 5, [1.0, 1.15, 1.02, 1.12, 0.99]))
+    assert "sigmoid itself" not in advice.speed({"6": equal_alone})
     assert claims.cheaper(None).verdict == NOT_RUN
 
 

@@ -129,6 +129,11 @@ def test_seeds_that_split_are_judged_by_counting_them():
         == NOT_SUPPORTED
     )
     assert factor(5_494_744) == "5,500,000×" and factor(0.077) == "0.077×"
+    steps = Measure("steps to leave chance", smallest_effect=704, unit="steps")
+    late = paired("", steps, *arms([3520, 3520, 2816, 6336, 7040], [32] * 5), split=True)
+    assert late.format().startswith("median +3,488 steps, 5 of 5 seeds above 704 steps")
+    points = paired("", ACCURACY, *arms(outlier, [0.45] * 5), split=True)
+    assert points.format().startswith("median +16.0 points, 5 of 5")
 
 
 def test_negative_differences_print_with_a_minus_sign():
