@@ -361,20 +361,26 @@ def generalises(study: Study) -> Claim:
     better = paired("ReLU − sigmoid", ACCURACY, test_accuracy(r), test_accuracy(s), split(s, r))
     gaps = {a: generalisation_gap(arm) for a, arm in (("sigmoid", s), ("relu", r))}
     smaller_gap = paired("sigmoid − ReLU", GAP, gaps["sigmoid"], gaps["relu"], split(s, r))
+    fits = {a: last(arm, "accuracy") for a, arm in (("sigmoid", s), ("relu", r))}
+    underfits = paired("ReLU − sigmoid", TRAIN_ACC, fits["relu"], fits["sigmoid"], split(s, r))
     evidence = (
         f"Test accuracy, ReLU − sigmoid: {better.format()}. Training minus validation accuracy "
         f"at the last epoch: sigmoid {describe(s, gaps['sigmoid'], points)}, ReLU "
-        f"{describe(r, gaps['relu'], points)}; sigmoid − ReLU {smaller_gap.format()}. "
+        f"{describe(r, gaps['relu'], points)}; sigmoid − ReLU {smaller_gap.format()}. Training "
+        f"accuracy at the last epoch: sigmoid {describe(s, fits['sigmoid'], points)}, ReLU "
+        f"{describe(r, fits['relu'], points)}; ReLU − sigmoid {underfits.format()}. "
     )
+    verdicts = (better.verdict, smaller_gap.verdict, underfits.verdict)
     evidence += (
-        "ReLU scores better on unseen images while its training accuracy runs further ahead of "
-        "its validation accuracy: it fits more, and does not overfit less."
-        if better.verdict == SUPPORTED and smaller_gap.verdict == NOT_SUPPORTED
-        else "The two parts agree."
-        if better.verdict == smaller_gap.verdict
-        else "The two parts differ."
+        "ReLU scores better on unseen images and fits its training images better, while its "
+        "training accuracy runs further ahead of its validation accuracy: sigmoid underfits, and "
+        "ReLU fits more but does not overfit less."
+        if verdicts == (SUPPORTED, NOT_SUPPORTED, SUPPORTED)
+        else "The three parts agree."
+        if len(set(verdicts)) == 1
+        else "The parts differ."
     )
-    return Claim("5", text, arms, (Part(better), Part(smaller_gap)), evidence)
+    return Claim("5", text, arms, (Part(better), Part(smaller_gap), Part(underfits)), evidence)
 
 
 def cheaper(timing: Mapping | None) -> Claim:
