@@ -23,6 +23,7 @@ from pipeline.decide import (
     Comparison,
     Measure,
     combine,
+    factor,
     paired,
     seeds_split,
     split_outcome,
@@ -265,7 +266,38 @@ def vanishing_gradient(study: Study) -> Claim:
         f"larger with ReLU than with sigmoid by {comparison.format()}, paired by seed (the same "
         f"images, the same initial weights); per seed {comparison.per_seed()}. A ratio within "
         "one network is untouched by Adam, which rescales every weight's step by that weight's "
-        "own gradient size.",
+        f"own gradient size. {ratio_parts(s, r)}",
+    )
+
+
+def ratio_parts(s: Arm, r: Arm) -> str:
+    """Claim 1's ratio taken apart: does it come from the first layer, or from the output?"""
+    frame = next(iter(s.diagnostics.values()))
+    kernels = columns.kernel_layers(frame)
+    bound = 1 + GRADIENT.smallest_effect
+
+    def relu_over_sigmoid(layer: str) -> float:
+        column = columns.kernel(layer)
+        ours, theirs = diagnostic(r, column, 0), diagnostic(s, column, 0)
+        return float(np.median([ours[seed] / theirs[seed] for seed in ours if seed in theirs]))
+
+    def said(ratio: float) -> str:
+        if 1 / bound < ratio < bound:
+            return f"within {GRADIENT.smallest_text()} with both"
+        if ratio > 1:
+            return f"larger with ReLU by a median {factor(ratio)}"
+        return f"larger with sigmoid by a median {factor(1 / ratio)}"
+
+    first, output = relu_over_sigmoid(kernels[0]), relu_over_sigmoid(kernels[-1])
+    if output <= 1 / bound and 1 / output >= first:
+        why = ": the output layer's larger gradient with sigmoid makes up at least half the ratio."
+    elif 1 / bound < output < bound:
+        why = ": the ratio comes from the first layer."
+    else:
+        why = "."
+    return (
+        f"Taken apart, the first layer's own gradient was {said(first)}, and the output "
+        f"layer's {said(output)}{why}"
     )
 
 

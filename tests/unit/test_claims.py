@@ -42,6 +42,7 @@ def arm(
     train=None,
     val_loss=(1.5, 1.3, 1.2, 1.25),
     grad=0.1,
+    out=1.0,
     flat=0.5,
     seeds=SEEDS,
     classes=(),
@@ -65,7 +66,7 @@ def arm(
             {
                 "epoch": range(EPOCHS + 1),
                 "grad_norm/conv2d/kernel": grad * (1 + w),
-                "grad_norm/dense_1/kernel": 1.0,
+                "grad_norm/dense_1/kernel": out,
                 "mean_slope/dense": 0.5,
                 "saturated_fraction/dense": flat,
             }
@@ -139,6 +140,22 @@ def test_the_vanishing_gradient_claim_reads_the_gradient_ratio():
     same = baseline()
     same["sigmoid"] = arm("baseline", "sigmoid", 0.45, grad=0.1)
     assert claims.vanishing_gradient({"baseline": same}).verdict == NOT_SUPPORTED
+
+
+def test_the_gradient_ratio_is_taken_apart_by_layer():
+    first_only = claims.vanishing_gradient({"baseline": baseline()}).evidence
+    assert (
+        "the first layer's own gradient was larger with ReLU by a median 10.00×, and the output "
+        "layer's within a factor of 2.00 with both: the ratio comes from the first layer."
+    ) in first_only
+    study = baseline(out=5.0)  # sigmoid's output layer: 5 against ReLU's 1
+    both = claims.vanishing_gradient({"baseline": study}).evidence
+    assert "the output layer's larger with sigmoid by a median 5.00×" in both
+    assert "makes up at least half the ratio" not in both  # 5× at the output, 10× at the first
+    study["sigmoid"] = arm("baseline", "sigmoid", 0.45, grad=0.05, out=5.0)
+    output = claims.vanishing_gradient({"baseline": study}).evidence
+    assert "larger with ReLU by a median 2.00×" in output
+    assert "makes up at least half the ratio" in output
 
 
 def centring_cell(centred_gain):
