@@ -269,7 +269,11 @@ def study_seeds_figure(
     ax.plot([], [], color="black", linewidth=2, label="median")
     ax.axhline(CIFAR10.chance, color="grey", linestyle=":", label=f"chance ({CIFAR10.chance:.2f})")
     ax.set_xticks(range(len(columns)), list(columns), rotation=40, ha="right", fontsize=8)
-    ax.set(title="Claims study: test accuracy of every seed", ylabel="test accuracy", ylim=(0, 1))
+    ax.set(
+        title="Claims study: test accuracy of every seed (ten-class arms)",
+        ylabel="test accuracy",
+        ylim=(0, 1),
+    )
     ax.grid(alpha=0.3, axis="y")
     _legend_below(fig, ax)
     return fig
