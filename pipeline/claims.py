@@ -213,7 +213,13 @@ def name(activation: str) -> str:
 
 
 def points(value: float) -> str:
+    """An accuracy, as a percentage."""
     return f"{value * 100:.1f}%"
+
+
+def point_gap(value: float) -> str:
+    """A difference of two accuracies, in percentage points."""
+    return f"{value * 100:.1f} percentage points".replace("-", "−")
 
 
 def describe(arm: Arm, values: PerSeed, fmt: Callable[[float], str]) -> str:
@@ -397,8 +403,8 @@ def generalises(study: Study) -> Claim:
     underfits = paired("ReLU − sigmoid", TRAIN_ACC, fits["relu"], fits["sigmoid"], split(s, r))
     evidence = (
         f"Test accuracy, ReLU − sigmoid: {better.format()}. Training minus validation accuracy "
-        f"at the last epoch: sigmoid {describe(s, gaps['sigmoid'], points)}, ReLU "
-        f"{describe(r, gaps['relu'], points)}; sigmoid − ReLU {smaller_gap.format()}. Training "
+        f"at the last epoch: sigmoid {describe(s, gaps['sigmoid'], point_gap)}, ReLU "
+        f"{describe(r, gaps['relu'], point_gap)}; sigmoid − ReLU {smaller_gap.format()}. Training "
         f"accuracy at the last epoch: sigmoid {describe(s, fits['sigmoid'], points)}, ReLU "
         f"{describe(r, fits['relu'], points)}; ReLU − sigmoid {underfits.format()}. "
     )

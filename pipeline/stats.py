@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 # The t quantile alone: scipy.stats costs a stage over a second of import, scipy.special little.
 from scipy.special import stdtrit
 
