@@ -117,6 +117,13 @@ class Comparison:
         smallest = self.measure.smallest_effect * self.measure.scale
         return max(0, 1 - math.floor(math.log10(smallest)))
 
+    def ends_on_threshold(self, low: float, high: float, digits: int) -> bool:
+        """Whether an interval end printed to `digits` decimals is within one printed unit of
+        the smallest effect (either sign)."""
+        scale, unit = self.measure.scale, 10.0**-digits
+        edge = self.threshold * scale
+        return any(abs(abs(round(end * scale, digits)) - edge) < unit for end in (low, high))
+
     def format(self) -> str:
         """'+16 [+12, +20] points (5 seeds)': mean and interval to the precision they support;
         for seeds that split, 'median +16 points, 5 of 5 seeds above 1 point'."""
@@ -133,6 +140,10 @@ class Comparison:
             return f"{show(self.mean, self.measure)}{unit} ({self.n} seed{'s' * (self.n != 1)})"
         low, high = self.interval
         digits = decimals(self.mean, low, high, self.measure)
+        # One more decimal while an end, rounded, would sit on the smallest effect: the reader
+        # must see which side of it the interval ends.
+        while not self.measure.log and digits < 3 and self.ends_on_threshold(low, high, digits):
+            digits += 1
         mean, low, high = (show(v, self.measure, digits) for v in (self.mean, low, high))
         return f"{mean} [{low}, {high}]{unit} ({self.n} seeds)"
 

@@ -104,7 +104,8 @@ def test_generalisation_verdict_flips_with_the_numbers():
     # Sigmoid's training accuracy ends lower (0.5 against ReLU's 0.95): it underfits.
     claim = claims.generalises({"baseline": baseline()})
     assert [p.verdict for p in claim.parts] == [SUPPORTED, NOT_SUPPORTED, SUPPORTED]
-    assert claim.verdict == MIXED and "sigmoid underfits, and ReLU fits more" in claim.evidence
+    assert claim.verdict == MIXED and "sigmoid underfits, and ReLU overfits more" in claim.evidence
+    assert "confound" not in claim.evidence  # every sigmoid seed left chance in epoch 1
     # A gap between two accuracies is in percentage points, an accuracy in per cent.
     assert "ReLU 45.0 percentage points on every seed" in claim.evidence
     assert "ReLU median 95.0% (range 94.6% to 95.4%" in claim.evidence
@@ -113,6 +114,8 @@ def test_generalisation_verdict_flips_with_the_numbers():
     fits = claims.generalises({"baseline": baseline(train=[0.6, 0.75, 0.85, 0.97])})
     assert fits.parts[2].verdict == NOT_SUPPORTED  # sigmoid fits its training images as well
     assert "sigmoid underfits" not in fits.evidence
+    late = claims.generalises({"baseline": baseline(val=(0.1, 0.1, 0.3, 0.4))}).evidence
+    assert "A confound: 5 of 5 sigmoid seeds left chance only in epochs 3, 3, 3, 3, 3, so" in late
 
 
 def test_hidden_layer_advice_reverses_when_the_numbers_do():
@@ -148,17 +151,38 @@ def test_the_vanishing_gradient_claim_reads_the_gradient_ratio():
 def test_the_gradient_ratio_is_taken_apart_by_layer():
     first_only = claims.vanishing_gradient({"baseline": baseline()}).evidence
     assert (
-        "the first layer's own gradient was larger with ReLU by a median 10.00×, and the output "
+        "the first layer's own gradient was larger with ReLU by a median 10.0×, and the output "
         "layer's within a factor of 2.00 with both: the ratio comes from the first layer."
     ) in first_only
     study = baseline(out=5.0)  # sigmoid's output layer: 5 against ReLU's 1
     both = claims.vanishing_gradient({"baseline": study}).evidence
-    assert "the output layer's larger with sigmoid by a median 5.00×" in both
-    assert "makes up at least half the ratio" not in both  # 5× at the output, 10× at the first
+    assert "the output layer's larger with sigmoid by a median 5.0×" in both
+    assert "makes up more than half" not in both  # 5× at the output, 10× at the first
     study["sigmoid"] = arm("baseline", "sigmoid", 0.45, grad=0.05, out=5.0)
     output = claims.vanishing_gradient({"baseline": study}).evidence
-    assert "larger with ReLU by a median 2.00×" in output
-    assert "makes up at least half the ratio" in output
+    assert "larger with ReLU by a median 2.0×" in output
+    assert "makes up more than half of the ratio" in output
+
+
+def test_a_comparison_after_epoch_1_counts_only_seeds_split_by_then():
+    study = {"baseline": baseline(val=(0.1, 0.1, 0.3, 0.4))}  # every sigmoid seed late
+    sigmoid = study["baseline"]["sigmoid"]
+    stuck = {**sigmoid.histories, 46: sigmoid.histories[46].assign(val_accuracy=0.1)}
+    study["baseline"]["sigmoid"] = Arm(**{**sigmoid.__dict__, "histories": stuck})
+    sooner, after_one = (p.comparison for p in claims.starts_faster(study).parts)
+    assert sooner.split  # over the whole run, one seed never left chance
+    assert not after_one.split  # after epoch 1, none had: a mean and an interval
+    assert "[" in after_one.format()
+
+
+def test_the_centred_sigmoid_says_whether_the_offset_or_the_slope_loses_the_gradient():
+    def evidence(centred_grad):
+        cell = {claims.CENTRED: arm("centring-slope", claims.CENTRED, 0.6, grad=centred_grad)}
+        return claims.vanishing_gradient({"baseline": baseline(), "centring-slope": cell}).evidence
+
+    assert "so the loss comes from sigmoid's offset" in evidence(0.1)  # 10× sigmoid's 0.01
+    assert "so the loss comes with the slope's ceiling of ¼" in evidence(0.01)
+    assert "σ − ½" not in claims.vanishing_gradient({"baseline": baseline()}).evidence
 
 
 def centring_cell(centred_gain):
@@ -263,7 +287,11 @@ def test_steep_uncentred_sigmoid_that_never_learned_is_warned_against():
 def test_centred_sigmoid_against_relu_advice_follows_the_numbers(relu, advised):
     study = centring_cell(0.05)  # σ − ½ at 0.50
     study["centring-slope"]["relu"] = arm("centring-slope", "relu", relu)
-    assert advice.centred_sigmoid(study).startswith(advised)
+    said = advice.centred_sigmoid(study)
+    assert said.startswith(advised)
+    # The advice quotes the number claim 2's evidence gives.
+    beside = claims.relu_against_centred(study).format()
+    assert beside in said and beside in claims.not_zero_centred(study).evidence
     assert advice.centred_sigmoid(centring_cell(0.05)) is None  # no ReLU arm: nothing said
 
 
@@ -327,6 +355,8 @@ def test_cost_claim_reads_paired_timing_samples():
     said = advice.speed({"6": unclear})
     assert said.startswith("**Speed is no clear reason to choose:** sigmoid itself ran 2.01×")
     assert "not clearly slower by a factor of 1.05 or more" in said
+    quicker = claims.cheaper(timing(twice, [0.8, 0.81, 0.79, 0.8, 0.8]))
+    assert advice.speed({"6": quicker}).startswith("**Sigmoid trains faster:**")
     equal_alone = claims.cheaper(timing([1.0] * 5, [1.0, 1.15, 1.02, 1.12, 0.99]))
     assert "sigmoid itself" not in advice.speed({"6": equal_alone})
     assert claims.cheaper(None).verdict == NOT_RUN

@@ -139,3 +139,21 @@ def test_seeds_that_split_are_judged_by_counting_them():
 def test_negative_differences_print_with_a_minus_sign():
     worse = paired("", ACCURACY, *arms([0.30, 0.31, 0.32, 0.31, 0.30], [0.45] * 5))
     assert worse.format().startswith("−14")
+
+
+def test_an_interval_ending_near_the_smallest_effect_shows_which_side():
+    from pipeline.decide import Comparison
+
+    near = Comparison("", ACCURACY, dict(zip(SEEDS, [-0.0235] * 5, strict=True)))
+    # Its interval, as claim 2's data gave it: −2.35 [−3.72, −0.97] points.
+    assert near.ends_on_threshold(-0.0372, -0.0097, 0) and near.ends_on_threshold(
+        -0.0372, -0.0097, 1
+    )
+    assert not near.ends_on_threshold(-0.0372, -0.0097, 2)
+    wide = paired("", ACCURACY, *arms([0.60, 0.40, 0.55, 0.30, 0.62], [0.45] * 5))
+    assert "." not in wide.format()  # ends far from ±1 point: whole points, as supported
+    near_one = Comparison(
+        "", ACCURACY, dict(zip(SEEDS, [-0.008, -0.02, -0.04, -0.03, -0.0175], strict=True))
+    )
+    # Its interval's half-width alone supports whole points, "−2 [−4, −1]": but −0.79 is not −1.
+    assert near_one.format() == "−2.3 [−3.8, −0.8] points (5 seeds)"
