@@ -431,10 +431,23 @@ def starts_faster(study: Study) -> Claim:
         f"ReLU {describe(r, steps['relu'], lambda v: f'{v:.0f}')}; sigmoid − ReLU "
         f"{sooner.format()} ({s.steps_per_epoch} steps make an epoch; a seed that never left "
         f"chance counts as {s.total_steps}, the run's length, so the difference is if anything "
-        f"larger). Validation accuracy after one epoch, ReLU − sigmoid: {faster.format()}. "
+        f"larger{resolution(s)}). Validation accuracy after one epoch, ReLU − sigmoid: "
+        f"{faster.format()}. "
         "Both parts measure the start of learning; 'converges faster' is not tested apart."
     )
     return Claim("4", text, arms, (Part(sooner), Part(faster)), evidence)
+
+
+def resolution(arm: Arm) -> str:
+    """How finely a late escape step is known: past the step-by-step curve, to the epoch."""
+    curve_end = min(int(frame["step"].max()) for frame in arm.steps.values())
+    steps = arm.steps_to_leave_chance().values()
+    if all(step <= curve_end for step in steps):
+        return ""
+    return (
+        f"; past step {curve_end:,}, where the step-by-step curve ends, a step is the last of the "
+        f"epoch it left chance in, known to within {arm.steps_per_epoch} steps"
+    )
 
 
 def generalises(study: Study) -> Claim:

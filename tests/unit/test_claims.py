@@ -173,6 +173,9 @@ def test_a_comparison_after_epoch_1_counts_only_seeds_split_by_then():
     assert sooner.split  # over the whole run, one seed never left chance
     assert not after_one.split  # after epoch 1, none had: a mean and an interval
     assert "[" in after_one.format()
+    evidence = claims.starts_faster(study).evidence
+    assert "past step 20, where the step-by-step curve ends" in evidence  # late: epoch ends
+    assert "curve ends" not in claims.starts_faster({"baseline": baseline()}).evidence
 
 
 def test_the_centred_sigmoid_says_whether_the_offset_or_the_slope_loses_the_gradient():
