@@ -235,7 +235,8 @@ def sparsity_cell(cousin_rise):
     cell = {"relu": relu}
     for cousin in claims.COUSINS:
         rising = (1.5, 1.2, 1.3 + cousin_rise / 2, 1.4 + cousin_rise)
-        cell[cousin] = arm("sparsity", cousin, 0.6, val_loss=rising, flat=0.05)
+        wider = [v + cousin_rise for v in (0.3, 0.4, 0.45, 0.5)]  # its train − val gap, too
+        cell[cousin] = arm("sparsity", cousin, 0.6, val_loss=rising, train=wider, flat=0.05)
     return {"sparsity": cell}
 
 
@@ -246,6 +247,22 @@ def test_sparsity_claim_and_advice_compare_relu_with_its_cousins():
     no = claims.sparsity(sparsity_cell(0.0))
     assert no.verdict == NOT_SUPPORTED
     assert advice.family({"7": no}).startswith("**Sparsity is no reason")
+    assert len(curbs.parts) == 6  # loss rise and accuracy gap, each cousin against ReLU
+    assert "training − validation accuracy at the last epoch, leaky ReLU − ReLU +20.0" in (
+        curbs.evidence
+    )
+    # Loss rises as expected but the gaps do not differ: the two measures disagree.
+    split_measures = sparsity_cell(0.2)
+    for cousin in claims.COUSINS:
+        cell = split_measures["sparsity"]
+        rising = cell[cousin].histories
+        cell[cousin] = Arm(
+            **{
+                **cell[cousin].__dict__,
+                "histories": {s: h.assign(accuracy=h["val_accuracy"]) for s, h in rising.items()},
+            }
+        )
+    assert claims.sparsity(split_measures).verdict == MIXED
 
 
 def test_depth_claim_needs_a_small_shallow_gap_and_a_widening_one():
