@@ -223,13 +223,16 @@ def points(value: float) -> str:
 
 
 def point_gap(value: float) -> str:
-    """A difference of two accuracies, in percentage points."""
-    return f"{value * 100:.1f} percentage points".replace("-", "−")
+    """A difference of two accuracies, in percentage points (the unit is added once)."""
+    return f"{value * 100:.1f}".replace("-", "−")
 
 
-def describe(arm: Arm, values: PerSeed, fmt: Callable[[float], str]) -> str:
+PP = " percentage points"
+
+
+def describe(arm: Arm, values: PerSeed, fmt: Callable[[float], str], unit: str = "") -> str:
     """An arm's per-seed values: counts and medians when its seeds split at chance."""
-    return split_outcome(values, arm.stuck(), fmt)
+    return split_outcome(values, arm.stuck(), fmt, unit)
 
 
 def _steps(arm: Arm) -> str:
@@ -463,8 +466,8 @@ def generalises(study: Study) -> Claim:
     underfits = paired("ReLU − sigmoid", TRAIN_ACC, fits["relu"], fits["sigmoid"], split(s, r))
     evidence = (
         f"Test accuracy, ReLU − sigmoid: {better.format()}. Training minus validation accuracy "
-        f"at the last epoch: sigmoid {describe(s, gaps['sigmoid'], point_gap)}, ReLU "
-        f"{describe(r, gaps['relu'], point_gap)}; sigmoid − ReLU {smaller_gap.format()}. Training "
+        f"at the last epoch: sigmoid {describe(s, gaps['sigmoid'], point_gap, PP)}, ReLU "
+        f"{describe(r, gaps['relu'], point_gap, PP)}; sigmoid − ReLU {smaller_gap.format()}. Training "
         f"accuracy at the last epoch: sigmoid {describe(s, fits['sigmoid'], points)}, ReLU "
         f"{describe(r, fits['relu'], points)}; ReLU − sigmoid {underfits.format()}. "
     )

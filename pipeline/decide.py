@@ -232,20 +232,23 @@ def factor(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}×"
 
 
-def split_outcome(values: Mapping[int, float], stuck: Mapping[int, bool], fmt: str) -> str:
+def split_outcome(
+    values: Mapping[int, float], stuck: Mapping[int, bool], fmt: str, unit: str = ""
+) -> str:
     """An arm whose seeds split (some stuck at chance, some not) as counts and medians, never a
-    mean; an arm that did not split as its median and range. `fmt` formats one value."""
+    mean; an arm that did not split as its median and range. `fmt` formats one value; `unit`
+    follows the median only (the range's ends share it)."""
     n = len(values)
     stuck_seeds = [s for s in values if stuck.get(s)]
     left = [values[s] for s in values if not stuck.get(s)]
     if not left:
         return f"all {n} seeds stuck at chance"
-    median = fmt(float(np.median(left)))
+    median = fmt(float(np.median(left))) + unit
     if stuck_seeds:
         return f"{len(stuck_seeds)} of {n} seeds stuck at chance; the other {len(left)}: median {median}"
     low, high = fmt(min(left)), fmt(max(left))
     if low == high:
-        return f"{low} on every seed ({n})"
+        return f"{low}{unit} on every seed ({n})"
     return f"median {median} (range {low} to {high}, {n} seeds)"
 
 

@@ -89,6 +89,8 @@ def test_split_outcomes_are_counts_and_medians():
     assert split_outcome(values, dict.fromkeys(values, True), str) == "all 5 seeds stuck at chance"
     none = split_outcome(values, {}, lambda v: f"{v:.2f}")
     assert none == "median 0.30 (range 0.10 to 0.44, 5 seeds)"
+    in_points = split_outcome(values, {}, lambda v: f"{v:.2f}", " points")
+    assert in_points == "median 0.30 points (range 0.10 to 0.44, 5 seeds)"
 
 
 def test_direction_reads_the_rule_both_ways():
