@@ -285,12 +285,12 @@ def vanishing_gradient(study: Study) -> Claim:
     )
 
 
-def offset_or_slope(study: Study, sigmoid: PerSeed) -> str:
+def offset_or_slope(study: Study, sigmoid: PerSeed, epoch: int = 0) -> str:
     """σ − ½ has σ's slope without its offset: does the lost gradient come back with it?"""
     centred = _arm(study, CENTRING, CENTRED)
     if centred is None:
         return ""
-    c = paired("(σ − ½) / σ", GRADIENT, attenuation(centred, 0), sigmoid)
+    c = paired("(σ − ½) / σ", GRADIENT, attenuation(centred, epoch), sigmoid)
     lean = direction(c)
     if lean == HIGHER:
         cause = "so the loss comes from sigmoid's offset, not from its slope's ceiling of ¼"
@@ -414,7 +414,8 @@ def relu_keeps_gradient(study: Study) -> Claim:
         f"larger with ReLU by {comparison.format()}; per seed {comparison.per_seed()}. The dense "
         f"layer's mean slope after epoch 1 had a median of {slope['relu']:.2f} with ReLU and "
         f"{slope['sigmoid']:.2g} with sigmoid. ReLU loses gradient its own way: at the last "
-        f"epoch a median {dead:.0%} of its dense units were dead (zero for every probe image).",
+        f"epoch a median {dead:.0%} of its dense units were dead (zero for every probe image)."
+        + offset_or_slope(study, kept["sigmoid"], epoch=1),
     )
 
 

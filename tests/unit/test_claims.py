@@ -69,6 +69,7 @@ def arm(
                 "grad_norm/dense_1/kernel": out,
                 "mean_slope/dense": 0.5,
                 "saturated_fraction/dense": flat,
+                "dead_fraction/dense": 0.0,
             }
         )
         steps[seed] = pd.DataFrame({"step": [0, 10, 20], "val_accuracy": [0.1, valid[0], valid[0]]})
@@ -186,6 +187,9 @@ def test_the_centred_sigmoid_says_whether_the_offset_or_the_slope_loses_the_grad
     assert "so the loss comes from sigmoid's offset" in evidence(0.1)  # 10× sigmoid's 0.01
     assert "so the loss comes with the slope's ceiling of ¼" in evidence(0.01)
     assert "σ − ½" not in claims.vanishing_gradient({"baseline": baseline()}).evidence
+    after_one = {"baseline": baseline(), "centring-slope": {}}
+    after_one["centring-slope"][claims.CENTRED] = arm("centring-slope", claims.CENTRED, 0.6)
+    assert "sigmoid's offset" in claims.relu_keeps_gradient(after_one).evidence  # epoch 1 too
 
 
 def centring_cell(centred_gain):
