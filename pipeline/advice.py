@@ -122,17 +122,22 @@ def family(claims: Mapping[str, Claim]) -> str | None:
     if claim is None or claim.missing:
         return None
     overfit = [direction(p.comparison) for p in claim.parts]
+    # The cousins compared, from the parts' labels ("leaky ReLU − ReLU").
+    cousins = list(dict.fromkeys(p.comparison.label.removesuffix(" − ReLU") for p in claim.parts))
+    named = " and ".join([", ".join(cousins[:-1]), cousins[-1]] if len(cousins) > 1 else cousins)
+    if not overfit:
+        return None
     if all(d == HIGHER for d in overfit):
         return (
-            "**Prefer ReLU to its non-sparse cousins when overfitting is the worry:** each of "
-            "leaky ReLU, ELU and softplus overfitted more (claim 7)."
+            "**Prefer ReLU to its non-sparse cousins when overfitting is the worry:** "
+            f"{named} each overfitted more, on both measures (claim 7)."
         )
     if all(d in (EQUAL, LOWER) for d in overfit):
         return (
-            "**Sparsity is no reason to pick ReLU over leaky ReLU, ELU or softplus:** ReLU "
-            "overfitted no less than they did (claim 7)."
+            f"**Sparsity is no reason to pick ReLU over {named}:** ReLU overfitted no less than "
+            "they did (claim 7)."
         )
-    return "**Among ReLU and its cousins, these seeds do not tell which overfits less** (claim 7)."
+    return f"**Among ReLU, {named}, these seeds do not tell which overfits less** (claim 7)."
 
 
 def deeper(claims: Mapping[str, Claim]) -> str | None:

@@ -269,6 +269,23 @@ def test_sparsity_claim_and_advice_compare_relu_with_its_cousins():
     assert claims.sparsity(split_measures).verdict == MIXED
 
 
+def test_a_cousin_that_never_learned_is_left_out_of_the_overfitting_comparison():
+    study = sparsity_cell(0.2)
+    study["sparsity"]["softplus"] = arm("sparsity", "softplus", 0.1, **STUCK)
+    claim = claims.sparsity(study)
+    assert [p.comparison.label for p in claim.parts] == [
+        "leaky ReLU − ReLU",
+        "ELU − ReLU",
+        "leaky ReLU − ReLU",
+        "ELU − ReLU",
+    ]
+    assert claim.verdict == SUPPORTED  # judged on the two that learned
+    assert "softplus is left out: all 5 seeds stuck at chance" in claim.evidence
+    said = advice.family({"7": claim})
+    assert said.startswith("**Prefer ReLU to its non-sparse cousins when overfitting is the worry")
+    assert "leaky ReLU and ELU each overfitted more" in said and "softplus" not in said
+
+
 def test_depth_claim_needs_a_small_shallow_gap_and_a_widening_one():
     def study(shallow_gap, deep_gap):
         return {
