@@ -32,7 +32,6 @@ from pipeline.decide import (
     seeds_split,
     split_outcome,
 )
-from pipeline.escape import escape_epoch
 from pipeline.studies import Arm
 
 Study = Mapping[str, Mapping[str, Arm]]  # cell → activation → arm
@@ -486,10 +485,7 @@ def generalises(study: Study) -> Claim:
 
 def late_start(arm: Arm, label: str) -> str:
     """The confound of any last-epoch comparison with an arm whose seeds left chance late."""
-    epochs = {
-        seed: escape_epoch(h["val_accuracy"].tolist(), arm.threshold)
-        for seed, h in arm.histories.items()
-    }
+    epochs = arm.escape_epochs()
     late = sorted(e for e in epochs.values() if e is not None and e > 1)
     if not late:
         return ""

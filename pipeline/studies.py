@@ -53,21 +53,26 @@ class Arm:
     def stuck(self, epoch: int | None = None) -> dict[int, bool]:
         """Per seed: had not left chance by the end of `epoch` (0: initialisation, when no run
         has); by default, never in the whole run."""
-        stuck = {}
-        for seed, history in self.histories.items():
-            left = escape_epoch(history["val_accuracy"].tolist(), self.threshold)
-            stuck[seed] = left is None or (epoch is not None and left > epoch)
-        return stuck
+        return {
+            seed: left is None or (epoch is not None and left > epoch)
+            for seed, left in self.escape_epochs().items()
+        }
+
+    def escape_epochs(self) -> dict[int, int | None]:
+        """Per seed: the epoch it left chance in (None: never)."""
+        return {
+            seed: escape_epoch(history["val_accuracy"].tolist(), self.threshold)
+            for seed, history in self.histories.items()
+        }
 
     def steps_to_leave_chance(self) -> dict[int, float]:
         """Per seed: the escape step on the step curve; past its end, the escape epoch's last
         step; a seed that never left chance counts as the run's length (a censored value, so a
         difference with it is an underestimate)."""
         found = {}
-        for seed, history in self.histories.items():
+        for seed, epoch in self.escape_epochs().items():
             step = escape_step(self.steps[seed], self.threshold)
             if step is None:
-                epoch = escape_epoch(history["val_accuracy"].tolist(), self.threshold)
                 step = self.total_steps if epoch is None else epoch * self.steps_per_epoch
             found[seed] = float(step)
         return found
