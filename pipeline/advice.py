@@ -140,16 +140,27 @@ def family(claims: Mapping[str, Claim]) -> str | None:
     return f"**Among ReLU, {named}, these seeds do not tell which overfits less** (claim 7)."
 
 
-def deeper(claims: Mapping[str, Claim]) -> str | None:
+def deeper(claims: Mapping[str, Claim], study: Study) -> str | None:
     c = _part(claims, "8", 1)  # growth of ReLU's lead with depth
     if c is None:
         return None
     lean = direction(c)
     if lean == HIGHER:
-        return f"**The deeper the network, the more sigmoid costs:** ReLU's lead grew by {c.format()} from one hidden dense layer to three."
-    if lean in (EQUAL, LOWER):
-        return f"**Depth alone did not widen ReLU's lead** ({c.format()} from one hidden dense layer to three)."
-    return f"**Whether depth widens ReLU's lead is not clear from these seeds** ({c.format()})."
+        line = f"**The deeper the network, the more sigmoid costs:** ReLU's lead grew by {c.format()} from one hidden dense layer to three"
+    elif lean in (EQUAL, LOWER):
+        line = f"**Depth alone did not widen ReLU's lead** ({c.format()} from one hidden dense layer to three)"
+    else:
+        line = f"**Whether depth widens ReLU's lead is not clear from these seeds** ({c.format()})"
+    counts = study_claims.stuck_by_depth(study)
+    if counts is None or counts[0] == counts[1]:
+        return line + "."
+    shallow, deep, n = counts
+    more = "more" if deep > shallow else "less"
+    return (
+        f"{line}; a stack of sigmoid layers got stuck {more} often: sigmoid stayed at chance "
+        f"for the whole run on {deep} of {n} seeds with three hidden dense layers, on "
+        f"{shallow} of {n} with one (claim 8)."
+    )
 
 
 def batch_norm(claims: Mapping[str, Claim]) -> list[str]:
@@ -235,7 +246,7 @@ def when_to_use(claims: Mapping[str, Claim], study: Study) -> list[str]:
         keeping_sigmoid(study),
         shape(claims, study),
         family(claims),
-        deeper(claims),
+        deeper(claims, study),
         *batch_norm(claims),
         speed(claims),
         output(claims),

@@ -622,7 +622,24 @@ def depth(study: Study) -> Claim:
         f"{widens.format()} with three. Sigmoid's test accuracy: one layer "
         f"{describe(s1, test_accuracy(s1), points)}; three {describe(s3, test_accuracy(s3), points)}."
     )
+    floor = [s for s in r3.seeds if s1.stuck().get(s) and s3.stuck().get(s)]
+    if floor:
+        # At chance at both depths, sigmoid has no accuracy left to lose: only ReLU moves the gap.
+        evidence += (
+            f" On seed{'s' * (len(floor) > 1)} {', '.join(map(str, floor))} sigmoid stayed at "
+            "chance with one layer and with three, so the gap there could change only with "
+            "ReLU's accuracy."
+        )
     return Claim("8", text, arms, (Part(shallow, expects_effect=False), Part(widens)), evidence)
+
+
+def stuck_by_depth(study: Study) -> tuple[int, int, int] | None:
+    """Sigmoid's seeds stuck at chance for the whole run with one hidden dense layer and with
+    three, and the seeds per arm: (shallow, deep, n)."""
+    s1, s3 = _arm(study, BASELINE, "sigmoid"), _arm(study, DEPTH, "sigmoid")
+    if not (s1 and s3):
+        return None
+    return sum(s1.stuck().values()), sum(s3.stuck().values()), len(s3.seeds)
 
 
 def output_layer(study: Study) -> Claim:

@@ -302,8 +302,42 @@ def test_depth_claim_needs_a_small_shallow_gap_and_a_widening_one():
     assert claims.depth(study(0.0, 0.2)).verdict == SUPPORTED
     assert claims.depth(study(0.17, 0.175)).verdict == NOT_SUPPORTED  # behind already, no growth
     assert claims.depth(study(0.0, 0.0)).verdict == MIXED  # fine when shallow, but no growth
-    assert advice.deeper({"8": claims.depth(study(0.0, 0.2))}).startswith("**The deeper")
-    assert advice.deeper({"8": claims.depth(study(0.1, 0.1))}).startswith("**Depth alone did not")
+    grows, flat = study(0.0, 0.2), study(0.1, 0.1)
+    assert advice.deeper({"8": claims.depth(grows)}, grows).startswith("**The deeper")
+    assert advice.deeper({"8": claims.depth(flat)}, flat).startswith("**Depth alone did not")
+    assert "stuck" not in advice.deeper({"8": claims.depth(flat)}, flat)  # none stuck either way
+
+
+def test_depth_advice_counts_the_sigmoid_seeds_each_depth_left_at_chance():
+    def study(shallow_stuck, deep_stuck):
+        def sigmoid(cell, stuck):
+            learned = arm(cell, "sigmoid", 0.45)
+            at_chance = arm(cell, "sigmoid", 0.1, **STUCK)
+            histories = {
+                s: (at_chance if s in stuck else learned).histories[s] for s in learned.seeds
+            }
+            return Arm(**{**learned.__dict__, "histories": histories})
+
+        return {
+            "baseline": {
+                "sigmoid": sigmoid("baseline", shallow_stuck),
+                "relu": arm("baseline", "relu", 0.6),
+            },
+            "depth3": {
+                "sigmoid": sigmoid("depth3", deep_stuck),
+                "relu": arm("depth3", "relu", 0.6),
+            },
+        }
+
+    deeper_stuck = study({46}, set(SEEDS))
+    claim = claims.depth(deeper_stuck)
+    assert "On seed 46 sigmoid stayed at chance with one layer and with three" in claim.evidence
+    line = advice.deeper({"8": claim}, deeper_stuck)
+    assert "got stuck more often" in line and "on 5 of 5 seeds with three" in line
+    assert "on 1 of 5 with one" in line
+    shallower_stuck = study(set(SEEDS), {46})  # the numbers turned round: the advice turns too
+    line = advice.deeper({"8": claims.depth(shallower_stuck)}, shallower_stuck)
+    assert "got stuck less often" in line and "on 1 of 5 seeds with three" in line
 
 
 def test_steep_uncentred_sigmoid_that_never_learned_is_warned_against():
