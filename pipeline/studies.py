@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pipeline.errors import PipelineError
 from pipeline.escape import escape_epoch, escape_step, escape_threshold, format_escape
 from pipeline.params import Params, parse_params
 from pipeline.results import ScoresOnTestSet
@@ -78,6 +79,10 @@ class Arm:
         return found
 
 
+# What each seed of a finished cell keeps (the train stage's small outputs).
+SEED_FILES = ("history.csv", "diagnostics.csv", "steps.csv", "train.json")
+
+
 def read_arms(cell: Path) -> dict[str, Arm]:
     """Every activation of one finished cell folder, by activation."""
     params = parse_params(yaml.safe_load((cell / "params.yaml").read_text()))
@@ -86,6 +91,13 @@ def read_arms(cell: Path) -> dict[str, Arm]:
     arms = {}
     for activation in params.train.activations:
         folders = {s: results / "train" / activation / f"seed{s}" for s in params.train.seeds}
+        for folder in folders.values():
+            for name in SEED_FILES:
+                if not (folder / name).is_file():
+                    raise PipelineError(
+                        f"the study cell {cell} is incomplete: {folder / name} is missing; "
+                        "restore the cell from git or rerun it with tools/study.py"
+                    )
         arms[activation] = Arm(
             cell=cell.name,
             activation=activation,

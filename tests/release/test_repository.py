@@ -135,3 +135,29 @@ def test_the_classroom_page_quotes_its_load_test():
         assert quoted in text, quoted
     assert len(load["real_students"]) == 3
     assert all(r["exit"] == 0 for r in load["real_students"].values())
+
+
+def test_every_committed_study_cell_keeps_each_seeds_files():
+    """A cell copied with DVC's own .gitignore files in it would leave its per-seed results out
+    of git: the report then fails in every fresh clone."""
+    from pipeline.params import parse_params
+    from pipeline.studies import SEED_FILES
+
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files", "reports/studies"],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    )
+    assert not [f for f in tracked if f.endswith(".gitignore")]
+    for params in sorted((PROJECT / "reports/studies").glob("*/*/params.yaml")):
+        cell = params.parent.relative_to(PROJECT).as_posix()
+        train = parse_params(yaml.safe_load(params.read_text())).train
+        for activation in train.activations:
+            for seed in train.seeds:
+                for name in SEED_FILES:
+                    path = f"{cell}/results/train/{activation}/seed{seed}/{name}"
+                    assert path in tracked, f"{path} is not committed"
