@@ -124,6 +124,13 @@ class Comparison:
         edge = self.threshold * scale
         return any(abs(abs(round(end * scale, digits)) - edge) < unit for end in (low, high))
 
+    def ends_unclear(self, low: float, high: float, digits: int) -> bool:
+        """Whether an interval end, printed to `digits` decimals, would hide which side of the
+        smallest effect or of zero it lies on (a "−0" or "+0")."""
+        scale = self.measure.scale
+        zero = any(end != 0 and round(end * scale, digits) == 0 for end in (low, high))
+        return zero or self.ends_on_threshold(low, high, digits)
+
     def format(self) -> str:
         """'+16 [+12, +20] points (5 seeds)': mean and interval to the precision they support;
         for seeds that split, 'median +16 points, 5 of 5 seeds above 1 point'."""
@@ -142,7 +149,7 @@ class Comparison:
         digits = decimals(self.mean, low, high, self.measure)
         # One more decimal while an end, rounded, would sit on the smallest effect: the reader
         # must see which side of it the interval ends.
-        while not self.measure.log and digits < 3 and self.ends_on_threshold(low, high, digits):
+        while not self.measure.log and digits < 3 and self.ends_unclear(low, high, digits):
             digits += 1
         mean, low, high = (show(v, self.measure, digits) for v in (self.mean, low, high))
         return f"{mean} [{low}, {high}]{unit} ({self.n} seeds)"

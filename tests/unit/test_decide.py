@@ -159,3 +159,17 @@ def test_an_interval_ending_near_the_smallest_effect_shows_which_side():
     )
     # Its interval's half-width alone supports whole points, "−2 [−4, −1]": but −0.79 is not −1.
     assert near_one.format() == "−2.3 [−3.8, −0.8] points (5 seeds)"
+
+
+def test_an_interval_ending_near_zero_shows_which_side():
+    from pipeline.decide import Comparison
+
+    # ReLU's own change with depth, as the study gave it: whole points would print "−0".
+    drop = Comparison(
+        "", ACCURACY, dict(zip(SEEDS, [-0.023, -0.020, -0.013, -0.053, -0.014], strict=True))
+    )
+    low, high = drop.interval
+    assert round(high * 100) == 0 and high < 0
+    assert drop.ends_unclear(low, high, 0) and not drop.ends_unclear(low, high, 1)
+    assert "−0]" not in drop.format() and "+0]" not in drop.format()
+    assert drop.format().startswith("−2.5 [−4.")
