@@ -33,7 +33,10 @@ def for_hidden_layers(claims: Mapping[str, Claim]) -> str | None:
     if c is None:
         return None
     lean = direction(c)
-    source = f"(claim 5, {c.measure.name}: {c.verdict})"
+    whole = claims["5"].verdict
+    source = f"(claim 5, {c.measure.name}: {c.verdict}" + (
+        f"; the claim as a whole: {whole})" if whole != c.verdict else ")"
+    )
     if lean == HIGHER:
         return f"**Hidden layers: ReLU over sigmoid.** ReLU − sigmoid test accuracy: {c.format()} {source}."
     if lean == LOWER:
@@ -51,9 +54,10 @@ def centred_sigmoid(study: Study) -> str | None:
     lean = direction(c)
     if lean == EQUAL:
         return (
-            "**A sigmoid centred on zero, σ − ½, did as well as ReLU** (ReLU − (σ − ½) test "
-            f"accuracy: {c.format()}): on this network what held plain sigmoid back was its "
-            "offset, not its S shape (claim 2)."
+            "**A sigmoid centred on zero, σ − ½, matched ReLU** to within "
+            f"{c.measure.smallest_text()} (ReLU − (σ − ½) test accuracy: {c.format()}): on this "
+            "network, in this run's length, what held plain sigmoid back was its offset, not its "
+            "S shape as such (claim 2)."
         )
     if lean == HIGHER:
         return (
@@ -81,9 +85,9 @@ def keeping_sigmoid(study: Study) -> str | None:
         return (
             "**If you keep plain sigmoid in hidden layers, run several seeds:** "
             f"{k} of {n} seeds stayed at chance through all {steps:,} training steps; the others "
-            f"left it after {min(left):,.0f} to {max(left):,.0f} steps (claims 4 and 5). A flat "
-            "loss early on does not tell the two apart: a seed may sit at chance for most of the "
-            "run and still leave it."
+            f"left it after {min(left):,.0f} to {max(left):,.0f} steps (claims 4 and 5). Early "
+            "on, a seed that will never learn and one that will learn late look the same: both "
+            "sit at chance, and a seed may sit there for most of the run and still leave it."
         )
     return None  # every seed left chance: nothing to warn about
 
@@ -142,24 +146,50 @@ def family(claims: Mapping[str, Claim]) -> str | None:
 
 def deeper(claims: Mapping[str, Claim], study: Study) -> str | None:
     c = _part(claims, "8", 1)  # growth of ReLU's lead with depth
-    if c is None:
+    counts = study_claims.stuck_by_depth(study)
+    if c is None or counts is None:
         return None
     lean = direction(c)
     if lean == HIGHER:
-        line = f"**The deeper the network, the more sigmoid costs:** ReLU's lead grew by {c.format()} from one hidden dense layer to three"
+        growth = f"ReLU's lead in test accuracy grew by {c.format()} from one layer to three"
     elif lean in (EQUAL, LOWER):
-        line = f"**Depth alone did not widen ReLU's lead** ({c.format()} from one hidden dense layer to three)"
+        growth = f"ReLU's lead in test accuracy did not grow ({c.format()}) from one layer to three"
     else:
-        line = f"**Whether depth widens ReLU's lead is not clear from these seeds** ({c.format()})"
-    counts = study_claims.stuck_by_depth(study)
-    if counts is None or counts[0] == counts[1]:
-        return line + "."
-    shallow, deep, n = counts
-    more = "more" if deep > shallow else "less"
+        growth = f"ReLU's lead in test accuracy changed by {c.format()} from one layer to three"
+        floor = study_claims.depth_floor(study)
+        short = {s for s, d in c.differences.items() if d <= c.threshold}
+        if floor and short and short <= set(floor):
+            growth += (
+                f"; the other seed{'s' * (len(short) > 1)} had sigmoid at chance at both "
+                "depths, so by the rule the growth is not settled"
+            )
+    (one, three), (relu_one, relu_three) = counts["sigmoid"], counts["relu"]
+    n = len(c.differences)
+    stuck = (
+        f"with three hidden dense layers sigmoid stayed at chance for the whole run on {three} "
+        f"of {n} seeds, with one on {one} of {n}"
+    )
+    relu = (
+        "; ReLU left chance on every seed at both depths"
+        if relu_one == relu_three == 0
+        else f"; ReLU stayed at chance on {relu_three} with three, {relu_one} with one"
+    )
+    if three > one:
+        return (
+            f"**Avoid stacking sigmoid hidden layers:** {stuck}{relu}; whether a longer run "
+            f"would free it was not tested. {growth[0].upper()}{growth[1:]} (claim 8)."
+        )
+    if three < one:
+        return (
+            f"**Depth did not leave sigmoid at chance more often:** {stuck}{relu}. "
+            f"{growth[0].upper()}{growth[1:]} (claim 8)."
+        )
+    if lean == HIGHER:
+        return f"**The deeper the network, the more sigmoid costs:** {growth} (claim 8)."
+    if lean in (EQUAL, LOWER):
+        return f"**Depth alone did not widen ReLU's lead:** {growth} (claim 8)."
     return (
-        f"{line}; a stack of sigmoid layers got stuck {more} often: sigmoid stayed at chance "
-        f"for the whole run on {deep} of {n} seeds with three hidden dense layers, on "
-        f"{shallow} of {n} with one (claim 8)."
+        f"**Whether depth widens ReLU's lead is not clear from these seeds:** {growth} (claim 8)."
     )
 
 
@@ -199,8 +229,8 @@ def speed(claims: Mapping[str, Claim]) -> str | None:
         )
     if lean == UNCLEAR:
         alone = (
-            f"sigmoid itself ran {own.format().replace('seeds', 'paired samples')} as long as "
-            "ReLU, yet "
+            "sigmoid's own forward and backward pass took "
+            f"{own.format().replace('seeds', 'paired samples')} as long as ReLU's, yet "
             if own is not None and direction(own) == HIGHER
             else ""
         )

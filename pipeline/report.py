@@ -23,7 +23,7 @@ from pipeline import advice, claims, cli, mechanism, outage, plots, studies, tra
 from pipeline import probe_columns as columns
 from pipeline.cifar import CIFAR10
 from pipeline.decide import MIN_SEEDS, VERDICTS
-from pipeline.escape import escape_step, escape_threshold, format_escape
+from pipeline.escape import ESCAPE_THRESHOLD, escape_step, escape_threshold, format_escape
 from pipeline.files import atomic_path
 from pipeline.params import STAGE_PARAMS, Params, logged_params
 from pipeline.results import RunResults, read_results
@@ -166,7 +166,8 @@ def claims_table(settled: Sequence[claims.Claim]) -> str:
                 "#": c.key,
                 "the claim": c.claim,
                 "tested by": c.arms,
-                "verdict": c.verdict,
+                "verdict": c.verdict
+                + (f" ('{c.untested}' not tested)" if c.untested and not c.missing else ""),
             }
             for c in settled
         ]
@@ -319,6 +320,7 @@ def render_markdown(evidence: Evidence, params: Params) -> str:
         verdicts=VERDICTS,
         min_seeds=MIN_SEEDS,
         claims=evidence.claims,
+        study_threshold=f"{ESCAPE_THRESHOLD:.2f}",
         claims_table=claims_table(evidence.claims),
         further=evidence.further,
         further_table=claims_table(evidence.further),
