@@ -614,7 +614,10 @@ def sparsity(study: Study) -> Claim:
 
 def depth(study: Study) -> Claim:
     text = "Sigmoid is fine in shallow networks; ReLU is for deep ones."
-    arms = "one against three hidden dense layers, the same 7,200-value input to the first"
+    arms = (
+        "one against three hidden dense layers, the same 7,200-value input to the first (32 "
+        "filters × 15 × 15 after pooling)"
+    )
     s1, r1 = _arm(study, BASELINE, "sigmoid"), _arm(study, BASELINE, "relu")
     s3, r3 = _arm(study, DEPTH, "sigmoid"), _arm(study, DEPTH, "relu")
     if not (s1 and r1 and s3 and r3):
@@ -786,10 +789,12 @@ def batchnorm_unsteady(study: Study) -> Claim:
         arms,
         (Part(comparison),),
         f"ReLU's validation accuracy moved from one epoch to the next by {comparison.format()} "
-        "more with batch normalisation (mean absolute change over the last five epochs). Best "
-        f"epoch against last epoch, median over seeds: without {np.median(list(best['plain'].values())):.4f} "
-        f"and {np.median(list(final['plain'].values())):.4f}; with {np.median(list(best['bn'].values())):.4f} "
-        f"and {np.median(list(final['bn'].values())):.4f}.",
+        "more with batch normalisation (mean absolute change over the last five epochs). "
+        "Validation accuracy at the best epoch and at the last, median over seeds: without "
+        f"{points(np.median(list(best['plain'].values())))} and "
+        f"{points(np.median(list(final['plain'].values())))}; with "
+        f"{points(np.median(list(best['bn'].values())))} and "
+        f"{points(np.median(list(final['bn'].values())))}.",
     )
 
 

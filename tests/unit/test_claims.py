@@ -522,3 +522,38 @@ def test_the_claims_table_marks_a_half_no_comparison_measures():
     assert f"{sooner.verdict} ('converges faster' not tested)" in table
     assert "not run yet" in table and "not run yet (" not in table  # missing: nothing to mark
     assert not sooner.no_worse
+
+
+@pytest.mark.parametrize(
+    "bn_train, bn_val, rescued, unsteady",
+    [
+        # Sigmoid trains to 0.82 with BN (0.46 without); ReLU's validation swings ±0.10.
+        ((0.3, 0.6, 0.75, 0.82), (0.50, 0.40, 0.55, 0.45), SUPPORTED, SUPPORTED),
+        # The numbers turned round: no rescue, and a validation curve as steady as without.
+        ((0.3, 0.35, 0.4, 0.40), (0.30, 0.40, 0.45, 0.50), NOT_SUPPORTED, NOT_SUPPORTED),
+    ],
+)
+def test_batch_norm_verdicts_and_advice_follow_the_numbers(bn_train, bn_val, rescued, unsteady):
+    plain_train = (0.3, 0.4, 0.44, 0.46)
+    study = {
+        "baseline": {
+            "sigmoid": arm("baseline", "sigmoid", 0.45, train=list(plain_train)),
+            "relu": arm("baseline", "relu", 0.6),  # validation 0.30 → 0.50 in even steps
+        },
+        "batchnorm": {
+            "sigmoid": arm("batchnorm", "sigmoid", 0.45, train=list(bn_train)),
+            "relu": arm("batchnorm", "relu", 0.55, val=bn_val),
+        },
+    }
+    rescue, swing = claims.batchnorm_rescues(study), claims.batchnorm_unsteady(study)
+    assert (rescue.verdict, swing.verdict) == (rescued, unsteady)
+    assert "at the best epoch and at the last, median over seeds: without 50.0% and 50.0%" in (
+        swing.evidence
+    )
+    lines = advice.batch_norm({"BN-1": rescue, "BN-2": swing})
+    assert lines[0].startswith(
+        "**Batch normalisation lets sigmoid train:**"
+        if rescued == SUPPORTED
+        else "**Batch normalisation did not clearly rescue"
+    )
+    assert any("keep the best epoch" in line for line in lines) == (unsteady == SUPPORTED)
