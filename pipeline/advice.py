@@ -156,11 +156,10 @@ def deeper(claims: Mapping[str, Claim], study: Study) -> str | None:
         growth = f"ReLU's lead in test accuracy did not grow ({c.format()}) from one layer to three"
     else:
         growth = f"ReLU's lead in test accuracy changed by {c.format()} from one layer to three"
-        floor = study_claims.depth_floor(study)
-        short = {s for s, d in c.differences.items() if d <= c.threshold}
-        if floor and short and short <= set(floor):
+        ties = study_claims.floor_ties(study, c)
+        if ties:
             growth += (
-                f"; the other seed{'s' * (len(short) > 1)} had sigmoid at chance at both "
+                f"; the other seed{'s' * (len(ties) > 1)} had sigmoid at chance at both "
                 "depths, so by the rule the growth is not settled"
             )
     (one, three), (relu_one, relu_three) = counts["sigmoid"], counts["relu"]

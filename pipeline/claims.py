@@ -641,7 +641,6 @@ def depth(study: Study) -> Claim:
         f"ReLU's own test accuracy, three layers − one: {relu.format()}."
     )
     floor = depth_floor(study)
-    short = [s for s, d in widens.differences.items() if d <= widens.threshold]
     if floor:
         # At chance at both depths, sigmoid has no accuracy left to lose: only ReLU moves the gap.
         seeds = f"seed{'s' * (len(floor) > 1)} {', '.join(map(str, floor))}"
@@ -649,7 +648,7 @@ def depth(study: Study) -> Claim:
             f" On {seeds} sigmoid stayed at chance with one layer and with three, so the gap "
             "there could change only with ReLU's accuracy"
         )
-        if short and set(short) <= set(floor):
+        if floor_ties(study, widens):
             evidence += (
                 ": every seed whose gap did not grow by the smallest effect is such a seed, a "
                 "tie at the floor rather than a seed where depth helped sigmoid"
@@ -677,6 +676,13 @@ def depth_floor(study: Study) -> list[int]:
     if not (s1 and s3):
         return []
     return [s for s in s3.seeds if s1.stuck().get(s) and s3.stuck().get(s)]
+
+
+def floor_ties(study: Study, widens: Comparison) -> list[int]:
+    """The seeds whose gap did not grow by the smallest effect, when every one of them had
+    sigmoid at chance at both depths (ties at the floor); otherwise none."""
+    short = [s for s, d in widens.differences.items() if d <= widens.threshold]
+    return short if short and set(short) <= set(depth_floor(study)) else []
 
 
 def stuck_by_depth(study: Study) -> dict[str, tuple[int, int]] | None:
