@@ -192,12 +192,19 @@ def deeper(claims: Mapping[str, Claim], study: Study) -> str | None:
     )
 
 
-def batch_norm(claims: Mapping[str, Claim]) -> list[str]:
+def batch_norm(claims: Mapping[str, Claim], study: Study) -> list[str]:
     lines = []
     rescue, unsteady = _part(claims, "BN-1"), _part(claims, "BN-2")
     if rescue is not None and direction(rescue) == HIGHER:
+        tested = study_claims.batchnorm_test_accuracy(study).get("sigmoid")
+        lean = direction(tested) if tested is not None else UNSETTLED
+        after = {
+            HIGHER: f", and its test accuracy with it (with − without: {tested.format()})",
+            LOWER: f", yet its test accuracy fell (with − without: {tested.format()}): it fitted "
+            "the training images better, not the test images",
+        }.get(lean, f"; its test accuracy, with − without: {tested.format()}" if tested else "")
         lines.append(
-            f"**Batch normalisation lets sigmoid train:** its training accuracy rose by {rescue.format()}."
+            f"**Batch normalisation lets sigmoid train:** its training accuracy rose by {rescue.format()}{after}."
         )
     elif rescue is not None and direction(rescue) != UNSETTLED:
         lines.append(
@@ -276,7 +283,7 @@ def when_to_use(claims: Mapping[str, Claim], study: Study) -> list[str]:
         shape(claims, study),
         family(claims),
         deeper(claims, study),
-        *batch_norm(claims),
+        *batch_norm(claims, study),
         speed(claims),
         output(claims),
     ]

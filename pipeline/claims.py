@@ -766,6 +766,7 @@ def batchnorm_rescues(study: Study) -> Claim:
         "with − without", TRAIN_ACC, last(bn, "accuracy"), last(plain, "accuracy"), split(bn, plain)
     )
     steps = {a: arm.steps_to_leave_chance() for a, arm in (("plain", plain), ("bn", bn))}
+    tested = batchnorm_test_accuracy(study)
     return Claim(
         "BN-1",
         text,
@@ -773,8 +774,27 @@ def batchnorm_rescues(study: Study) -> Claim:
         (Part(comparison),),
         f"Sigmoid's training accuracy at the last epoch, with − without: {comparison.format()}. "
         f"Steps to leave chance: without {describe(plain, steps['plain'], lambda v: f'{v:.0f}')}; "
-        f"with {describe(bn, steps['bn'], lambda v: f'{v:.0f}')}.",
+        f"with {describe(bn, steps['bn'], lambda v: f'{v:.0f}')}. Test accuracy, with − without "
+        "(not part of the claim, which is about training): "
+        + "; ".join(f"{name(a)} {c.format()}" for a, c in tested.items())
+        + ".",
     )
+
+
+def batchnorm_test_accuracy(study: Study) -> dict[str, Comparison]:
+    """Per activation of the batchnorm cell: test accuracy with − without, paired by seed."""
+    found = {}
+    for activation in ("sigmoid", "relu"):
+        plain, bn = _arm(study, BASELINE, activation), _arm(study, BATCHNORM, activation)
+        if plain and bn:
+            found[activation] = paired(
+                "with − without",
+                ACCURACY,
+                test_accuracy(bn),
+                test_accuracy(plain),
+                split(bn, plain),
+            )
+    return found
 
 
 def batchnorm_unsteady(study: Study) -> Claim:

@@ -550,7 +550,15 @@ def test_batch_norm_verdicts_and_advice_follow_the_numbers(bn_train, bn_val, res
     assert "at the best epoch and at the last, median over seeds: without 50.0% and 50.0%" in (
         swing.evidence
     )
-    lines = advice.batch_norm({"BN-1": rescue, "BN-2": swing})
+    lines = advice.batch_norm({"BN-1": rescue, "BN-2": swing}, study)
+    # The same test accuracy (0.45) with and without: the advice says so, not that it rose.
+    assert "Test accuracy, with − without (not part of the claim" in rescue.evidence
+    if rescued == SUPPORTED:
+        assert "its test accuracy, with − without: +0.0" in lines[0]
+        worse = {**study, "batchnorm": {**study["batchnorm"]}}
+        worse["batchnorm"]["sigmoid"] = arm("batchnorm", "sigmoid", 0.40, train=list(bn_train))
+        fell = advice.batch_norm({"BN-1": claims.batchnorm_rescues(worse)}, worse)[0]
+        assert "yet its test accuracy fell (with − without: −5" in fell
     assert lines[0].startswith(
         "**Batch normalisation lets sigmoid train:**"
         if rescued == SUPPORTED
