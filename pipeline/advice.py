@@ -196,13 +196,18 @@ def batch_norm(claims: Mapping[str, Claim], study: Study) -> list[str]:
     lines = []
     rescue, unsteady = _part(claims, "BN-1"), _part(claims, "BN-2")
     if rescue is not None and direction(rescue) == HIGHER:
-        tested = study_claims.batchnorm_test_accuracy(study).get("sigmoid")
-        lean = direction(tested) if tested is not None else UNSETTLED
-        after = {
-            HIGHER: f", and its test accuracy with it (with − without: {tested.format()})",
-            LOWER: f", yet its test accuracy fell (with − without: {tested.format()}): it fitted "
-            "the training images better, not the test images",
-        }.get(lean, f"; its test accuracy, with − without: {tested.format()}" if tested else "")
+        # BN-1 exists only with both sigmoid arms, so their test accuracies do too.
+        tested = study_claims.batchnorm_test_accuracy(study)["sigmoid"]
+        lean = direction(tested)
+        if lean == HIGHER:
+            after = f", and its test accuracy with it (with − without: {tested.format()})"
+        elif lean == LOWER:
+            after = (
+                f", yet its test accuracy fell (with − without: {tested.format()}): it fitted "
+                "the training images better, not the test images"
+            )
+        else:
+            after = f"; its test accuracy, with − without: {tested.format()}"
         lines.append(
             f"**Batch normalisation lets sigmoid train:** its training accuracy rose by {rescue.format()}{after}."
         )
