@@ -18,6 +18,7 @@ missing install is reported as a failed check, not as a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import getpass
 import hashlib
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -73,12 +74,27 @@ CLASS_SIZE = 30  # the docs' class: what the teacher's disk check plans for by d
 # ---- measurements: the machine, the servers ------------------------------------------------
 
 
+@contextlib.contextmanager
+def native_stderr_hidden() -> Iterator[None]:
+    """Hides what C++ code writes to file descriptor 2: on Intel CPUs TensorFlow's import notes
+    that oneDNN is on, whatever TF_CPP_MIN_LOG_LEVEL says. Python's own errors are caught."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def import_problems(modules: Sequence[str]) -> dict[str, str]:
     import importlib
     import warnings
 
     problems = {}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), native_stderr_hidden():
         warnings.simplefilter("ignore")  # libraries' deprecation notes are not the student's
         for module in modules:
             try:

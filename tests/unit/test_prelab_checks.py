@@ -172,3 +172,14 @@ def test_the_summary_counts_failures_and_checks_not_run():
     mixed = [*passed, checks.fail("c", ""), checks.skip("d", "")]
     assert checks.summary(mixed).startswith("1 of 4 checks failed, 1 not run:")
     assert replace(mixed[2], status="ok").failed is False
+
+
+def test_native_writes_to_stderr_are_hidden_only_while_importing(capfd):
+    import os
+
+    from pipeline import prelab
+
+    with prelab.native_stderr_hidden():
+        os.write(2, b"oneDNN custom operations are on\n")  # as TensorFlow's C++ writes it
+    os.write(2, b"ours\n")
+    assert capfd.readouterr().err == "ours\n"
