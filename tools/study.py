@@ -24,6 +24,18 @@ import yaml
 KEPT = ("params.yaml", "dvc.lock", "results")
 
 
+def machine() -> dict:
+    """The CPU a cell trained on: the arithmetic, and so a seed's numbers, differ between CPUs
+    with AVX-512 and those with AVX2 only."""
+    info = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())  # the first processor's
+    flags = set(info.get("flags", "").split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "neither"
+    return {"cpu": info.get("model name", ""), "vector_extensions": vector}
+
+
 def overrides(settings: dict) -> list[str]:
     """`-S key=value` arguments, lists in DVC's own `[a,b]` form."""
     args = []
@@ -59,6 +71,7 @@ def run_cell(study: Path, name: str, settings: dict, archive: str, sha256: str) 
         else:
             shutil.copy2(source, tmp / kept)
     (tmp / "wall_seconds.json").write_text(json.dumps({"wall_seconds": round(seconds)}) + "\n")
+    (tmp / "machine.json").write_text(json.dumps(machine()) + "\n")
     tmp.rename(target)
     return seconds
 
