@@ -37,11 +37,12 @@ from pipeline.studies import Arm
 Study = Mapping[str, Mapping[str, Arm]]  # cell → activation → arm
 PerSeed = Mapping[int, float]
 
-BASELINE, CENTRING, SPARSITY, BATCHNORM, INIT, INIT_DENSE, DEPTH = (
+BASELINE, CENTRING, SPARSITY, BATCHNORM, INIT_CONTROL, INIT, INIT_DENSE, DEPTH = (
     "baseline",
     "centring-slope",
     "sparsity",
     "batchnorm",
+    "init-glorot-uniform",  # the baseline trained again on the CPU of the two init cells
     "init-he-normal",
     "init-random-normal",
     "depth3",
@@ -91,6 +92,7 @@ SWING = Measure(
 GRADIENT = Measure(
     "the first layer's weight gradient relative to the output layer's", 1.0, unit="×", log=True
 )
+FIRST_GRADIENT = Measure("the first layer's own weight gradient", 1.0, unit="×", log=True)
 ACTIVATION_TIME = Measure("time of the activation's forward and backward pass", 0.10, log=True)
 STEP_TIME = Measure("time of a whole training step", 0.05, log=True)
 
@@ -107,10 +109,15 @@ class Part:
 
     comparison: Comparison
     expects_effect: bool = True
+    name: str = ""  # the part of the claim in a few words, where the label does not say it
 
     @property
     def verdict(self) -> str:
         return self.comparison.verdict if self.expects_effect else turned(self.comparison.verdict)
+
+    @property
+    def title(self) -> str:
+        return self.name or self.comparison.label
 
 
 def turned(verdict: str) -> str:
@@ -138,6 +145,15 @@ class Claim:
         if self.missing:
             return NOT_RUN
         return combine([p.verdict for p in self.parts])
+
+    @property
+    def verdict_by_part(self) -> str:
+        """The verdict, with each part's own where the parts disagree."""
+        verdicts = [p.verdict for p in self.parts]
+        if self.missing or len(set(verdicts)) < 2:
+            return self.verdict
+        each = "; ".join(f"{p.title}: {v}" for p, v in zip(self.parts, verdicts, strict=True))
+        return f"{self.verdict} ({each})"
 
 
 # --- per-seed numbers of an arm -------------------------------------------------------------
@@ -267,7 +283,7 @@ def vanishing_gradient(study: Study) -> Claim:
     text = "Sigmoid's gradient vanishes on its way back through the network."
     arms = (
         "sigmoid against ReLU, the tutorial's network, at initialisation: how much of the output "
-        "layer's gradient reaches the first layer"
+        "layer's gradient reaches the first layer, and the first layer's own gradient"
     )
     s, r = _arm(study, BASELINE, "sigmoid"), _arm(study, BASELINE, "relu")
     if not (s and r):
@@ -276,26 +292,47 @@ def vanishing_gradient(study: Study) -> Claim:
     # At initialisation no seed has left chance: nothing splits yet.
     at_start = split(s, r, epoch=0)
     comparison = paired("ReLU / sigmoid", GRADIENT, kept["relu"], kept["sigmoid"], at_start)
+    # The ratio also moves with the output layer's gradient, which is not what vanishes: the
+    # first layer's own gradient is judged beside it.
+    first = {a: diagnostic(arm, first_kernel(arm), 0) for a, arm in (("sigmoid", s), ("relu", r))}
+    own = paired("ReLU / sigmoid", FIRST_GRADIENT, first["relu"], first["sigmoid"], at_start)
     return Claim(
         "1",
         text,
         arms,
-        (Part(comparison),),
+        (
+            Part(comparison, name="the share that reaches the first layer"),
+            Part(own, name="the first layer's own gradient"),
+        ),
         "At initialisation, the first layer's weight gradient divided by the output layer's was "
         f"larger with ReLU than with sigmoid by {comparison.format()}, paired by seed (the same "
         f"images, the same initial weights); per seed {comparison.per_seed()}. "
-        f"{ratio_parts(s, r)}{offset_or_slope(study, kept['sigmoid'])} Under Adam, which scales "
-        "each weight's step by that weight's own gradient size, a smaller gradient does not by "
-        "itself mean smaller steps (the mechanism section below).",
+        f"{ratio_parts(s, r, own)}{offset_or_slope(study, s)} Under Adam, which "
+        "scales each weight's step by that weight's own gradient size, a smaller gradient does "
+        "not by itself mean smaller steps (the mechanism section below).",
     )
 
 
-def offset_or_slope(study: Study, sigmoid: PerSeed, epoch: int = 0) -> str:
-    """σ − ½ has σ's slope without its offset: does the lost gradient come back with it?"""
+def offset_or_slope(study: Study, sigmoid: Arm, epoch: int = 0) -> str:
+    """σ − ½ has σ's slope without its offset: does the lost gradient come back with it? Read
+    as a cause only while both networks are in the same state: a network that has left chance
+    has other gradients than one still at chance, whatever its activation."""
     centred = _arm(study, CENTRING, CENTRED)
     if centred is None:
         return ""
-    c = paired("(σ − ½) / σ", GRADIENT, attenuation(centred, epoch), sigmoid)
+    c = paired("(σ − ½) / σ", GRADIENT, attenuation(centred, epoch), attenuation(sigmoid, epoch))
+    kept = f" σ − ½, with sigmoid's slope and no offset (claim 2's cell), kept {c.format()} as much as σ"
+    left = {
+        label: sum(not stuck for stuck in arm.stuck(epoch).values())
+        for label, arm in (("σ − ½", centred), ("σ", sigmoid))
+    }
+    if centred.stuck(epoch) != sigmoid.stuck(epoch):
+        return (
+            f"{kept} after epoch {epoch}, but by then σ − ½ had left chance on {left['σ − ½']} "
+            f"of {len(centred.seeds)} seeds and σ on {left['σ']}: a network that learns "
+            "against one at chance, so this ratio does not say whether the offset or the "
+            "slope lost the gradient (at initialisation, claim 1, both are still at chance)."
+        )
     lean = direction(c)
     if lean == HIGHER:
         cause = "so the lost gradient comes mostly from sigmoid's offset, not from its slope's ceiling of ¼"
@@ -303,43 +340,28 @@ def offset_or_slope(study: Study, sigmoid: PerSeed, epoch: int = 0) -> str:
         cause = "so the lost gradient comes with the slope's ceiling of ¼, not with the offset"
     else:
         cause = "not clear from these seeds"
-    return (
-        f" σ − ½, with sigmoid's slope and no offset (claim 2's cell), kept {c.format()} as "
-        f"much as σ: {cause}."
-    )
+    return f"{kept}: {cause}."
 
 
-def ratio_parts(s: Arm, r: Arm) -> str:
-    """Claim 1's ratio taken apart: does it come from the first layer, or from the output?"""
-    frame = next(iter(s.diagnostics.values()))
-    kernels = columns.kernel_layers(frame)
+def ratio_parts(s: Arm, r: Arm, own: Comparison) -> str:
+    """Claim 1's ratio taken apart: how much comes from the first layer, how much from the
+    output layer's gradient, which is not what vanishes."""
+    column = columns.kernel(columns.kernel_layers(next(iter(s.diagnostics.values())))[-1])
+    ours, theirs = diagnostic(r, column, 0), diagnostic(s, column, 0)
+    output = float(np.median([ours[seed] / theirs[seed] for seed in ours if seed in theirs]))
     bound = 1 + GRADIENT.smallest_effect
-
-    def relu_over_sigmoid(layer: str) -> float:
-        column = columns.kernel(layer)
-        ours, theirs = diagnostic(r, column, 0), diagnostic(s, column, 0)
-        return float(np.median([ours[seed] / theirs[seed] for seed in ours if seed in theirs]))
-
-    def said(ratio: float) -> str:
-        if 1 / bound < ratio < bound:
-            return f"within {GRADIENT.smallest_text()} with both"
-        if ratio > 1:
-            return f"larger with ReLU by a median {factor(ratio, 1)}"
-        return f"larger with sigmoid by a median {factor(1 / ratio, 1)}"
-
-    first, output = relu_over_sigmoid(kernels[0]), relu_over_sigmoid(kernels[-1])
-    if output <= 1 / bound and 1 / output >= first:
-        why = (
-            ": the output layer's larger gradient with sigmoid makes up more than half of the "
-            "ratio (as factors multiply)."
-        )
-    elif 1 / bound < output < bound:
-        why = ": the ratio comes from the first layer."
+    if 1 / bound < output < bound:
+        said, why = f"within {GRADIENT.smallest_text()} with both", "the ratio is the first layer's"
     else:
-        why = "."
+        larger = "ReLU" if output > 1 else "sigmoid"
+        said = f"larger with {larger} by a median {factor(max(output, 1 / output), 1)}"
+        why = (
+            "so part of the ratio comes from the output layer, and the first layer's own "
+            "gradient is the fairer measure of what vanishes"
+        )
     return (
-        f"Taken apart, the first layer's own gradient was {said(first)}, and the output "
-        f"layer's {said(output)}{why}"
+        f"Taken apart: the first layer's own gradient was larger with ReLU by {own.format()}; "
+        f"the output layer's was {said}: {why}."
     )
 
 
@@ -420,7 +442,21 @@ def relu_keeps_gradient(study: Study) -> Claim:
         f"layer's mean slope after epoch 1 had a median of {slope['relu']:.2f} with ReLU and "
         f"{slope['sigmoid']:.2g} with sigmoid. ReLU loses gradient its own way: at the last "
         f"epoch a median {dead:.0%} of its dense units were dead (zero for every probe image)."
-        + offset_or_slope(study, kept["sigmoid"], epoch=1),
+        + same_state(s, r, epoch=1)
+        + offset_or_slope(study, s, epoch=1),
+    )
+
+
+def same_state(s: Arm, r: Arm, epoch: int) -> str:
+    """A caveat when, at `epoch`, the arms compared are not in the same state of training."""
+    if s.stuck(epoch) == r.stuck(epoch):
+        return ""
+    left = {a: sum(not v for v in arm.stuck(epoch).values()) for a, arm in (("σ", s), ("ReLU", r))}
+    return (
+        f" By the end of epoch {epoch} ReLU had left chance on {left['ReLU']} of "
+        f"{len(r.seeds)} seeds and sigmoid on {left['σ']}: the ratio describes the two networks "
+        "as they trained, and part of it is the difference between learning and sitting at "
+        "chance, not the activation alone."
     )
 
 
@@ -488,7 +524,12 @@ def generalises(study: Study) -> Claim:
             "and ReLU overfits more."
         )
     evidence += late_start(s, "sigmoid")
-    return Claim("5", text, arms, (Part(better), Part(smaller_gap), Part(underfits)), evidence)
+    parts = (
+        Part(better, name="generalises better"),
+        Part(smaller_gap, name="a smaller gap"),
+        Part(underfits, name="sigmoid underfits"),
+    )
+    return Claim("5", text, arms, parts, evidence)
 
 
 def late_start(arm: Arm, label: str) -> str:
@@ -520,7 +561,7 @@ def cheaper(timing: Mapping | None) -> Claim:
         "6",
         text,
         arms,
-        (Part(own), Part(step)),
+        (Part(own, name="the activation alone"), Part(step, name="a whole step")),
         f"The activations' own forward and backward passes (both hidden layers, batch 64) took "
         f"{own.format().replace('seeds', samples)} as long with sigmoid as with ReLU; a whole "
         f"training step {step.format().replace('seeds', samples)}. The activations' share of a "
@@ -667,7 +708,11 @@ def depth(study: Study) -> Claim:
             )
             + ", and whether a longer run would free the deeper network was not tested."
         )
-    return Claim("8", text, arms, (Part(shallow, expects_effect=False), Part(widens)), evidence)
+    parts = (
+        Part(shallow, expects_effect=False, name="fine when shallow"),
+        Part(widens, name="falls further behind when deep"),
+    )
+    return Claim("8", text, arms, parts, evidence)
 
 
 def depth_floor(study: Study) -> list[int]:
@@ -832,10 +877,12 @@ def initialisation(study: Study) -> Claim:
         "standard deviation 0.05 (9 times Glorot's variance in the dense layer, 0.4 times in the "
         "convolution)"
     )
-    glorot = _arm(study, BASELINE, "sigmoid")
+    # Glorot from the control cell, trained on the init cells' CPU: a seed's trajectory moves
+    # with the CPU's rounding, so the baseline cell, trained on another CPU, is no control.
+    glorot = _arm(study, INIT_CONTROL, "sigmoid")
     he, dense = _arm(study, INIT, "sigmoid"), _arm(study, INIT_DENSE, "sigmoid")
     if not (glorot and he and dense):
-        return Claim("init", text, arms, (), "", _missing(INIT, INIT_DENSE))
+        return Claim("init", text, arms, (), "", _missing(INIT_CONTROL, INIT, INIT_DENSE))
     named = {"Glorot": glorot, "He normal": he, "random normal": dense}
     steps = {name: arm.steps_to_leave_chance() for name, arm in named.items()}
     larger = [

@@ -139,9 +139,10 @@ class Comparison:
             median = show(
                 float(np.median(list(self.differences.values()))), self.measure, self.digits()
             )
+            # No "(split)" note: the rule, stated once in the report, says what this form means.
             return (
                 f"median {median}{unit}, {self.beyond} of {self.n} seeds above "
-                f"{self.measure.smallest_text()} (the seeds split: no mean or interval)"
+                f"{self.measure.smallest_text()}"
             )
         if self.interval is None:
             return f"{show(self.mean, self.measure)}{unit} ({self.n} seed{'s' * (self.n != 1)})"
@@ -213,11 +214,12 @@ def paired(
 
 
 def decimals(mean: float, low: float, high: float, measure: Measure) -> int:
-    """Decimals that the interval supports: its half-width's first significant digit."""
+    """Decimals that the interval supports: its half-width's first significant digit, three at
+    most (seeds that agree to rounding error support no more)."""
     half = (2**high - 2**low) / 2 if measure.log else (high - low) / 2 * measure.scale
     if half <= 0 or not math.isfinite(half):
         return 2
-    return max(0, -math.floor(math.log10(half)))
+    return min(3, max(0, -math.floor(math.log10(half))))
 
 
 def show(value: float, measure: Measure, digits: int = 2) -> str:

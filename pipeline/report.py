@@ -166,7 +166,7 @@ def claims_table(settled: Sequence[claims.Claim]) -> str:
                 "#": c.key,
                 "the claim": c.claim,
                 "tested by": c.arms,
-                "verdict": c.verdict
+                "verdict": c.verdict_by_part
                 + (f" ('{c.untested}' not tested)" if c.untested and not c.missing else ""),
             }
             for c in settled

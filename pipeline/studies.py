@@ -151,7 +151,7 @@ def budget_table(folder: Path, study: dict[str, dict[str, Arm]]) -> str:
     (train.json), the compute the study spent."""
     rows = []
     for cell, arms in study.items():
-        wall = folder / cell / "wall_seconds.json"
+        wall, machine = folder / cell / "wall_seconds.json", folder / cell / "machine.json"
         seconds = [s["train_seconds"] for arm in arms.values() for s in arm.summaries.values()]
         rows.append(
             {
@@ -164,6 +164,13 @@ def budget_table(folder: Path, study: dict[str, dict[str, Arm]]) -> str:
                     f"{json.loads(wall.read_text())['wall_seconds'] / 60:.0f} min"
                     if wall.is_file()
                     else "—"
+                ),
+                # The CPU's rounding moves a seed's trajectory: cells compared seed by seed
+                # should share one. tools/study.py records it since the init cells.
+                "CPU": (
+                    "{cpu}, {vector_extensions}".format(**json.loads(machine.read_text()))
+                    if machine.is_file()
+                    else "not recorded (the study's README)"
                 ),
             }
         )

@@ -113,4 +113,14 @@ def row(table: str, index: int) -> list[str]:
 def test_budget_reads_each_cells_wall_time_and_training_times(tmp_path):
     write_cell(tmp_path / "baseline", {"sigmoid": 0.45, "relu": 0.62})
     table = budget_table(tmp_path, read_study(tmp_path))
-    assert row(table, 0) == ["baseline", "4", "142 s [142, 143]", "10 min"]
+    assert row(table, 0) == [
+        "baseline",
+        "4",
+        "142 s [142, 143]",
+        "10 min",
+        "not recorded (the study's README)",
+    ]
+    machine = {"cpu": "Intel(R) Xeon(R) Processor", "vector_extensions": "AVX-512"}
+    (tmp_path / "baseline" / "machine.json").write_text(json.dumps(machine))
+    table = budget_table(tmp_path, read_study(tmp_path))
+    assert row(table, 0)[-1] == "Intel(R) Xeon(R) Processor, AVX-512"
