@@ -223,6 +223,33 @@ def batch_norm(claims: Mapping[str, Claim], study: Study) -> list[str]:
     return lines
 
 
+def initialisation(claims: Mapping[str, Claim]) -> str | None:
+    """Sigmoid's plateau under larger initial weights, each against Glorot on the same CPU."""
+    he, dense = _part(claims, "init", 0), _part(claims, "init", 1)
+    if he is None or dense is None:
+        return None
+    leans = {direction(c) for c in (he, dense)}
+    if UNSETTLED in leans:
+        return None
+    verbs = {
+        HIGHER: "lengthened",
+        LOWER: "shortened",
+        EQUAL: "did not change, to within one epoch of steps,",
+        UNCLEAR: "had no clear effect on",
+    }
+    if leans == {LOWER}:
+        lead = "**With sigmoid, larger initial weights helped it leave chance sooner:**"
+    elif HIGHER in leans and LOWER not in leans:
+        lead = "**With sigmoid, keep Keras' default initialisation (Glorot uniform):**"
+    else:
+        lead = "**Initialisation is no clear lever on sigmoid's plateau:**"
+    return (
+        f"{lead} larger convolution weights (He normal) {verbs[direction(he)]} its plateau "
+        f"({he.format()} against Glorot), larger dense weights (random normal) "
+        f"{verbs[direction(dense)]} it ({dense.format()})."
+    )
+
+
 def speed(claims: Mapping[str, Claim]) -> str | None:
     own, c = _part(claims, "6", 0), _part(claims, "6", 1)  # the activation alone; a whole step
     if c is None:
@@ -289,6 +316,7 @@ def when_to_use(claims: Mapping[str, Claim], study: Study) -> list[str]:
         family(claims),
         deeper(claims, study),
         *batch_norm(claims, study),
+        initialisation(claims),
         speed(claims),
         output(claims),
     ]

@@ -905,7 +905,34 @@ def initialisation(study: Study) -> Claim:
         tuple(Part(c) for c in larger),
         f"Steps to leave chance: {described}. Larger convolution weights (He normal − Glorot): "
         f"{larger[0].format()}; larger dense weights (random normal − Glorot): "
-        f"{larger[1].format()}.",
+        f"{larger[1].format()}.{other_cpu(glorot, _arm(study, BASELINE, 'sigmoid'))}",
+    )
+
+
+def other_cpu(control: Arm, baseline: Arm | None) -> str:
+    """The control against the baseline: the same params and seeds, another CPU."""
+    if baseline is None:
+        return ""
+
+    def cpu(arm: Arm) -> str:
+        return (
+            f"{arm.machine['cpu']} ({arm.machine['vector_extensions']})"
+            if arm.machine
+            else ("another CPU")
+        )
+
+    moved = control.stuck() != baseline.stuck() or _steps(control) != _steps(baseline)
+    return (
+        f" Glorot here is `{control.cell}`, the baseline's params and seeds trained again on "
+        f"{cpu(control)} beside the two init cells; `{baseline.cell}` trained on {cpu(baseline)}. "
+        f"Per seed, sigmoid left chance after {_steps(control)} steps there and after "
+        f"{_steps(baseline)} in `{baseline.cell}`: "
+        + (
+            "the plateau's length moved with the CPU's rounding alone, which is why each "
+            "initialiser is compared with the control trained on its own CPU."
+            if moved
+            else "the CPU did not move the plateau on these seeds."
+        )
     )
 
 

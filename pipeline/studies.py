@@ -33,6 +33,7 @@ class Arm:
     steps: dict[int, pd.DataFrame]  # per seed: the step curve of the first steps
     summaries: dict[int, dict]  # per seed: train.json
     test: dict[int, dict[str, float]]  # per seed: the headline test numbers
+    machine: dict | None = None  # the CPU it trained on (machine.json), where the cell kept it
 
     @property
     def seeds(self) -> list[int]:
@@ -88,6 +89,7 @@ def read_arms(cell: Path) -> dict[str, Arm]:
     params = parse_params(yaml.safe_load((cell / "params.yaml").read_text()))
     results = cell / "results"
     scored = ScoresOnTestSet.read(results)
+    machine = cell / "machine.json"
     arms = {}
     for activation in params.train.activations:
         folders = {s: results / "train" / activation / f"seed{s}" for s in params.train.seeds}
@@ -107,6 +109,7 @@ def read_arms(cell: Path) -> dict[str, Arm]:
             steps={s: pd.read_csv(f / "steps.csv") for s, f in folders.items()},
             summaries={s: json.loads((f / "train.json").read_text()) for s, f in folders.items()},
             test={int(s): n for s, n in scored.details[activation].per_seed.items()},
+            machine=json.loads(machine.read_text()) if machine.is_file() else None,
         )
     return arms
 

@@ -535,12 +535,34 @@ def test_initialisation_claim_reads_each_larger_initialiser_against_glorot():
     assert [p.verdict for p in claim.parts] == [NOT_SUPPORTED, SUPPORTED]
     assert claim.verdict == MIXED
     assert "(random normal − Glorot): +20.00 [+20.00, +20.00] steps" in claim.evidence
+    # He normal as Glorot, random normal 20 steps later: keep the default.
+    said = advice.initialisation({"init": claims.initialisation(study)})
+    assert said.startswith("**With sigmoid, keep Keras' default initialisation (Glorot uniform):**")
+    assert "(He normal) did not change, to within one epoch of steps, its plateau" in said
+    assert "larger dense weights (random normal) lengthened it" in said
     study["init-he-normal"] = {"sigmoid": arm("init-he-normal", "sigmoid", 0.45, **late)}
     assert claims.initialisation(study).verdict == SUPPORTED
+    assert (
+        "the CPU did not move the plateau on these seeds" in claims.initialisation(study).evidence
+    )
+    # The numbers reversed (Glorot late, both larger initialisers early): the advice reverses.
+    reversed_study = {
+        "init-glorot-uniform": {"sigmoid": arm("init-glorot-uniform", "sigmoid", 0.45, **late)},
+        "init-he-normal": {"sigmoid": arm("init-he-normal", "sigmoid", 0.45)},
+        "init-random-normal": {"sigmoid": arm("init-random-normal", "sigmoid", 0.45)},
+    }
+    said = advice.initialisation({"init": claims.initialisation(reversed_study)})
+    assert said.startswith(
+        "**With sigmoid, larger initial weights helped it leave chance sooner:**"
+    )
+    assert "shortened its plateau" in said and "shortened it" in said
     # Sigmoid's escape against the baseline's, trained on another CPU: no control.
     study["baseline"]["sigmoid"] = arm("baseline", "sigmoid", 0.45, **late)
-    assert claims.initialisation(study).verdict == SUPPORTED
+    moved = claims.initialisation(study)
+    assert moved.verdict == SUPPORTED
+    assert "the plateau's length moved with the CPU's rounding alone" in moved.evidence
     del study["init-glorot-uniform"]
+    assert advice.initialisation({"init": claims.initialisation(study)}) is None
     no_control = claims.initialisation(study)
     assert no_control.verdict == NOT_RUN and "`init-glorot-uniform`" in no_control.missing
     del study["init-random-normal"]
