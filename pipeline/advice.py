@@ -97,7 +97,13 @@ def shape(claims: Mapping[str, Claim], study: Study | None = None) -> str | None
     claim = claims.get("2")
     if claim is None or claim.missing:
         return None
-    centring = [direction(p.comparison) for p in claim.parts]
+    # Parts: test accuracy at σ's slope and at 1, then steps to leave chance at each.
+    centring = [direction(p.comparison) for p in claim.parts[:2]]
+    sooner = (
+        ", and it left chance sooner at both"
+        if all(direction(p.comparison) == HIGHER for p in claim.parts[2:])
+        else ", though it did not clearly leave chance sooner at both"
+    )
     steep = (study or {}).get(CENTRING, {}).get(STEEP)
     never = steep is not None and all(steep.stuck().values())
     warning = (
@@ -110,7 +116,7 @@ def shape(claims: Mapping[str, Claim], study: Study | None = None) -> str | None
         return (
             "**Need an S-shaped, bounded activation? Centre it on zero** (σ − ½, or 4σ − 2, "
             "which is 2·tanh(z/2): a tanh, scaled): centring alone raised test accuracy at both "
-            f"slopes (claim 2).{warning}"
+            f"slopes{sooner} (claim 2).{warning}"
         )
     if all(d in (EQUAL, LOWER) for d in centring):
         return (
@@ -160,7 +166,7 @@ def deeper(claims: Mapping[str, Claim], study: Study) -> str | None:
         if ties:
             growth += (
                 f"; the other seed{'s' * (len(ties) > 1)} had sigmoid at chance at both "
-                "depths, so by the rule the growth is not settled"
+                f"depths, so by the rule the growth is {c.verdict}"
             )
     (one, three), (relu_one, relu_three) = counts["sigmoid"], counts["relu"]
     n = len(c.differences)

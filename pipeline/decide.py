@@ -147,6 +147,10 @@ class Comparison:
         if self.interval is None:
             return f"{show(self.mean, self.measure)}{unit} ({self.n} seed{'s' * (self.n != 1)})"
         low, high = self.interval
+        if low == high:  # every seed's difference the same: no spread to show
+            value = self.mean * (1 if self.measure.log else self.measure.scale)
+            digits = 0 if round(float(value), 9).is_integer() else 2
+            return f"{show(self.mean, self.measure, digits)}{unit} on every seed ({self.n} seeds)"
         digits = decimals(self.mean, low, high, self.measure)
         # One more decimal while an end, rounded, would sit on the smallest effect: the reader
         # must see which side of it the interval ends.

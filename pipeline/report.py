@@ -321,6 +321,7 @@ def render_markdown(evidence: Evidence, params: Params) -> str:
         min_seeds=MIN_SEEDS,
         claims=evidence.claims,
         study_threshold=f"{ESCAPE_THRESHOLD:.2f}",
+        two_class_threshold=f"{escape_threshold(2):.3f}",
         claims_table=claims_table(evidence.claims),
         further=evidence.further,
         further_table=claims_table(evidence.further),

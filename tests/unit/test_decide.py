@@ -170,3 +170,10 @@ def test_an_interval_ending_near_zero_shows_which_side():
     assert drop.ends_unclear(low, high, 0) and not drop.ends_unclear(low, high, 1)
     assert "−0]" not in drop.format() and "+0]" not in drop.format()
     assert drop.format().startswith("−2.5 [−4.")
+
+
+def test_seeds_that_agree_exactly_are_said_to_agree_not_given_a_zero_width_interval():
+    steps = Measure("steps", 704.0, unit="steps")
+    same = paired("", steps, *arms([7040.0] * 5, [32.0] * 5))
+    assert same.format() == "+7,008 steps on every seed (5 seeds)"
+    assert same.verdict == SUPPORTED
