@@ -229,31 +229,54 @@ def batch_norm(claims: Mapping[str, Claim], study: Study) -> list[str]:
     return lines
 
 
-def initialisation(claims: Mapping[str, Claim]) -> str | None:
+def initialisation(claims: Mapping[str, Claim], study: Study) -> str | None:
     """Sigmoid's plateau under larger initial weights, each against Glorot on the same CPU."""
     he, dense = _part(claims, "init", 0), _part(claims, "init", 1)
-    if he is None or dense is None:
+    counts = study_claims.stuck_by_initialiser(study)
+    if he is None or dense is None or counts is None:
         return None
-    leans = {direction(c) for c in (he, dense)}
-    if UNSETTLED in leans:
-        return None
+    glorot = study[study_claims.INIT_CONTROL]["sigmoid"]
+    effects = {}
+    for name, c, cell in (
+        ("He normal", he, study_claims.INIT),
+        ("random normal", dense, study_claims.INIT_DENSE),
+    ):
+        lean = direction(c)
+        if lean == UNSETTLED:
+            return None
+        # Short of the effect only where both stayed at chance: longer, as far as the run shows.
+        if lean == UNCLEAR and study_claims.ties_at_floor(c, glorot, study[cell]["sigmoid"]):
+            lean = HIGHER
+        effects[name] = (lean, c)
     verbs = {
         HIGHER: "lengthened",
         LOWER: "shortened",
         EQUAL: "did not change, to within one epoch of steps,",
         UNCLEAR: "had no clear effect on",
     }
+    leans = {lean for lean, _ in effects.values()}
     if leans == {LOWER}:
         lead = "**With sigmoid, larger initial weights helped it leave chance sooner:**"
     elif HIGHER in leans and LOWER not in leans:
         lead = "**With sigmoid, keep Keras' default initialisation (Glorot uniform):**"
     else:
         lead = "**Initialisation is no clear lever on sigmoid's plateau:**"
-    return (
-        f"{lead} larger convolution weights (He normal) {verbs[direction(he)]} its plateau "
-        f"({he.format()} against Glorot), larger dense weights (random normal) "
-        f"{verbs[direction(dense)]} it ({dense.format()})."
-    )
+    stuck_glorot, n = counts["Glorot"]
+
+    def said(name: str, layer: str) -> str:
+        lean, c = effects[name]
+        stuck, _ = counts[name]
+        at_chance = (
+            f"; at chance for the whole run on {stuck} of {n} seeds, Glorot on {stuck_glorot}"
+            if stuck != stuck_glorot
+            else ""
+        )
+        return (
+            f"larger {layer} weights ({name}) {verbs[lean]} its plateau ({c.format()} against "
+            f"Glorot{at_chance})"
+        )
+
+    return f"{lead} {said('He normal', 'convolution')}, {said('random normal', 'dense')}."
 
 
 def speed(claims: Mapping[str, Claim]) -> str | None:
@@ -322,7 +345,7 @@ def when_to_use(claims: Mapping[str, Claim], study: Study) -> list[str]:
         family(claims),
         deeper(claims, study),
         *batch_norm(claims, study),
-        initialisation(claims),
+        initialisation(claims, study),
         speed(claims),
         output(claims),
     ]

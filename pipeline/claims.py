@@ -812,8 +812,17 @@ def depth_floor(study: Study) -> list[int]:
 def floor_ties(study: Study, widens: Comparison) -> list[int]:
     """The seeds whose gap did not grow by the smallest effect, when every one of them had
     sigmoid at chance at both depths (ties at the floor); otherwise none."""
-    short = [s for s, d in widens.differences.items() if d <= widens.threshold]
-    return short if short and set(short) <= set(depth_floor(study)) else []
+    s1, s3 = _arm(study, BASELINE, "sigmoid"), _arm(study, DEPTH, "sigmoid")
+    return ties_at_floor(widens, s1, s3) if s1 and s3 else []
+
+
+def ties_at_floor(comparison: Comparison, one: Arm, other: Arm) -> list[int]:
+    """The seeds whose difference fell short of the smallest effect, when every one of them was
+    at chance for the whole run in both arms: ties at the floor of what the run can show, not
+    seeds that went the other way; otherwise none."""
+    short = [s for s, d in comparison.differences.items() if d <= comparison.threshold]
+    both = {s for s in one.seeds if one.stuck().get(s) and other.stuck().get(s)}
+    return short if short and set(short) <= both else []
 
 
 def stuck_by_depth(study: Study) -> dict[str, tuple[int, int]] | None:
@@ -983,8 +992,19 @@ def initialisation(study: Study) -> Claim:
         for name in ("He normal", "random normal")
     ]
     described = "; ".join(
-        f"{name} {describe(arm, steps[name], lambda v: f'{v:.0f}')}" for name, arm in named.items()
+        f"{name} {describe(arm, steps[name], lambda v: f'{v:,.0f}')} ({_steps(arm)} per seed)"
+        for name, arm in named.items()
     )
+    floor = ""
+    for label, c in zip(("He normal", "random normal"), larger, strict=True):
+        ties = ties_at_floor(c, glorot, named[label])
+        if ties:
+            seeds = f"seed{'s' * (len(ties) > 1)} {', '.join(map(str, ties))}"
+            floor += (
+                f" Under {label} every seed short of the smallest effect ({seeds}) was at chance "
+                "for the whole run under Glorot too: a tie at the floor of what the run can "
+                f"show, not a seed where {label} shortened the plateau."
+            )
     return Claim(
         "init",
         text,
@@ -992,8 +1012,17 @@ def initialisation(study: Study) -> Claim:
         tuple(Part(c) for c in larger),
         f"Steps to leave chance: {described}. Larger convolution weights (He normal − Glorot): "
         f"{larger[0].format()}; larger dense weights (random normal − Glorot): "
-        f"{larger[1].format()}.{other_cpu(glorot, _arm(study, BASELINE, 'sigmoid'))}",
+        f"{larger[1].format()}.{floor}{other_cpu(glorot, _arm(study, BASELINE, 'sigmoid'))}",
     )
+
+
+def stuck_by_initialiser(study: Study) -> dict[str, tuple[int, int]] | None:
+    """Per initialiser: sigmoid's seeds at chance for the whole run, and its seeds."""
+    cells = {"Glorot": INIT_CONTROL, "He normal": INIT, "random normal": INIT_DENSE}
+    arms = {name: _arm(study, cell, "sigmoid") for name, cell in cells.items()}
+    if not all(arms.values()):
+        return None
+    return {name: (sum(a.stuck().values()), len(a.seeds)) for name, a in arms.items()}
 
 
 def other_cpu(control: Arm, baseline: Arm | None) -> str:

@@ -580,10 +580,10 @@ def test_initialisation_claim_reads_each_larger_initialiser_against_glorot():
     assert claim.verdict == MIXED
     assert "(random normal − Glorot): +20 steps on every seed (5 seeds)" in claim.evidence
     # He normal as Glorot, random normal 20 steps later: keep the default.
-    said = advice.initialisation({"init": claims.initialisation(study)})
+    said = advice.initialisation({"init": claims.initialisation(study)}, study)
     assert said.startswith("**With sigmoid, keep Keras' default initialisation (Glorot uniform):**")
     assert "(He normal) did not change, to within one epoch of steps, its plateau" in said
-    assert "larger dense weights (random normal) lengthened it" in said
+    assert "larger dense weights (random normal) lengthened its plateau" in said
     study["init-he-normal"] = {"sigmoid": arm("init-he-normal", "sigmoid", 0.45, **late)}
     assert claims.initialisation(study).verdict == SUPPORTED
     assert (
@@ -595,24 +595,46 @@ def test_initialisation_claim_reads_each_larger_initialiser_against_glorot():
         "init-he-normal": {"sigmoid": arm("init-he-normal", "sigmoid", 0.45)},
         "init-random-normal": {"sigmoid": arm("init-random-normal", "sigmoid", 0.45)},
     }
-    said = advice.initialisation({"init": claims.initialisation(reversed_study)})
+    said = advice.initialisation({"init": claims.initialisation(reversed_study)}, reversed_study)
     assert said.startswith(
         "**With sigmoid, larger initial weights helped it leave chance sooner:**"
     )
-    assert "shortened its plateau" in said and "shortened it" in said
+    assert said.count("shortened its plateau") == 2
     # Sigmoid's escape against the baseline's, trained on another CPU: no control.
     study["baseline"]["sigmoid"] = arm("baseline", "sigmoid", 0.45, **late)
     moved = claims.initialisation(study)
     assert moved.verdict == SUPPORTED
     assert "the plateau's length moved with the CPU's rounding alone" in moved.evidence
     del study["init-glorot-uniform"]
-    assert advice.initialisation({"init": claims.initialisation(study)}) is None
+    assert advice.initialisation({"init": claims.initialisation(study)}, study) is None
     no_control = claims.initialisation(study)
     assert no_control.verdict == NOT_RUN and "`init-glorot-uniform`" in no_control.missing
     assert no_control.missing.startswith("The study's cell `init-glorot-uniform` is not")
     del study["init-random-normal"]
     missing = claims.initialisation(study)
     assert missing.verdict == NOT_RUN and "`init-random-normal`" in missing.missing
+
+
+def test_an_initialiser_that_keeps_every_seed_at_chance_is_read_past_a_tie_at_the_floor():
+    glorot = arm("init-glorot-uniform", "sigmoid", 0.45)
+    stuck = {**glorot.histories, 46: glorot.histories[46].assign(val_accuracy=0.1)}
+    flat = {**glorot.steps, 46: glorot.steps[46].assign(val_accuracy=0.1)}  # step curve too
+    study = {
+        "init-glorot-uniform": {
+            "sigmoid": Arm(**{**glorot.__dict__, "histories": stuck, "steps": flat})
+        },
+        "init-he-normal": {"sigmoid": arm("init-he-normal", "sigmoid", 0.45)},
+        "init-random-normal": {"sigmoid": arm("init-random-normal", "sigmoid", 0.1, **STUCK)},
+    }
+    claim = claims.initialisation(study)
+    assert claim.parts[1].verdict == MIXED  # seed 46: at chance under both, a difference of 0
+    assert "Under random normal every seed short of the smallest effect (seed 46) was at" in (
+        claim.evidence
+    )
+    said = advice.initialisation({"init": claim}, study)
+    assert said.startswith("**With sigmoid, keep Keras' default initialisation (Glorot uniform):**")
+    assert "larger dense weights (random normal) lengthened its plateau" in said
+    assert "at chance for the whole run on 5 of 5 seeds, Glorot on 1" in said
 
 
 def test_the_claims_table_marks_a_half_no_comparison_measures():
