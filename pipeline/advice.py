@@ -255,28 +255,39 @@ def initialisation(claims: Mapping[str, Claim], study: Study) -> str | None:
         UNCLEAR: "had no clear effect on",
     }
     leans = {lean for lean, _ in effects.values()}
+    longer = [name for name, (lean, _) in effects.items() if lean == HIGHER]
     if leans == {LOWER}:
         lead = "**With sigmoid, larger initial weights helped it leave chance sooner:**"
-    elif HIGHER in leans and LOWER not in leans:
+    elif leans == {HIGHER}:
         lead = "**With sigmoid, keep Keras' default initialisation (Glorot uniform):**"
+    elif longer and LOWER not in leans:
+        named = {"random normal": "random normal (standard deviation 0.05)"}
+        lead = f"**With sigmoid, avoid {' and '.join(named.get(n, n) for n in longer)}:**"
     else:
         lead = "**Initialisation is no clear lever on sigmoid's plateau:**"
     stuck_glorot, n = counts["Glorot"]
 
-    def said(name: str, layer: str) -> str:
+    def said(name: str) -> str:
         lean, c = effects[name]
         stuck, _ = counts[name]
-        at_chance = (
+        notes = (
             f"; at chance for the whole run on {stuck} of {n} seeds, Glorot on {stuck_glorot}"
             if stuck != stuck_glorot
             else ""
         )
-        return (
-            f"larger {layer} weights ({name}) {verbs[lean]} its plateau ({c.format()} against "
-            f"Glorot{at_chance})"
-        )
+        if lean == UNCLEAR:  # say which way the seeds went
+            sooner = sum(d < -c.threshold for d in c.differences.values())
+            later = sum(d > c.threshold for d in c.differences.values())
+            notes += (
+                f"; sooner by more than {c.measure.smallest_text()} on {sooner} of {n} seeds, "
+                f"later on {later}"
+            )
+        return f"({name}) {verbs[lean]} its plateau ({c.format()} against Glorot{notes})"
 
-    return f"{lead} {said('He normal', 'convolution')}, {said('random normal', 'dense')}."
+    return (
+        f"{lead} larger convolution weights {said('He normal')}; larger dense and smaller "
+        f"convolution weights {said('random normal')}."
+    )
 
 
 def speed(claims: Mapping[str, Claim]) -> str | None:

@@ -581,13 +581,14 @@ def test_initialisation_claim_reads_each_larger_initialiser_against_glorot():
     assert "(random normal − Glorot): +20 steps on every seed (5 seeds)" in claim.evidence
     # He normal as Glorot, random normal 20 steps later: keep the default.
     said = advice.initialisation({"init": claims.initialisation(study)}, study)
-    assert said.startswith("**With sigmoid, keep Keras' default initialisation (Glorot uniform):**")
+    assert said.startswith("**With sigmoid, avoid random normal (standard deviation 0.05):**")
     assert "(He normal) did not change, to within one epoch of steps, its plateau" in said
-    assert "larger dense weights (random normal) lengthened its plateau" in said
+    assert "smaller convolution weights (random normal) lengthened its plateau" in said
     study["init-he-normal"] = {"sigmoid": arm("init-he-normal", "sigmoid", 0.45, **late)}
     assert claims.initialisation(study).verdict == SUPPORTED
     assert (
-        "the CPU did not move the plateau on these seeds" in claims.initialisation(study).evidence
+        "The CPU alone moved no seed by the smallest effect or more"
+        in claims.initialisation(study).evidence
     )
     # The numbers reversed (Glorot late, both larger initialisers early): the advice reverses.
     reversed_study = {
@@ -604,7 +605,10 @@ def test_initialisation_claim_reads_each_larger_initialiser_against_glorot():
     study["baseline"]["sigmoid"] = arm("baseline", "sigmoid", 0.45, **late)
     moved = claims.initialisation(study)
     assert moved.verdict == SUPPORTED
-    assert "the plateau's length moved with the CPU's rounding alone" in moved.evidence
+    assert (
+        "The CPU alone moved a seed by up to 20 steps, more than the smallest effect of 10"
+        in moved.evidence
+    )
     del study["init-glorot-uniform"]
     assert advice.initialisation({"init": claims.initialisation(study)}, study) is None
     no_control = claims.initialisation(study)
@@ -628,12 +632,12 @@ def test_an_initialiser_that_keeps_every_seed_at_chance_is_read_past_a_tie_at_th
     }
     claim = claims.initialisation(study)
     assert claim.parts[1].verdict == MIXED  # seed 46: at chance under both, a difference of 0
-    assert "Under random normal every seed short of the smallest effect (seed 46) was at" in (
+    assert "Under random normal, the only seed 46 short of the smallest effect never left" in (
         claim.evidence
     )
     said = advice.initialisation({"init": claim}, study)
-    assert said.startswith("**With sigmoid, keep Keras' default initialisation (Glorot uniform):**")
-    assert "larger dense weights (random normal) lengthened its plateau" in said
+    assert said.startswith("**With sigmoid, avoid random normal (standard deviation 0.05):**")
+    assert "smaller convolution weights (random normal) lengthened its plateau" in said
     assert "at chance for the whole run on 5 of 5 seeds, Glorot on 1" in said
 
 

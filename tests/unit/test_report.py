@@ -186,6 +186,7 @@ def report_params(url: str = "https://example.org/a.tar.gz") -> Params:
 
 def test_the_report_renders_every_section():
     text = render_markdown(evidence(), report_params())
+    assert text.startswith("# Sigmoid vs ReLU on ")  # the template's macros leave no blank line
     for heading in (
         "## The plateau",
         "## Results",
