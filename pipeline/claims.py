@@ -327,10 +327,7 @@ def offset_or_slope(study: Study, sigmoid: Arm, epoch: int = 0) -> str:
         f" σ − ½, with sigmoid's slope and no offset (claim 2's cell), passed {c.format()} as "
         "large a share of the output layer's gradient back to its first layer as σ"
     )
-    left = {
-        label: sum(not stuck for stuck in arm.stuck(epoch).values())
-        for label, arm in (("σ − ½", centred), ("σ", sigmoid))
-    }
+    left = {"σ − ½": left_chance(centred, epoch), "σ": left_chance(sigmoid, epoch)}
     if centred.stuck(epoch) != sigmoid.stuck(epoch):
         return (
             f"{kept} after epoch {epoch}, but by then σ − ½ had left chance on {left['σ − ½']} "
@@ -480,10 +477,8 @@ def after_the_plateau(s: Arm, r: Arm) -> str:
     learned = [seed for seed, stuck in s.stuck().items() if not stuck]
     if not learned:
         return ""
-    ratio = {
-        seed: attenuation(r, last_epoch)[seed] / attenuation(s, last_epoch)[seed]
-        for seed in learned
-    }
+    ours, theirs = attenuation(r, last_epoch), attenuation(s, last_epoch)
+    ratio = {seed: ours[seed] / theirs[seed] for seed in learned}
     bound = 1 + GRADIENT.smallest_effect
     if all(v >= bound for v in ratio.values()):
         said = "with both networks learning, ReLU's first layer still got the larger share"
@@ -501,11 +496,16 @@ def after_the_plateau(s: Arm, r: Arm) -> str:
     )
 
 
+def left_chance(arm: Arm, epoch: int) -> int:
+    """How many of the arm's seeds had left chance by the end of `epoch`."""
+    return sum(not stuck for stuck in arm.stuck(epoch).values())
+
+
 def same_state(s: Arm, r: Arm, epoch: int) -> str:
     """A caveat when, at `epoch`, the arms compared are not in the same state of training."""
     if s.stuck(epoch) == r.stuck(epoch):
         return ""
-    left = {a: sum(not v for v in arm.stuck(epoch).values()) for a, arm in (("σ", s), ("ReLU", r))}
+    left = {"σ": left_chance(s, epoch), "ReLU": left_chance(r, epoch)}
     return (
         f" By the end of epoch {epoch} ReLU had left chance on {left['ReLU']} of "
         f"{len(r.seeds)} seeds and sigmoid on {left['σ']}: the ratio describes the two networks "
