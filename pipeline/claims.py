@@ -783,7 +783,8 @@ def depth(study: Study) -> Claim:
         evidence += "."
     deep_stuck = [s for s, stuck in s3.stuck().items() if stuck]
     if deep_stuck:
-        learned = [v for s, v in s1.steps_to_leave_chance().items() if not s1.stuck()[s]]
+        stuck_shallow = s1.stuck()
+        learned = [v for s, v in s1.steps_to_leave_chance().items() if not stuck_shallow[s]]
         evidence += (
             f" At chance means through all {s3.total_steps:,} training steps of the run"
             + (
@@ -806,7 +807,7 @@ def depth_floor(study: Study) -> list[int]:
     s1, s3 = _arm(study, BASELINE, "sigmoid"), _arm(study, DEPTH, "sigmoid")
     if not (s1 and s3):
         return []
-    return [s for s in s3.seeds if s1.stuck().get(s) and s3.stuck().get(s)]
+    return at_chance_in_both(s1, s3)
 
 
 def floor_ties(study: Study, widens: Comparison) -> list[int]:
@@ -821,8 +822,13 @@ def ties_at_floor(comparison: Comparison, one: Arm, other: Arm) -> list[int]:
     at chance for the whole run in both arms: ties at the floor of what the run can show, not
     seeds that went the other way; otherwise none."""
     short = [s for s, d in comparison.differences.items() if d <= comparison.threshold]
-    both = {s for s in one.seeds if one.stuck().get(s) and other.stuck().get(s)}
-    return short if short and set(short) <= both else []
+    return short if short and set(short) <= set(at_chance_in_both(one, other)) else []
+
+
+def at_chance_in_both(one: Arm, other: Arm) -> list[int]:
+    """The seeds at chance for the whole run in both arms."""
+    first, second = one.stuck(), other.stuck()
+    return [s for s in other.seeds if first.get(s) and second.get(s)]
 
 
 def stuck_by_depth(study: Study) -> dict[str, tuple[int, int]] | None:
@@ -1054,7 +1060,8 @@ def other_cpu(control: Arm, baseline: Arm | None) -> str:
         "control": control.steps_to_leave_chance(),
         "baseline": baseline.steps_to_leave_chance(),
     }
-    both = [s for s in control.seeds if not (control.stuck()[s] and baseline.stuck()[s])]
+    floor = at_chance_in_both(baseline, control)
+    both = [s for s in control.seeds if s not in floor]
     moved = max((abs(steps["control"][s] - steps["baseline"][s]) for s in both), default=0.0)
     said = (
         f" Glorot here is `{control.cell}`: the baseline's params and seeds, trained again on "
