@@ -25,10 +25,12 @@ from pipeline.decide import (
     SUPPORTED,
     Comparison,
     Measure,
+    bonferroni,
     combine,
     direction,
     factor,
     paired,
+    seeds_for_count,
     seeds_split,
     split_outcome,
 )
@@ -57,7 +59,9 @@ CENTRED, STEEP, STEEP_CENTRED = (
     f"{FAMILY}sigmoid_x4",
     f"{FAMILY}sigmoid_x4_centred",
 )
-COUSINS = ("leaky_relu", "elu", "softplus")  # ReLU's positive part, without its zeros
+# Without ReLU's exact zeros: leaky ReLU and ELU keep its positive part exactly, softplus only
+# approaches it (log 2 at zero, within 0.01 of z from z = 4.7).
+COUSINS = ("leaky_relu", "elu", "softplus")
 NAMES = {
     "sigmoid": "σ",
     CENTRED: "σ − ½",
@@ -119,6 +123,10 @@ class Part:
     def title(self) -> str:
         return self.name or self.comparison.label
 
+    def verdict_at(self, level: float) -> str:
+        verdict = self.comparison.verdict_at(level)
+        return verdict if self.expects_effect else turned(verdict)
+
 
 def turned(verdict: str) -> str:
     """The verdict on 'no difference that matters' from the verdict on 'a difference'."""
@@ -146,6 +154,12 @@ class Claim:
             return NOT_RUN
         return combine([p.verdict for p in self.parts])
 
+    def verdict_at(self, level: float) -> str:
+        """The verdict with every comparison allowed an error of `level` instead of 5%."""
+        if self.missing:
+            return NOT_RUN
+        return combine([p.verdict_at(level) for p in self.parts])
+
     @property
     def verdict_by_part(self) -> str:
         """The verdict, with each part's own where the parts disagree."""
@@ -156,6 +170,65 @@ class Claim:
             return self.verdict
         each = "; ".join(f"{p.title}: {v}" for p, v in zip(self.parts, verdicts, strict=True))
         return f"{self.verdict} ({each})"
+
+
+def held_together(settled: Sequence[Claim]) -> str:
+    """What the verdicts become when all their comparisons together, not each alone, may err
+    with a 5% chance (Bonferroni), in a paragraph for the report."""
+    judged = [c for c in settled if not c.missing]
+    distinct = {
+        (
+            p.comparison.label,
+            p.comparison.measure.name,
+            tuple(p.comparison.differences.items()),
+        ): p.comparison
+        for c in judged
+        for p in c.parts
+    }
+    if len(distinct) < 2:
+        return ""
+    level = bonferroni(len(distinct))
+    changed = [c for c in judged if c.verdict_at(level) != c.verdict]
+    counted = [c.n for c in distinct.values() if c.split]
+    said = (
+        f"**Many comparisons at once.** These verdicts rest on {len(distinct)} comparisons, each "
+        "allowed a 5% chance of landing on the wrong side of its line, so by chance alone about "
+        "one in twenty may. Held to a 5% chance for all of them together (Bonferroni's "
+        f"correction, the simplest and a strict one: each t-interval at {100 * (1 - level):.4g}% "
+        "instead of 95%"
+    )
+    if counted:
+        said += (
+            f"; a count of seeds, used by {len(counted)} of them, then needs "
+            f"{seeds_for_count(level)} seeds that all agree, where it has {min(counted)}"
+        )
+    if not changed:
+        return said + "), no verdict changes."
+    rows = "".join(f"| {c.key} | {c.verdict} | {c.verdict_at(level)} |\n" for c in changed)
+    return (
+        f"{said}), {len(changed)} of the {len(judged)} verdicts change:\n\n"
+        "| claim | each alone | all together |\n| --- | --- | --- |\n" + rows
+    )
+
+
+def before_the_results(prespecified: Mapping | None, settled: Sequence[Claim]) -> str:
+    """Which verdicts the analysis as committed before the study's results would have given
+    otherwise (`prespecified`: its commit and verdict per claim key)."""
+    if not prespecified:
+        return ""
+    then = prespecified["verdicts"]
+    moved = [c for c in settled if c.key in then and then[c.key] != c.verdict]
+    said = (
+        "**Fixed before the results, and after.** The rule, every smallest effect and a first "
+        "set of comparisons per claim were committed before any cell of the study had finished "
+        f"(commit `{prespecified['commit']}`); some parts and the count of split seeds came "
+        "after results had been seen. Judged by that earlier analysis, "
+    )
+    if not moved:
+        return said + "every verdict is the same."
+    each = "; ".join(f"{c.key}: {then[c.key]}, now {c.verdict}" for c in moved)
+    verdicts = "1 verdict differs" if len(moved) == 1 else f"{len(moved)} verdicts differ"
+    return said + f"{verdicts} ({each})."
 
 
 # --- per-seed numbers of an arm -------------------------------------------------------------
@@ -620,8 +693,11 @@ def cheaper(timing: Mapping | None) -> Claim:
         f"{own.format().replace('seeds', samples)} as long with sigmoid as with ReLU; a whole "
         f"training step {step.format().replace('seeds', samples)}. The activations' share of a "
         f"step: sigmoid {share['sigmoid']:.1%}, ReLU {share['relu']:.1%}. Timed on "
-        f"{describe_machine(timing['machine'])}. The smallest effects that matter: a tenth of "
-        "the activation's own time, and a twentieth of a whole step, the time a user waits for.",
+        f"{describe_machine(timing['machine'])}, in one sitting: the intervals are over its "
+        "timing samples, not seeds, so they say how steady the timing was there, not how the "
+        "ratio moves from one CPU or build of TensorFlow to another. The smallest effects that "
+        "matter: a tenth of the activation's own time, and a twentieth of a whole step, the "
+        "time a user waits for.",
     )
 
 
@@ -652,7 +728,10 @@ def timing_samples(timing: Mapping, probes: Sequence[str]) -> tuple[dict, dict]:
 
 def sparsity(study: Study) -> Claim:
     text = "ReLU's sparsity makes learning efficient and curbs overfitting."
-    arms = "ReLU against leaky ReLU, ELU and softplus: the same positive part, no exact zeros"
+    arms = (
+        "ReLU against leaky ReLU and ELU, which keep its positive part exactly, and softplus, "
+        "which only approaches it; none has exact zeros"
+    )
     relu = _arm(study, SPARSITY, "relu")
     cousins = {c: _arm(study, SPARSITY, c) for c in COUSINS}
     if not relu or not all(cousins.values()):
@@ -966,7 +1045,35 @@ def batchnorm_unsteady(study: Study) -> Claim:
         f"{points(np.median(list(best['plain'].values())))} and "
         f"{points(np.median(list(final['plain'].values())))}; with "
         f"{points(np.median(list(best['bn'].values())))} and "
-        f"{points(np.median(list(final['bn'].values())))}.",
+        f"{points(np.median(list(final['bn'].values())))}.{test_drop(study, best, final)}",
+    )
+
+
+def test_drop(study: Study, best: Mapping[str, PerSeed], final: Mapping[str, PerSeed]) -> str:
+    """Where ReLU's test accuracy went with batch normalisation: a lower best epoch, a last
+    epoch further below its best, or both (validation accuracy, medians of per-seed values)."""
+    tested = batchnorm_test_accuracy(study).get("relu")
+    if tested is None:
+        return ""
+    seeds = sorted(set(best["plain"]) & set(best["bn"]))
+    lower_best = np.median([best["plain"][s] - best["bn"][s] for s in seeds])
+    short = {a: np.median([best[a][s] - final[a][s] for s in seeds]) for a in ("plain", "bn")}
+    trained = {
+        a: np.median(list(last(_arm(study, cell, "relu"), "accuracy").values()))
+        for a, cell in (("plain", BASELINE), ("bn", BATCHNORM))
+    }
+
+    def moved(value: float, up: str, down: str) -> str:
+        if round(value * 100, 1) == 0:
+            return "the same"
+        return f"{point_gap(abs(value))}{PP} {down if value > 0 else up}"
+
+    return (
+        f" ReLU's test accuracy, with − without: {tested.format()}. Per seed, on the validation "
+        f"images (medians): its best epoch was {moved(lower_best, 'higher', 'lower')} with "
+        f"batch normalisation, and its last epoch fell {point_gap(short['bn'])}{PP} short of "
+        f"the best ({point_gap(short['plain'])} without), while training accuracy at the last "
+        f"epoch reached {points(trained['bn'])} with it and {points(trained['plain'])} without."
     )
 
 
@@ -1031,7 +1138,9 @@ def initialisation(study: Study) -> Claim:
         tuple(Part(c) for c in larger),
         f"Steps to leave chance: {described}. Larger convolution weights (He normal − Glorot): "
         f"{larger[0].format()}; larger dense and smaller convolution weights (random normal − "
-        f"Glorot): {larger[1].format()}.{floor}{saturated}"
+        f"Glorot): {larger[1].format()}. Paired by seed, these arms share the order of the "
+        "training images only: their initial weights come from other distributions, so a seed's "
+        f"difference holds the draw's luck as well as the scheme.{floor}{saturated}"
         f"{other_cpu(glorot, _arm(study, BASELINE, 'sigmoid'))}",
     )
 

@@ -1,8 +1,9 @@
 """One decision rule for every claim, and the way its numbers are printed. Pure functions.
 
 A claim is tested by one or more comparisons. A comparison pairs two arms seed by seed (the same
-seed gives both the same data order and, where the shapes agree, the same initial draw) and looks
-at the differences, signed so that the claim predicts them to be positive. Its verdict:
+seed gives both the same data order and, where the shapes and the initialiser agree, the same
+initial draw) and looks at the differences, signed so that the claim predicts them to be positive.
+Its verdict:
 
 - *supported*: the whole 95% t-interval of the mean difference lies above the smallest effect that
   matters;
@@ -81,9 +82,12 @@ class Comparison:
     @property
     def interval(self) -> tuple[float, float] | None:
         """The 95% t-interval of the mean difference; None with fewer than two pairs."""
+        return self.interval_at(CONFIDENCE)
+
+    def interval_at(self, confidence: float) -> tuple[float, float] | None:
         if self.n < 2:
             return None
-        summary = summarize_values(list(self.differences.values()), CONFIDENCE)
+        summary = summarize_values(list(self.differences.values()), confidence)
         return summary["ci_low"], summary["ci_high"]
 
     @property
@@ -101,6 +105,17 @@ class Comparison:
         if self.split:
             return count_rule(self.n, self.beyond, self.threshold, self.differences.values())
         return rule(self.n, self.interval, self.threshold)
+
+    def verdict_at(self, level: float) -> str:
+        """The verdict when this comparison may err with probability `level` rather than 5%:
+        its t-interval at 1 − `level`; for seeds that split, the count's one-sided sign test
+        (every seed beyond the line: p = 1/2^n) must reach `level`, or it is not settled."""
+        if not self.split:
+            return rule(self.n, self.interval_at(1 - level), self.threshold)
+        verdict = self.verdict
+        if verdict in (SUPPORTED, NOT_SUPPORTED) and 0.5**self.n > level:
+            return NOT_SETTLED
+        return verdict
 
     def per_seed(self) -> str:
         """Each seed's difference, in the measure's units: '42: 2.1×, 43: 0.80×, …'."""
@@ -181,6 +196,16 @@ def count_rule(n: int, beyond: int, threshold: float, differences) -> str:
     if all(d < threshold for d in differences):
         return NOT_SUPPORTED
     return MIXED
+
+
+def bonferroni(count: int) -> float:
+    """The error level per comparison that holds `count` comparisons to 5% together."""
+    return (1 - CONFIDENCE) / count
+
+
+def seeds_for_count(level: float) -> int:
+    """The fewest seeds whose unanimous count reaches `level` by a one-sided sign test."""
+    return math.ceil(math.log2(1 / level))
 
 
 def combine(verdicts: Sequence[str]) -> str:

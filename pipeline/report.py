@@ -37,6 +37,7 @@ TUTORIAL = {
 }
 TEMPLATE = "report.md.j2"
 TIMING = "activation-cost.json"  # claim 6's timing experiment, in the study's folder
+PRESPECIFIED = "prespecified.json"  # verdicts by the analysis fixed before the study's results
 
 
 def _escapes(per_seed: Mapping[int, int | None]) -> str:
@@ -46,8 +47,15 @@ def _escapes(per_seed: Mapping[int, int | None]) -> str:
 class Evidence:
     """What the report is made from: this run, and the claims study committed beside it."""
 
-    def __init__(self, run: RunResults, study: claims.Study, timing: Mapping | None) -> None:
+    def __init__(
+        self,
+        run: RunResults,
+        study: claims.Study,
+        timing: Mapping | None,
+        prespecified: Mapping | None = None,
+    ) -> None:
         self.run, self.study, self.timing = run, study, timing
+        self.prespecified = prespecified
         self.claims = claims.judge_tutorial_claims(study, timing)
         self.further = claims.further(study)
 
@@ -58,6 +66,11 @@ class Evidence:
 
 def read_timing(study: Path) -> dict | None:
     path = study / TIMING
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_prespecified(study: Path) -> dict | None:
+    path = study / PRESPECIFIED
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -167,7 +180,11 @@ def claims_table(settled: Sequence[claims.Claim]) -> str:
                 "the claim": c.claim,
                 "tested by": c.arms,
                 "verdict": c.verdict_by_part
-                + (f" ('{c.untested}' not tested)" if c.untested and not c.missing else ""),
+                + (
+                    f", for the part tested; '{c.untested}' is not judged"
+                    if c.untested and not c.missing
+                    else ""
+                ),
             }
             for c in settled
         ]
@@ -325,6 +342,10 @@ def render_markdown(evidence: Evidence, params: Params) -> str:
         claims_table=claims_table(evidence.claims),
         further=evidence.further,
         further_table=claims_table(evidence.further),
+        held_together=claims.held_together([*evidence.claims, *evidence.further]),
+        before_the_results=claims.before_the_results(
+            evidence.prespecified, [*evidence.claims, *evidence.further]
+        ),
         reconcile=mechanism.reconcile(results.diagnostics["sigmoid"], results.diagnostics["relu"]),
         events=events(results),
         adam_note=mechanism.adam_note(
@@ -364,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         read_results(args.results, args.data, activations),
         studies.read_study(args.study),
         read_timing(args.study),
+        read_prespecified(args.study),
     )
     logged = logged_params(params, STAGE_PARAMS["report"])
     with tracking.stage_run("report", params.mlflow.experiment, logged):

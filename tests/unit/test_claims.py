@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline import advice, claims
-from pipeline.decide import MIXED, NOT_RUN, NOT_SETTLED, NOT_SUPPORTED, SUPPORTED
+from pipeline.decide import MIXED, NOT_RUN, NOT_SETTLED, NOT_SUPPORTED, SUPPORTED, paired
 from pipeline.model import TUTORIAL
 from pipeline.params import DataParams, EvaluateParams, MlflowParams, Params, TrainParams
 from pipeline.studies import Arm
@@ -639,6 +639,12 @@ def test_an_initialiser_that_keeps_every_seed_at_chance_is_read_past_a_tie_at_th
     assert said.startswith("**With sigmoid, avoid random normal (standard deviation 0.05):**")
     assert "smaller convolution weights (random normal) lengthened its plateau" in said
     assert "at chance for the whole run on 5 of 5 seeds, Glorot on 1" in said
+    # He normal: seed 46 left chance under it only; no clear effect, and which way the seeds went.
+    assert (
+        "(He normal) had no clear effect on its plateau (median +0 steps, 0 of 5 seeds above 10 "
+        "steps against Glorot; at chance for the whole run on 0 of 5 seeds, Glorot on 1; sooner "
+        "by more than 10 steps on 1 of 5 seeds, later on 0)" in said
+    )
 
 
 def test_the_claims_table_marks_a_half_no_comparison_measures():
@@ -647,7 +653,7 @@ def test_the_claims_table_marks_a_half_no_comparison_measures():
     study = {"baseline": baseline()}
     sooner = claims.starts_faster(study)
     table = claims_table([sooner, claims.depth(study)])
-    assert f"{sooner.verdict} ('converges faster' not tested)" in table
+    assert f"{sooner.verdict}, for the part tested; 'converges faster' is not judged" in table
     assert "not run yet" in table and "not run yet (" not in table  # missing: nothing to mark
     assert not sooner.no_worse
 
@@ -678,6 +684,18 @@ def test_batch_norm_verdicts_and_advice_follow_the_numbers(bn_train, bn_val, res
     assert "at the best epoch and at the last, median over seeds: without 50.0% and 50.0%" in (
         swing.evidence
     )
+    # Where ReLU's test accuracy went: a lower peak, a last epoch below its peak, or both.
+    drop = swing.evidence.split("ReLU's test accuracy, with − without: −5")[1]
+    if unsteady == SUPPORTED:  # best 0.55 against 0.50; last 0.45, 10 points below its best
+        assert (
+            "best epoch was 5.0 percentage points higher with batch normalisation, and its last "
+            "epoch fell 10.0 percentage points short of the best (0.0 without), while training "
+            "accuracy at the last epoch reached 45.0% with it and 50.0% without." in drop
+        )
+    else:
+        assert (
+            "best epoch was the same with batch normalisation, and its last epoch fell 0.0" in drop
+        )
     lines = advice.batch_norm({"BN-1": rescue, "BN-2": swing}, study)
     # The same test accuracy (0.45) with and without: the advice says so, not that it rose.
     assert "Test accuracy, with − without (not part of the claim" in rescue.evidence
@@ -693,3 +711,51 @@ def test_batch_norm_verdicts_and_advice_follow_the_numbers(bn_train, bn_val, res
         else "**Batch normalisation did not clearly rescue"
     )
     assert any("keep the best epoch" in line for line in lines) == (unsteady == SUPPORTED)
+
+
+def test_verdicts_held_together_are_judged_at_the_corrected_level():
+    def claim(key, higher, split=False):
+        lower = [0.1, 0.45, 0.1, 0.45, 0.45] if split else [0.45] * 5
+        comparison = paired(
+            "a − b",
+            claims.ACCURACY,
+            dict(zip(SEEDS, higher, strict=True)),
+            dict(zip(SEEDS, lower, strict=True)),
+            split,
+        )
+        return claims.Claim(key, "a claim", "two arms", (claims.Part(comparison),), "")
+
+    steady = claim("1", [0.60, 0.61, 0.62, 0.61, 0.60])
+    modest = claim("2", [0.47, 0.49, 0.48, 0.465, 0.495])
+    counted = claim("3", [0.6] * 5, split=True)
+    assert [c.verdict for c in (steady, modest, counted)] == [SUPPORTED] * 3
+    said = claims.held_together([steady, modest, counted])
+    assert "rest on 3 comparisons" in said and "each t-interval at 98.33% instead of 95%" in said
+    # Three comparisons: a level of 1/60 per comparison, which six unanimous seeds reach.
+    assert (
+        "a count of seeds, used by 1 of them, then needs 6 seeds that all agree, where it has 5"
+        in said
+    )
+    assert (
+        "| 2 | supported | mixed |" in said
+        and "| 3 | supported | not settled (too few seeds) |" in said
+    )
+    assert "| 1 |" not in said and "2 of the 3 verdicts change" in said
+    assert claims.held_together([steady, claim("2", [0.60, 0.62, 0.61, 0.60, 0.61])]).endswith(
+        "no verdict changes."
+    )
+    assert claims.held_together([steady]) == ""  # one comparison: nothing to correct
+
+
+def test_verdicts_the_earlier_analysis_gave_otherwise_are_named():
+    late = {"baseline": baseline(val=(0.1, 0.1, 0.3, 0.4))}  # sigmoid leaves chance late
+    settled = [claims.generalises({"baseline": baseline()}), claims.starts_faster(late)]
+    assert [c.verdict for c in settled] == [MIXED, SUPPORTED]
+    then = {"commit": "abc1234", "verdicts": {"5": MIXED, "4": MIXED, "9": SUPPORTED}}
+    said = claims.before_the_results(then, settled)
+    assert "(commit `abc1234`)" in said and said.endswith(
+        "1 verdict differs (4: mixed, now supported)."
+    )
+    same = {"commit": "abc1234", "verdicts": {"5": MIXED, "4": SUPPORTED}}
+    assert claims.before_the_results(same, settled).endswith("every verdict is the same.")
+    assert claims.before_the_results(None, settled) == ""

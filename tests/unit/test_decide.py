@@ -6,10 +6,12 @@ from pipeline.decide import (
     NOT_SUPPORTED,
     SUPPORTED,
     Measure,
+    bonferroni,
     combine,
     decimals,
     paired,
     rule,
+    seeds_for_count,
     split_outcome,
 )
 
@@ -39,6 +41,24 @@ def test_each_verdict_follows_the_interval_against_the_smallest_effect():
     assert noisy.verdict == MIXED
     few = paired("a − b", ACCURACY, *arms([0.60, 0.61, 0.62], [0.45] * 3))
     assert few.n == 3 and few.verdict == NOT_SETTLED
+
+
+def test_a_stricter_error_level_widens_the_interval_and_asks_more_seeds_of_a_count():
+    # Mean +3 points, t-interval about [+1.2, +4.8] at 95%: supported alone; at a level of
+    # 0.05 / 25 the interval reaches below 1 point, so the verdict becomes mixed.
+    modest = paired("a − b", ACCURACY, *arms([0.47, 0.49, 0.48, 0.465, 0.495], [0.45] * 5))
+    assert modest.verdict == SUPPORTED
+    assert modest.verdict_at(0.05) == SUPPORTED
+    assert modest.verdict_at(bonferroni(25)) == MIXED
+    # A large, steady effect stays supported at the stricter level.
+    clear = paired("a − b", ACCURACY, *arms([0.60, 0.61, 0.62, 0.61, 0.60], [0.45] * 5))
+    assert clear.verdict_at(bonferroni(25)) == SUPPORTED
+    # Five unanimous seeds: p = 1/32 by a sign test, enough for 5% but not for 0.2%.
+    counted = paired("a − b", ACCURACY, *arms([0.6] * 5, [0.1, 0.45, 0.1, 0.45, 0.45]), split=True)
+    assert counted.verdict == SUPPORTED and counted.verdict_at(0.05) == SUPPORTED
+    assert counted.verdict_at(bonferroni(25)) == NOT_SETTLED
+    assert seeds_for_count(bonferroni(25)) == 9 and 0.5**9 <= bonferroni(25) < 0.5**8
+    assert seeds_for_count(0.05) == 5
 
 
 def test_only_seeds_both_arms_have_are_paired():
