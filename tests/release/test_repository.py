@@ -4,9 +4,12 @@ and params.yaml produce, except where the data was read from; and nothing names 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
+import sys
 
+import pytest
 import yaml
 from project import PROJECT
 
@@ -161,3 +164,20 @@ def test_every_committed_study_cell_keeps_each_seeds_files():
                 for name in SEED_FILES:
                     path = f"{cell}/results/train/{activation}/seed{seed}/{name}"
                     assert path in tracked, f"{path} is not committed"
+
+
+def test_the_prespecified_verdicts_are_those_of_the_committed_study(tmp_path):
+    """prespecified.md and .json are what tools/prespecified.py writes from the committed study
+    (it needs the history back to the commit it judges by)."""
+    study = PROJECT / "reports/studies/claims"
+    commit = json.loads((study / "prespecified.json").read_text())["commit"]
+    known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=PROJECT)
+    if known.returncode != 0:
+        pytest.skip(f"this clone's history does not reach commit {commit}")
+    subprocess.run(
+        [sys.executable, "tools/prespecified.py", "--commit", commit, "--output", str(tmp_path)],
+        cwd=PROJECT,
+        check=True,
+    )
+    for name in ("prespecified.md", "prespecified.json"):
+        assert (tmp_path / name).read_text() == (study / name).read_text(), name
