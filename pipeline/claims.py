@@ -204,7 +204,7 @@ def held_together(settled: Sequence[Claim]) -> str:
         )
     if not changed:
         return said + "), no verdict changes."
-    rows = "".join(f"| {c.key} | {c.verdict} | {c.verdict_at(level)} |\n" for c in changed)
+    rows = "\n".join(f"| {c.key} | {c.verdict} | {c.verdict_at(level)} |" for c in changed)
     return (
         f"{said}), {len(changed)} of the {len(judged)} verdicts change:\n\n"
         "| claim | each alone | all together |\n| --- | --- | --- |\n" + rows
