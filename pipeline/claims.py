@@ -21,6 +21,7 @@ from pipeline.decide import (
     HIGHER,
     LOWER,
     NOT_RUN,
+    NOT_SETTLED,
     NOT_SUPPORTED,
     SUPPORTED,
     Comparison,
@@ -173,38 +174,37 @@ class Claim:
 
 
 def held_together(settled: Sequence[Claim]) -> str:
-    """What the verdicts become when all their comparisons together, not each alone, may err
-    with a 5% chance (Bonferroni), in a paragraph for the report."""
-    judged = [c for c in settled if not c.missing]
-    distinct = {
-        (
-            p.comparison.label,
-            p.comparison.measure.name,
-            tuple(p.comparison.differences.items()),
-        ): p.comparison
-        for c in judged
-        for p in c.parts
-    }
-    if len(distinct) < 2:
+    """What the verdicts become when all the claims together, not each alone, may be called
+    wrongly with a 5% chance (Bonferroni), in a paragraph for the report. A claim holds only when
+    every one of its comparisons does, so the claims, not the comparisons, are the family."""
+    judged = [c for c in settled if not c.missing and c.parts]
+    if len(judged) < 2:
         return ""
-    level = bonferroni(len(distinct))
+    level = bonferroni(len(judged))
+    needed = seeds_for_count(level)
     changed = [c for c in judged if c.verdict_at(level) != c.verdict]
-    counted = [c.n for c in distinct.values() if c.split]
+    counted = [p.comparison.n for c in judged for p in c.parts if p.comparison.split]
     said = (
-        f"**Many comparisons at once.** These verdicts rest on {len(distinct)} comparisons, each "
-        "allowed a 5% chance of landing on the wrong side of its line, so by chance alone about "
-        "one in twenty may. Held to a 5% chance for all of them together (Bonferroni's "
-        f"correction, the simplest and a strict one: each t-interval at {100 * (1 - level):.4g}% "
-        "instead of 95%"
+        "**Many claims at once.** A claim is supported only when every one of its comparisons "
+        "is, so each claim alone is called wrongly (supported or not supported) with a chance "
+        "of at most 5%, a chance that matters only where an effect lies near its smallest effect "
+        f"that matters. Held to 5% for all {len(judged)} claims together (Bonferroni's "
+        "correction, the simplest and a strict one: each t-interval at "
+        f"{100 * (1 - level):.4g}% instead of 95%"
     )
     if counted:
         said += (
-            f"; a count of seeds, used by {len(counted)} of them, then needs "
-            f"{seeds_for_count(level)} seeds that all agree, where it has {min(counted)}"
+            f"; a count of seeds then needs {needed} seeds that all agree, where the study has "
+            f"{min(counted)}, so every comparison that counts seeds becomes not settled, however "
+            "large its effect"
         )
     if not changed:
         return said + "), no verdict changes."
-    rows = "\n".join(f"| {c.key} | {c.verdict} | {c.verdict_at(level)} |" for c in changed)
+
+    def shown(verdict: str) -> str:
+        return f"not settled (a count needs {needed} seeds)" if verdict == NOT_SETTLED else verdict
+
+    rows = "\n".join(f"| {c.key} | {c.verdict} | {shown(c.verdict_at(level))} |" for c in changed)
     return (
         f"{said}), {len(changed)} of the {len(judged)} verdicts change:\n\n"
         "| claim | each alone | all together |\n| --- | --- | --- |\n" + rows
@@ -228,7 +228,16 @@ def before_the_results(prespecified: Mapping | None, settled: Sequence[Claim]) -
         return said + "every verdict is the same."
     each = "; ".join(f"{c.key}: {then[c.key]}, now {c.verdict}" for c in moved)
     verdicts = "1 verdict differs" if len(moved) == 1 else f"{len(moved)} verdicts differ"
-    return said + f"{verdicts} ({each})."
+    if all(c.verdict == SUPPORTED for c in moved):
+        way = ", toward supporting the claim" if len(moved) == 1 else ", each toward the claim"
+    elif all(then[c.key] == SUPPORTED for c in moved):
+        way = ", away from supporting the claim" if len(moved) == 1 else ", each away from it"
+    else:
+        way = ""
+    return (
+        said + f"{verdicts} ({each}){way}; the study's README names the later changes that "
+        "moved them."
+    )
 
 
 # --- per-seed numbers of an arm -------------------------------------------------------------
@@ -1050,30 +1059,45 @@ def batchnorm_unsteady(study: Study) -> Claim:
 
 
 def test_drop(study: Study, best: Mapping[str, PerSeed], final: Mapping[str, PerSeed]) -> str:
-    """Where ReLU's test accuracy went with batch normalisation: a lower best epoch, a last
-    epoch further below its best, or both (validation accuracy, medians of per-seed values)."""
+    """Where ReLU's test accuracy went with batch normalisation. On validation, means over seeds,
+    so the parts add up: the last epoch's drop = a lower best epoch + a last epoch further below
+    its best."""
     tested = batchnorm_test_accuracy(study).get("relu")
     if tested is None:
         return ""
+    arms = {"plain": _arm(study, BASELINE, "relu"), "bn": _arm(study, BATCHNORM, "relu")}
     seeds = sorted(set(best["plain"]) & set(best["bn"]))
-    lower_best = np.median([best["plain"][s] - best["bn"][s] for s in seeds])
-    short = {a: np.median([best[a][s] - final[a][s] for s in seeds]) for a in ("plain", "bn")}
-    trained = {
-        a: np.median(list(last(_arm(study, cell, "relu"), "accuracy").values()))
-        for a, cell in (("plain", BASELINE), ("bn", BATCHNORM))
-    }
 
-    def moved(value: float, up: str, down: str) -> str:
-        if round(value * 100, 1) == 0:
-            return "the same"
-        return f"{point_gap(abs(value))}{PP} {down if value > 0 else up}"
+    def mean(values) -> float:
+        return float(np.mean(list(values)))
 
+    lower_best = mean(best["plain"][s] - best["bn"][s] for s in seeds)
+    short = {a: mean(best[a][s] - final[a][s] for s in seeds) for a in ("plain", "bn")}
+    drop = lower_best + short["bn"] - short["plain"]
+
+    def median(arm: Arm, key: str) -> float:
+        return float(np.median([n[key] for n in arm.test.values()]))
+
+    def each(arm: Arm) -> str:
+        return ", ".join(points(n["test_accuracy"]) for _, n in sorted(arm.test.items()))
+
+    trained = {a: np.median(list(last(arm, "accuracy").values())) for a, arm in arms.items()}
     return (
-        f" ReLU's test accuracy, with − without: {tested.format()}. Per seed, on the validation "
-        f"images (medians): its best epoch was {moved(lower_best, 'higher', 'lower')} with "
-        f"batch normalisation, and its last epoch fell {point_gap(short['bn'])}{PP} short of "
-        f"the best ({point_gap(short['plain'])} without), while training accuracy at the last "
-        f"epoch reached {points(trained['bn'])} with it and {points(trained['plain'])} without."
+        f" ReLU's test accuracy, with − without: {tested.format()}; per seed, with "
+        f"{each(arms['bn'])}; without {each(arms['plain'])}. Its test loss, median over seeds: "
+        f"{median(arms['bn'], 'test_loss'):.2f} with, {median(arms['plain'], 'test_loss'):.2f} "
+        "without; the most predicted class took a median "
+        f"{points(median(arms['bn'], 'majority_share'))} of the test predictions with, "
+        f"{points(median(arms['plain'], 'majority_share'))} without. On the validation images "
+        f"(means over seeds), the last epoch scored {point_gap(drop)}{PP} lower with batch "
+        f"normalisation: {point_gap(lower_best)} from a lower best epoch, "
+        f"{point_gap(short['bn'] - short['plain'])} from a last epoch further below its best "
+        f"({point_gap(short['bn'])} below with, {point_gap(short['plain'])} without). The best "
+        "of ten swinging epochs is itself lifted by the swings, so part of that split measures "
+        "the unsteadiness again. Training accuracy at the last epoch: "
+        f"{points(trained['bn'])} with, {points(trained['plain'])} without. Whether the scores "
+        "fall because the batch statistics kept for testing lag the weights, or because the "
+        "network fits its training images too closely, the study does not test."
     )
 
 

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import claims, report, studies  # noqa: E402
+from pipeline.decide import Comparison  # noqa: E402
 
 BEFORE = "e8e2425"
 
@@ -57,10 +58,16 @@ def judged_at(commit: str, study, timing) -> list:
 
 
 def parts(claim) -> str:
-    return "; ".join(
-        f"{p.comparison.label} ({p.comparison.measure.name}): {p.comparison.format()}, {p.verdict}"
-        for p in claim.parts
-    )
+    """Each comparison of an earlier claim, its numbers printed as today's report prints them;
+    claim 6's "seeds" are timing samples."""
+    shown = []
+    for p in claim.parts:
+        c = p.comparison
+        numbers = Comparison(c.label, c.measure, dict(c.differences)).format()
+        if claim.key == "6":
+            numbers = numbers.replace("seeds", "timing samples")
+        shown.append(f"{c.label} ({c.measure.name}): {numbers}, {p.verdict}")
+    return "; ".join(shown)
 
 
 def table(commit: str, before: list, now: list) -> str:
@@ -79,9 +86,10 @@ def table(commit: str, before: list, now: list) -> str:
         f"# The claims as judged by the analysis of commit `{commit}`\n\n"
         "Written by `tools/prespecified.py` from the committed study: the verdicts of the "
         f"claims module as it stood at `{commit}`, before any cell of the study had finished, "
-        "beside the report's. Both read the same files; only the analysis differs.\n\n"
-        + "\n".join(rows)
-        + "\n"
+        "beside the report's. Both read the same files; only the analysis differs. The earlier "
+        "comparisons' numbers are printed as the report prints them (their 'points' are "
+        "percentage points); the study's README lists what changed after the results and "
+        "why.\n\n" + "\n".join(rows) + "\n"
     )
 
 

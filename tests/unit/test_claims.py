@@ -81,7 +81,14 @@ def arm(
         diagnostics=diagnostics,
         steps=steps,
         summaries={s: {"steps_per_epoch": PER_EPOCH} for s in seeds},
-        test={s: {"test_accuracy": accuracy + wobble[s]} for s in seeds},
+        test={
+            s: {
+                "test_accuracy": accuracy + wobble[s],
+                "test_loss": 2 - accuracy,
+                "majority_share": 0.15,
+            }
+            for s in seeds
+        },
     )
 
 
@@ -684,18 +691,17 @@ def test_batch_norm_verdicts_and_advice_follow_the_numbers(bn_train, bn_val, res
     assert "at the best epoch and at the last, median over seeds: without 50.0% and 50.0%" in (
         swing.evidence
     )
-    # Where ReLU's test accuracy went: a lower peak, a last epoch below its peak, or both.
+    # Where ReLU's test accuracy went: means on validation, so the parts add up.
     drop = swing.evidence.split("ReLU's test accuracy, with − without: −5")[1]
+    assert "Its test loss, median over seeds: 1.45 with, 1.40 without" in drop
     if unsteady == SUPPORTED:  # best 0.55 against 0.50; last 0.45, 10 points below its best
         assert (
-            "best epoch was 5.0 percentage points higher with batch normalisation, and its last "
-            "epoch fell 10.0 percentage points short of the best (0.0 without), while training "
-            "accuracy at the last epoch reached 45.0% with it and 50.0% without." in drop
+            "the last epoch scored 5.0 percentage points lower with batch normalisation: −5.0 "
+            "from a lower best epoch, 10.0 from a last epoch further below its best (10.0 below "
+            "with, 0.0 without)" in drop
         )
     else:
-        assert (
-            "best epoch was the same with batch normalisation, and its last epoch fell 0.0" in drop
-        )
+        assert "scored 0.0 percentage points lower with batch normalisation: 0.0 from" in drop
     lines = advice.batch_norm({"BN-1": rescue, "BN-2": swing}, study)
     # The same test accuracy (0.45) with and without: the advice says so, not that it rose.
     assert "Test accuracy, with − without (not part of the claim" in rescue.evidence
@@ -730,16 +736,12 @@ def test_verdicts_held_together_are_judged_at_the_corrected_level():
     counted = claim("3", [0.6] * 5, split=True)
     assert [c.verdict for c in (steady, modest, counted)] == [SUPPORTED] * 3
     said = claims.held_together([steady, modest, counted])
-    assert "rest on 3 comparisons" in said and "each t-interval at 98.33% instead of 95%" in said
-    # Three comparisons: a level of 1/60 per comparison, which six unanimous seeds reach.
-    assert (
-        "a count of seeds, used by 1 of them, then needs 6 seeds that all agree, where it has 5"
-        in said
-    )
-    assert (
-        "| 2 | supported | mixed |" in said
-        and "| 3 | supported | not settled (too few seeds) |" in said
-    )
+    assert "Held to 5% for all 3 claims together" in said
+    assert "each t-interval at 98.33% instead of 95%" in said
+    # Three claims: a level of 1/60 each, which six unanimous seeds reach and five do not.
+    assert "a count of seeds then needs 6 seeds that all agree, where the study has 5" in said
+    assert "| 2 | supported | mixed |" in said
+    assert "| 3 | supported | not settled (a count needs 6 seeds) |" in said
     assert "| 1 |" not in said and "2 of the 3 verdicts change" in said
     assert claims.held_together([steady, claim("2", [0.60, 0.62, 0.61, 0.60, 0.61])]).endswith(
         "no verdict changes."
@@ -753,8 +755,11 @@ def test_verdicts_the_earlier_analysis_gave_otherwise_are_named():
     assert [c.verdict for c in settled] == [MIXED, SUPPORTED]
     then = {"commit": "abc1234", "verdicts": {"5": MIXED, "4": MIXED, "9": SUPPORTED}}
     said = claims.before_the_results(then, settled)
-    assert "(commit `abc1234`)" in said and said.endswith(
-        "1 verdict differs (4: mixed, now supported)."
+    assert "(commit `abc1234`)" in said
+    assert "1 verdict differs (4: mixed, now supported), toward supporting the claim;" in said
+    away = {"commit": "abc1234", "verdicts": {"5": SUPPORTED, "4": SUPPORTED}}
+    assert "1 verdict differs (5: supported, now mixed), away from supporting the claim;" in (
+        claims.before_the_results(away, settled)
     )
     same = {"commit": "abc1234", "verdicts": {"5": MIXED, "4": SUPPORTED}}
     assert claims.before_the_results(same, settled).endswith("every verdict is the same.")
