@@ -60,17 +60,18 @@ class Evidence:
         self.further = claims.further(study)
 
     @property
+    def settled(self) -> list[claims.Claim]:
+        """The tutorial's claims, then the further questions."""
+        return [*self.claims, *self.further]
+
+    @property
     def by_key(self) -> dict[str, claims.Claim]:
-        return {c.key: c for c in (*self.claims, *self.further)}
+        return {c.key: c for c in self.settled}
 
 
-def read_timing(study: Path) -> dict | None:
-    path = study / TIMING
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def read_prespecified(study: Path) -> dict | None:
-    path = study / PRESPECIFIED
+def read_study_file(study: Path, name: str) -> dict | None:
+    """A JSON file the study keeps beside its cells (TIMING, PRESPECIFIED); None when absent."""
+    path = study / name
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -342,10 +343,8 @@ def render_markdown(evidence: Evidence, params: Params) -> str:
         claims_table=claims_table(evidence.claims),
         further=evidence.further,
         further_table=claims_table(evidence.further),
-        held_together=claims.held_together([*evidence.claims, *evidence.further]),
-        before_the_results=claims.before_the_results(
-            evidence.prespecified, [*evidence.claims, *evidence.further]
-        ),
+        held_together=claims.held_together(evidence.settled),
+        before_the_results=claims.before_the_results(evidence.prespecified, evidence.settled),
         reconcile=mechanism.reconcile(results.diagnostics["sigmoid"], results.diagnostics["relu"]),
         events=events(results),
         adam_note=mechanism.adam_note(
@@ -384,8 +383,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     evidence = Evidence(
         read_results(args.results, args.data, activations),
         studies.read_study(args.study),
-        read_timing(args.study),
-        read_prespecified(args.study),
+        read_study_file(args.study, TIMING),
+        read_study_file(args.study, PRESPECIFIED),
     )
     logged = logged_params(params, STAGE_PARAMS["report"])
     with tracking.stage_run("report", params.mlflow.experiment, logged):

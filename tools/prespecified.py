@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, help="the folder to write to (default: --study)")
     args = parser.parse_args(argv)
     output = args.output or args.study
-    study, timing = studies.read_study(args.study), report.read_timing(args.study)
+    study = studies.read_study(args.study)
+    timing = report.read_study_file(args.study, report.TIMING)
     now = claims.judge_tutorial_claims(study, timing) + claims.further(study)
     before = judged_at(args.commit, study, timing)
     (output / "prespecified.md").write_text(table(args.commit, before, now))
