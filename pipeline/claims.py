@@ -1054,18 +1054,23 @@ def batchnorm_unsteady(study: Study) -> Claim:
         f"{points(np.median(list(best['plain'].values())))} and "
         f"{points(np.median(list(final['plain'].values())))}; with "
         f"{points(np.median(list(best['bn'].values())))} and "
-        f"{points(np.median(list(final['bn'].values())))}.{test_drop(study, best, final)}",
+        f"{points(np.median(list(final['bn'].values())))}."
+        f"{test_drop(study, {'plain': plain, 'bn': bn}, best, final)}",
     )
 
 
-def test_drop(study: Study, best: Mapping[str, PerSeed], final: Mapping[str, PerSeed]) -> str:
+def test_drop(
+    study: Study,
+    arms: Mapping[str, Arm],
+    best: Mapping[str, PerSeed],
+    final: Mapping[str, PerSeed],
+) -> str:
     """Where ReLU's test accuracy went with batch normalisation. On validation, means over seeds,
     so the parts add up: the last epoch's drop = a lower best epoch + a last epoch further below
     its best."""
     tested = batchnorm_test_accuracy(study).get("relu")
     if tested is None:
         return ""
-    arms = {"plain": _arm(study, BASELINE, "relu"), "bn": _arm(study, BATCHNORM, "relu")}
     seeds = sorted(set(best["plain"]) & set(best["bn"]))
 
     def mean(values) -> float:
